@@ -1,0 +1,72 @@
+/* HTTP/1.1 server on libuv: accepts connections, feeds bytes to the I/O-free
+ * parser (protocol/http_parser.h), hands each complete request to the role's
+ * handler and writes its response. Keep-alive; requests on one connection are
+ * answered in order (reading pauses while one is being handled). Malformed input
+ * is answered here with a JSON error and the connection is closed: 400, 413, 431,
+ * 501, 505. Connections idle (or too slow to send a request) for idle_timeout_ms
+ * are closed.
+ *
+ * Ownership: the server owns its connections. A request handed to the handler
+ * stays valid until the handler answers it (http_conn_respond) or takes the socket
+ * (http_conn_detach); the handler must do exactly one, possibly later. If the peer
+ * goes away meanwhile, the connection lingers until then and the answer is dropped. */
+#ifndef DSOCK_HTTP_SERVER_H
+#define DSOCK_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "protocol/http_parser.h"
+
+typedef struct http_server http_server_t;
+typedef struct http_conn http_conn_t;
+
+typedef struct http_server_config {
+    http_limits_t limits;
+    unsigned idle_timeout_ms;  /* keep-alive idle and slow-request bound */
+    size_t max_connections;    /* over it new connections are accepted and closed at once */
+} http_server_config_t;
+
+typedef void (*http_handler_fn)(void *ud, http_conn_t *c, const http_request_t *req);
+
+/* Never NULL. The config is copied. */
+http_server_t *http_server_new(uv_loop_t *loop, const http_server_config_t *cfg,
+                               http_handler_fn handler, void *ud);
+
+/* Binds and listens on "host:port" or ":port" (all interfaces). Returns 0, or a
+ * negative libuv error with a message for a person in err. */
+int http_server_listen(http_server_t *s, const char *address, char *err, size_t errlen);
+
+/* The bound port (useful with port 0), or -1. */
+int http_server_port(const http_server_t *s);
+
+/* Stops listening, closes every connection (pending handlers still must answer;
+ * their answers are dropped), frees the server and calls done (may be NULL) once
+ * every handle is closed. */
+void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud);
+
+/* Answers the current request. Adds Content-Type: application/json, Content-Length
+ * and Connection headers; extra_headers (NULL or lines each ending in "\r\n") are
+ * added as given. The body is copied. */
+void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, const char *body,
+                       size_t body_len);
+
+/* Answers {"success":false,"error":message,"errorCode":code} with status. */
+void http_conn_respond_error(http_conn_t *c, int status, const char *code, const char *message);
+
+/* True when the peer has gone away while its request is pending. */
+bool http_conn_is_gone(const http_conn_t *c);
+
+/* Takes the socket out of the server for another protocol (WebSocket). The server
+ * stops reading from it and forgets it; the caller owns the returned handle (its
+ * data field is free to use) and must uv_close() it and free() it in the close
+ * callback. Bytes that followed the request are copied to *rest (caller frees,
+ * NULL when none). Returns NULL when the peer is already gone (the server then
+ * cleans up itself). */
+uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len);
+
+/* Peer address as text ("127.0.0.1:5555"), for logs. */
+const char *http_conn_peer(const http_conn_t *c);
+
+#endif

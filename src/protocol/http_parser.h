@@ -1,0 +1,98 @@
+/* HTTP/1.1 request parser: an I/O-free engine over llhttp. Bytes go in with
+ * http_parser_feed(); a complete request comes out, with its query string decoded
+ * into parameters and its headers and body bounded by configurable limits.
+ * Once it fails it stays failed (sticky error), like hiredis' reader.
+ *
+ * Ownership: the parser owns every string in the request it exposes; they stay
+ * valid until http_parser_reset() or http_parser_free(). */
+#ifndef DSOCK_HTTP_PARSER_H
+#define DSOCK_HTTP_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum http_method {
+    HTTP_METHOD_OTHER = 0,
+    HTTP_METHOD_GET,
+    HTTP_METHOD_HEAD,
+    HTTP_METHOD_POST,
+    HTTP_METHOD_PUT,
+    HTTP_METHOD_DELETE,
+    HTTP_METHOD_OPTIONS,
+} http_method_t;
+
+typedef struct http_limits {
+    size_t max_header_bytes; /* request line + all headers; over it: 431 */
+    size_t max_headers;      /* header count; over it: 431 */
+    size_t max_body_bytes;   /* body (Content-Length or chunked total); over it: 413 */
+} http_limits_t;
+
+typedef struct http_kv {
+    char *key;     /* NUL-terminated; header names are lower-cased */
+    size_t key_len;
+    char *value;   /* NUL-terminated, percent-decoded for query parameters */
+    size_t value_len;
+} http_kv_t;
+
+typedef struct http_request {
+    http_method_t method;
+    const char *method_name; /* e.g. "GET", static storage */
+    char *path;              /* percent-decoded path without the query, NUL-terminated */
+    http_kv_t *query;        /* decoded query parameters, in order of appearance */
+    size_t query_count;
+    http_kv_t *headers;      /* names lower-cased, values with surrounding spaces trimmed */
+    size_t header_count;
+    char *body;              /* NUL-terminated for convenience; may contain NULs */
+    size_t body_len;
+    bool keep_alive;         /* the connection may carry another request */
+    bool upgrade;            /* Connection: upgrade with an Upgrade header */
+} http_request_t;
+
+typedef enum http_parse_status {
+    HTTP_PARSE_NEED_MORE = 0, /* all bytes consumed, request not complete yet */
+    HTTP_PARSE_DONE = 1,      /* a request is complete: see http_parser_request() */
+    HTTP_PARSE_ERROR = -1,    /* see http_parser_error_status()/_error_message() */
+} http_parse_status_t;
+
+typedef struct http_parser http_parser_t;
+
+/* Limits are copied. Never returns NULL (aborts on OOM). */
+http_parser_t *http_parser_new(const http_limits_t *limits);
+void http_parser_free(http_parser_t *p); /* NULL is a no-op */
+
+/* Feeds bytes. *consumed is set to how many were used: on DONE the rest belong to the
+ * next request (or, for an upgrade, to the new protocol); on NEED_MORE it equals len.
+ * After DONE, feeding again without reset returns DONE with *consumed = 0. */
+http_parse_status_t http_parser_feed(http_parser_t *p, const char *data, size_t len,
+                                     size_t *consumed);
+
+/* The peer closed its side: completes a request that ends at EOF, or errors. */
+http_parse_status_t http_parser_finish(http_parser_t *p);
+
+/* Valid after DONE, until reset/free. */
+const http_request_t *http_parser_request(const http_parser_t *p);
+
+/* After ERROR: the HTTP status to answer with (400, 413, 431, 501, 505) and a short
+ * human-readable reason. */
+int http_parser_error_status(const http_parser_t *p);
+const char *http_parser_error_message(const http_parser_t *p);
+
+/* True once the request line and headers have started arriving (used to tell an
+ * idle keep-alive connection from a slow request). */
+bool http_parser_in_progress(const http_parser_t *p);
+
+/* Ready for the next request on the same connection; frees the previous one. */
+void http_parser_reset(http_parser_t *p);
+
+/* Lookups on a parsed request. Return NULL when absent; the first occurrence wins. */
+const http_kv_t *http_request_query(const http_request_t *r, const char *key);
+const http_kv_t *http_request_header(const http_request_t *r, const char *lower_name);
+
+/* Does the comma-separated header value list contain token (case-insensitive)? */
+bool http_header_has_token(const http_kv_t *h, const char *token);
+
+/* The standard reason phrase for a status code ("Not Found"), or "Unknown". */
+const char *http_status_reason(int status);
+
+#endif

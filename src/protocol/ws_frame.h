@@ -1,0 +1,100 @@
+/* RFC 6455 frame engine for the server side: I/O-free, like wslay. The parser
+ * consumes client bytes and reports events; data-message payloads are validated
+ * (masking, UTF-8 for text, size limit) but not kept, because dsock has no
+ * upstream path (contract: client messages are read and discarded). Control frame
+ * payloads (<= 125 bytes) are kept in the parser so ping/close can be answered.
+ * The encoder writes server (unmasked) frames.
+ *
+ * Ownership: the parser is a plain struct embedded by the caller (no heap); event
+ * payload pointers point into the parser and are valid until the next feed. */
+#ifndef DSOCK_WS_FRAME_H
+#define DSOCK_WS_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    WS_OP_CONT = 0x0,
+    WS_OP_TEXT = 0x1,
+    WS_OP_BINARY = 0x2,
+    WS_OP_CLOSE = 0x8,
+    WS_OP_PING = 0x9,
+    WS_OP_PONG = 0xA,
+};
+
+enum {
+    WS_CLOSE_NORMAL = 1000,
+    WS_CLOSE_GOING_AWAY = 1001,
+    WS_CLOSE_PROTOCOL_ERROR = 1002,
+    WS_CLOSE_UNSUPPORTED = 1003,
+    WS_CLOSE_NO_STATUS = 1005,  /* never sent on the wire */
+    WS_CLOSE_ABNORMAL = 1006,   /* never sent on the wire */
+    WS_CLOSE_INVALID_DATA = 1007,
+    WS_CLOSE_POLICY = 1008,
+    WS_CLOSE_TOO_BIG = 1009,
+    WS_CLOSE_INTERNAL = 1011,
+};
+
+typedef enum ws_event_type {
+    WS_EVENT_NONE = 0,  /* input exhausted, nothing to report */
+    WS_EVENT_PING,      /* payload/payload_len: echo it in a pong */
+    WS_EVENT_PONG,
+    WS_EVENT_MESSAGE,   /* a data message completed; opcode + total length */
+    WS_EVENT_CLOSE,     /* peer sent close: close_code (1005 if none), reason */
+    WS_EVENT_ERROR,     /* protocol violation: close_code says what to send; sticky */
+} ws_event_type_t;
+
+typedef struct ws_event {
+    ws_event_type_t type;
+    int opcode;                 /* WS_EVENT_MESSAGE: WS_OP_TEXT or WS_OP_BINARY */
+    uint64_t message_len;       /* WS_EVENT_MESSAGE */
+    const uint8_t *payload;     /* PING/PONG/CLOSE: control payload (close: the reason) */
+    size_t payload_len;
+    uint16_t close_code;        /* CLOSE: peer's code; ERROR: code to send (1002/1007/1009) */
+    const char *error;          /* ERROR: short static description */
+} ws_event_t;
+
+typedef struct ws_parser {
+    uint64_t max_message;       /* limit for a whole (possibly fragmented) message */
+    /* private state below; zeroed by ws_parser_init */
+    uint8_t state;
+    uint8_t hdr[14];
+    uint8_t hdr_len;
+    uint8_t hdr_need;
+    uint8_t opcode;             /* current frame */
+    uint8_t fin;
+    uint8_t msg_opcode;         /* current data message (0: none in progress) */
+    uint8_t mask[4];
+    uint8_t failed;
+    uint64_t frame_len;
+    uint64_t frame_pos;
+    uint64_t msg_len;
+    uint32_t utf8_state;
+    uint8_t ctrl[125];
+    uint8_t ctrl_len;
+} ws_parser_t;
+
+void ws_parser_init(ws_parser_t *p, uint64_t max_message);
+
+/* Consumes bytes from data[0..len) until one event is ready or input runs out.
+ * Returns the number of bytes consumed; *ev says what happened (WS_EVENT_NONE when
+ * the input was exhausted without an event). Call again with the rest while bytes
+ * remain. The data buffer may be modified (unmasked in place). After an ERROR
+ * event every later call returns 0 bytes and the same ERROR. */
+size_t ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, ws_event_t *ev);
+
+/* Largest server frame header. */
+#define WS_FRAME_HEADER_MAX 10
+
+/* Writes the header of an unmasked, final server frame; returns its length (2..10). */
+size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], int opcode, uint64_t payload_len);
+
+/* Writes a close payload (2-byte code + reason truncated to fit 123 bytes at a UTF-8
+ * boundary) into out[125]; returns its length. */
+size_t ws_close_payload(uint8_t out[125], uint16_t code, const char *reason);
+
+/* Is this a close code a peer may send (RFC 6455 7.4, IANA registry)? */
+bool ws_close_code_valid(uint16_t code);
+
+#endif

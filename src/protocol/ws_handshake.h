@@ -1,0 +1,29 @@
+/* The server side of the RFC 6455 opening handshake, I/O-free: validates the
+ * client's upgrade request headers and computes Sec-WebSocket-Accept. */
+#ifndef DSOCK_WS_HANDSHAKE_H
+#define DSOCK_WS_HANDSHAKE_H
+
+#include <stddef.h>
+
+#include "protocol/http_parser.h"
+
+#define WS_ACCEPT_LEN 28 /* base64 of a SHA-1 digest */
+
+typedef enum ws_handshake_status {
+    WS_HANDSHAKE_OK = 0,
+    WS_HANDSHAKE_NOT_UPGRADE = -1,   /* not a WebSocket upgrade at all: 400 (426 with Upgrade) */
+    WS_HANDSHAKE_BAD_METHOD = -2,    /* not GET: 405 */
+    WS_HANDSHAKE_BAD_VERSION = -3,   /* Sec-WebSocket-Version is not 13: 426 + "Sec-WebSocket-Version: 13" */
+    WS_HANDSHAKE_BAD_KEY = -4,       /* missing or not base64 of 16 bytes: 400 */
+} ws_handshake_status_t;
+
+/* Checks method, Upgrade: websocket, Connection: upgrade, version 13 and the key.
+ * On OK writes the Sec-WebSocket-Accept value plus NUL into accept_out. *why gets a
+ * static message for the error case. */
+ws_handshake_status_t ws_handshake_check(const http_request_t *req,
+                                         char accept_out[WS_ACCEPT_LEN + 1], const char **why);
+
+/* Sec-WebSocket-Accept for a key (RFC 6455 4.2.2); out gets 28 chars + NUL. */
+void ws_handshake_accept(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1]);
+
+#endif
