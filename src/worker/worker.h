@@ -1,0 +1,47 @@
+/* The worker role: accepts WebSocket clients on GET /connect (claim or JWT,
+ * checked before the 101), keeps them in a local index by id and by user, and
+ * delivers the messages the store hands it: each message is encoded into one
+ * WebSocket frame, once, and the same bytes are written to every matching
+ * connection. Pings every ping_interval from one sweep timer per loop (no timer
+ * per connection); closes clients silent for ping_timeout.
+ *
+ * Ownership: the worker owns its connections and their sockets. It keeps the
+ * store pointer (the caller keeps the store alive until worker_close is done). */
+#ifndef DSOCK_WORKER_H
+#define DSOCK_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "net/http_server.h"
+#include "store/store.h"
+
+typedef struct worker worker_t;
+
+typedef struct worker_config {
+    const char *id;               /* worker id (UUIDv4); copied */
+    const char *jwt_secret;       /* NULL: JWTs are refused; copied */
+    unsigned ping_interval_s;
+    unsigned ping_timeout_s;
+    uint64_t max_message_bytes;   /* client message limit: close 1009 above */
+    uint64_t max_queued_bytes;    /* per connection unsent bytes: close 1008 above */
+} worker_config_t;
+
+/* Attaches to the store (store_worker_attach) and starts the sweep timer.
+ * Never NULL. */
+worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg);
+
+/* Handles the request if it is for the worker (path /connect) and returns true;
+ * returns false without touching the connection otherwise. */
+bool worker_handle(worker_t *w, http_conn_t *c, const http_request_t *req);
+
+/* Number of open WebSocket connections. */
+size_t worker_connection_count(const worker_t *w);
+
+/* Closes every connection with 1001 (going away), unregisters them, stops the
+ * timer, frees the worker, then calls done (may be NULL). */
+void worker_close(worker_t *w, void (*done)(void *ud), void *ud);
+
+#endif
