@@ -41,7 +41,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build-fuzz/%)
 
-.PHONY: all unit fuzz clean
+.PHONY: all unit unit-build fuzz clean
 all: $(BUILD)/dsock
 
 $(BUILD)/dsock: $(OBJS) $(LLHTTP_OBJS) $(PROTO_OBJS)
@@ -65,6 +65,8 @@ $(BUILD)/src/%.o: src/%.c
 $(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -I$(LLHTTP_INC) -std=c11 $(OPT) $(SANFLAGS) -w -c -o $@ $<
+
+unit-build: $(UNIT_BINS)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done

@@ -1,0 +1,379 @@
+/* The API role. Each handler: authenticate, validate parameters in the order of
+ * docs/api.md, make exactly one store call, answer JSON. The request context is
+ * the only allocation per request and lives until the store answers. */
+#include "api/api.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/rand.h"
+#include "protocol/utf8.h"
+
+#define CLAIM_DEFAULT_DURATION 60
+
+struct api {
+    store_t *store;
+    uint8_t token_digest[SHA256_DIGEST_LENGTH];
+};
+
+typedef enum { TARGET_NONE, TARGET_ID, TARGET_USER } target_kind_t;
+
+/* What a pending request needs when the store answers. */
+typedef struct api_request {
+    http_conn_t *conn;
+    target_kind_t target_kind;
+    /* /claim answers with what it stored */
+    char claim_id[RAND_ID_LEN + 1];
+    char *claim_id_given;
+    char *user;
+    char *session;
+    int64_t expiration;
+} api_request_t;
+
+api_t *api_new(store_t *store, const api_config_t *cfg) {
+    api_t *a = mem_calloc(1, sizeof *a);
+    a->store = store;
+    SHA256((const unsigned char *)cfg->token, strlen(cfg->token), a->token_digest);
+    return a;
+}
+
+void api_free(api_t *a) {
+    if (!a) return;
+    OPENSSL_cleanse(a->token_digest, sizeof a->token_digest);
+    free(a);
+}
+
+/* Non-empty query parameter value, or NULL: an empty parameter counts as absent. */
+static const char *param(const http_request_t *req, const char *key) {
+    const http_kv_t *kv = http_request_query(req, key);
+    return kv && kv->value_len ? kv->value : NULL;
+}
+
+/* Digests make the comparison constant-time regardless of the presented length. */
+static bool token_matches(const api_t *a, const char *token, size_t len) {
+    if (!len) return false;
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)token, len, digest);
+    return CRYPTO_memcmp(digest, a->token_digest, sizeof digest) == 0;
+}
+
+static bool authorized(const api_t *a, const http_request_t *req) {
+    const http_kv_t *q = http_request_query(req, "token");
+    if (q) return token_matches(a, q->value, q->value_len);
+    const http_kv_t *h = http_request_header(req, "authorization");
+    if (!h || h->value_len < 7 || strncasecmp(h->value, "bearer ", 7) != 0) return false;
+    const char *t = h->value + 7;
+    while (*t == ' ') t++;
+    return token_matches(a, t, h->value_len - (size_t)(t - h->value));
+}
+
+/* Strict decimal integer, as Go's strconv.ParseInt: optional sign, digits, nothing else. */
+static bool parse_int64(const char *s, int64_t *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || s[0] == ' ' || s[0] == '\t') return false;
+    *out = v;
+    return true;
+}
+
+/* Go's strconv.ParseBool set. */
+static int parse_bool(const char *s, bool *out) {
+    static const char *yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < 6; i++) {
+        if (!strcmp(s, yes[i])) return *out = true, 0;
+        if (!strcmp(s, no[i])) return *out = false, 0;
+    }
+    return -1;
+}
+
+static target_kind_t read_target(const http_request_t *req, store_target_t *t) {
+    memset(t, 0, sizeof *t);
+    t->id = param(req, "id");
+    if (t->id) return TARGET_ID;
+    t->user = param(req, "user");
+    if (!t->user) return TARGET_NONE;
+    t->session = param(req, "session");
+    return TARGET_USER;
+}
+
+static void respond_json(http_conn_t *c, int status, cJSON *root) {
+    char *body = cJSON_PrintUnformatted(root);
+    if (!body) log_fatal("out of memory printing JSON");
+    http_conn_respond(c, status, NULL, body, strlen(body));
+    free(body);
+    cJSON_Delete(root);
+}
+
+static void respond_store_error(http_conn_t *c, target_kind_t kind) {
+    if (kind == TARGET_ID)
+        http_conn_respond_error(c, 503, "ERROR_GETTING_CONNECTION",
+                                "could not fetch the connection (store unavailable)");
+    else
+        http_conn_respond_error(c, 503, "ERROR_GETTING_USER",
+                                "could not fetch the user's connections (store unavailable)");
+}
+
+static void request_free(api_request_t *r) {
+    free(r->claim_id_given);
+    free(r->user);
+    free(r->session);
+    free(r);
+}
+
+static api_request_t *request_new(http_conn_t *c, target_kind_t kind) {
+    api_request_t *r = mem_calloc(1, sizeof *r);
+    r->conn = c;
+    r->target_kind = kind;
+    return r;
+}
+
+/* POST /claim --------------------------------------------------------------- */
+
+static void claim_done(void *ud, store_status_t status) {
+    api_request_t *r = ud;
+    if (status == STORE_EXISTS) {
+        http_conn_respond_error(r->conn, 409, "CLAIM_ID_ALREADY_USED", "claim id already used");
+    } else if (status != STORE_OK) {
+        http_conn_respond_error(r->conn, 503, "ERROR_CHECKING_CLAIM",
+                                "could not create the claim (store unavailable)");
+    } else {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddBoolToObject(root, "success", 1);
+        cJSON *claim = cJSON_AddObjectToObject(root, "claim");
+        cJSON_AddStringToObject(claim, "id", r->claim_id_given ? r->claim_id_given : r->claim_id);
+        cJSON_AddNumberToObject(claim, "expiration", (double)r->expiration);
+        cJSON_AddStringToObject(claim, "user", r->user);
+        if (r->session) cJSON_AddStringToObject(claim, "session", r->session);
+        respond_json(r->conn, 200, root);
+    }
+    request_free(r);
+}
+
+static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
+    const char *user = param(req, "user");
+    if (!user) {
+        http_conn_respond_error(c, 400, "USER_ID_REQUIRED", "the user parameter is required");
+        return;
+    }
+    int64_t now = (int64_t)time(NULL);
+    int64_t expiration;
+    const char *exp_s = param(req, "expiration");
+    const char *dur_s = param(req, "duration");
+    if (exp_s) {
+        if (!parse_int64(exp_s, &expiration)) {
+            http_conn_respond_error(c, 400, "INVALID_EXPIRATION", "expiration is not an integer");
+            return;
+        }
+        if (expiration < 0) {
+            http_conn_respond_error(c, 400, "NEGATIVE_EXPIRATION", "expiration is negative");
+            return;
+        }
+        if (expiration <= now) {
+            http_conn_respond_error(c, 400, "INVALID_EXPIRATION", "expiration is in the past");
+            return;
+        }
+    } else {
+        int64_t duration = CLAIM_DEFAULT_DURATION;
+        if (dur_s && !parse_int64(dur_s, &duration)) {
+            http_conn_respond_error(c, 400, "INVALID_DURATION", "duration is not an integer");
+            return;
+        }
+        if (duration < 0) {
+            http_conn_respond_error(c, 400, "NEGATIVE_DURATION", "duration is negative");
+            return;
+        }
+        if (duration == 0 || duration > INT64_MAX - now) {
+            http_conn_respond_error(c, 400, "INVALID_DURATION",
+                                    duration == 0 ? "duration must be positive"
+                                                  : "duration is too large");
+            return;
+        }
+        expiration = now + duration;
+    }
+    api_request_t *r = request_new(c, TARGET_USER);
+    const char *id = param(req, "id");
+    if (id) {
+        r->claim_id_given = mem_strdup(id);
+    } else {
+        rand_id(r->claim_id);
+    }
+    r->user = mem_strdup(user);
+    const char *session = param(req, "session");
+    r->session = session ? mem_strdup(session) : NULL;
+    r->expiration = expiration;
+    store_claim_t claim = {
+        .id = r->claim_id_given ? r->claim_id_given : r->claim_id,
+        .user = r->user,
+        .session = r->session,
+        .expiration = expiration,
+    };
+    store_claim_create(a->store, &claim, claim_done, r);
+}
+
+/* POST /send and POST /disconnect ------------------------------------------ */
+
+static void delivery_done(void *ud, store_status_t status, const store_delivery_t *d) {
+    api_request_t *r = ud;
+    if (status != STORE_OK) {
+        respond_store_error(r->conn, r->target_kind);
+    } else {
+        char body[160];
+        int n;
+        if (d->unreachable)
+            n = snprintf(body, sizeof body,
+                         "{\"success\":true,\"connections\":%zu,\"workers\":%zu,"
+                         "\"unreachable\":%zu}",
+                         d->connections, d->workers, d->unreachable);
+        else
+            n = snprintf(body, sizeof body, "{\"success\":true,\"connections\":%zu,\"workers\":%zu}",
+                         d->connections, d->workers);
+        http_conn_respond(r->conn, 200, NULL, body, (size_t)n);
+    }
+    request_free(r);
+}
+
+static void handle_send(api_t *a, http_conn_t *c, const http_request_t *req) {
+    store_target_t t;
+    target_kind_t kind = read_target(req, &t);
+    if (kind == TARGET_NONE) {
+        http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
+                                "an id or a user parameter is required");
+        return;
+    }
+    const char *type = param(req, "type");
+    worker_msg_kind_t mk;
+    if (type && !strcmp(type, "text")) {
+        mk = WORKER_MSG_TEXT;
+    } else if (type && !strcmp(type, "binary")) {
+        mk = WORKER_MSG_BINARY;
+    } else {
+        http_conn_respond_error(c, 400, "INVALID_MESSAGE_TYPE",
+                                "type must be text or binary");
+        return;
+    }
+    if (mk == WORKER_MSG_TEXT && !utf8_valid((const uint8_t *)req->body, req->body_len)) {
+        http_conn_respond_error(c, 400, "INVALID_UTF8", "a text message must be valid UTF-8");
+        return;
+    }
+    worker_msg_t msg = {
+        .kind = mk,
+        .target = t,
+        .body = (const uint8_t *)req->body,
+        .body_len = req->body_len,
+    };
+    store_send(a->store, &msg, delivery_done, request_new(c, kind));
+}
+
+static void handle_disconnect(api_t *a, http_conn_t *c, const http_request_t *req) {
+    store_target_t t;
+    target_kind_t kind = read_target(req, &t);
+    if (kind == TARGET_NONE) {
+        http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
+                                "an id or a user parameter is required");
+        return;
+    }
+    bool keep_claims = false;
+    const char *keep = param(req, "keepClaims");
+    if (keep && parse_bool(keep, &keep_claims)) {
+        http_conn_respond_error(c, 400, "INVALID_KEEP_CLAIMS", "keepClaims must be true or false");
+        return;
+    }
+    store_disconnect(a->store, &t, keep_claims, delivery_done, request_new(c, kind));
+}
+
+/* GET /info ------------------------------------------------------------------ */
+
+static void info_done(void *ud, store_status_t status, const store_info_t *info) {
+    api_request_t *r = ud;
+    if (status != STORE_OK) {
+        respond_store_error(r->conn, r->target_kind);
+        request_free(r);
+        return;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddBoolToObject(root, "success", 1);
+    cJSON *conns = cJSON_AddArrayToObject(root, "connections");
+    for (size_t i = 0; i < info->conn_count; i++) {
+        const store_conn_t *sc = &info->conns[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", sc->id);
+        cJSON_AddStringToObject(o, "worker", sc->worker);
+        cJSON_AddNumberToObject(o, "lastPing", (double)sc->last_ping);
+        cJSON_AddStringToObject(o, "user", sc->user);
+        if (sc->session && *sc->session) cJSON_AddStringToObject(o, "session", sc->session);
+        cJSON_AddItemToArray(conns, o);
+    }
+    cJSON *claims = cJSON_AddArrayToObject(root, "claims");
+    for (size_t i = 0; i < info->claim_count; i++) {
+        const store_claim_t *cl = &info->claims[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", cl->id);
+        cJSON_AddNumberToObject(o, "expiration", (double)cl->expiration);
+        cJSON_AddStringToObject(o, "user", cl->user);
+        if (cl->session && *cl->session) cJSON_AddStringToObject(o, "session", cl->session);
+        cJSON_AddItemToArray(claims, o);
+    }
+    respond_json(r->conn, 200, root);
+    request_free(r);
+}
+
+static void handle_info(api_t *a, http_conn_t *c, const http_request_t *req) {
+    store_target_t t;
+    target_kind_t kind = read_target(req, &t);
+    if (kind == TARGET_NONE) {
+        http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
+                                "an id or a user parameter is required");
+        return;
+    }
+    store_info(a->store, &t, info_done, request_new(c, kind));
+}
+
+/* Routing ---------------------------------------------------------------------- */
+
+typedef struct route {
+    const char *path;
+    http_method_t method;
+    const char *allow;
+    void (*handler)(api_t *, http_conn_t *, const http_request_t *);
+} route_t;
+
+static const route_t routes[] = {
+    {"/claim", HTTP_METHOD_POST, "Allow: POST\r\n", handle_claim},
+    {"/send", HTTP_METHOD_POST, "Allow: POST\r\n", handle_send},
+    {"/disconnect", HTTP_METHOD_POST, "Allow: POST\r\n", handle_disconnect},
+    {"/info", HTTP_METHOD_GET, "Allow: GET\r\n", handle_info},
+};
+
+bool api_handle(api_t *a, http_conn_t *c, const http_request_t *req) {
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const route_t *rt = &routes[i];
+        if (strcmp(req->path, rt->path) != 0) continue;
+        if (req->method != rt->method) {
+            static const char body[] =
+                "{\"success\":false,\"error\":\"method not allowed\","
+                "\"errorCode\":\"METHOD_NOT_ALLOWED\"}";
+            http_conn_respond(c, 405, rt->allow, body, sizeof body - 1);
+            return true;
+        }
+        if (!authorized(a, req)) {
+            http_conn_respond_error(c, 401, "INVALID_AUTHORIZATION",
+                                    "invalid or missing token");
+            return true;
+        }
+        rt->handler(a, c, req);
+        return true;
+    }
+    return false;
+}
