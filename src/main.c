@@ -27,7 +27,6 @@ typedef struct app {
     worker_t *worker;
     uv_signal_t sigterm, sigint;
     bool stopping;
-    int pending_closes;
 } app_t;
 
 static void route(void *ud, http_conn_t *c, const http_request_t *req) {
@@ -81,6 +80,11 @@ static void print_help(void) {
            DSOCK_VERSION);
 }
 
+static void print_version(void) {
+    printf("dsock %s (revision %s, built %s, libuv %s)\n", DSOCK_VERSION, DSOCK_REVISION,
+           __DATE__, uv_version_string());
+}
+
 int main(int argc, char **argv) {
     const char *sub = "standalone";
     int first_opt = 1;
@@ -91,8 +95,7 @@ int main(int argc, char **argv) {
         print_help();
         return 0;
     } else if (argc > 1 && !strcmp(argv[1], "--version")) {
-        printf("dsock %s (revision %s, built %s, libuv %s)\n", DSOCK_VERSION, DSOCK_REVISION,
-               __DATE__, uv_version_string());
+        print_version();
         return 0;
     }
     config_role_t role;
@@ -103,8 +106,11 @@ int main(int argc, char **argv) {
     } else if (!strcmp(sub, "standalone")) {
         role = CONFIG_ROLE_STANDALONE;
     } else {
-        fprintf(stderr, "dsock: unknown subcommand \"%s\" (expected standalone, api or worker; "
-                        "see dsock --help)\n", sub);
+        static const char *const subcommands[] = {"standalone", "api", "worker"};
+        const char *hint = config_suggest(sub, subcommands, 3);
+        fprintf(stderr, "dsock: unknown subcommand \"%s\"%s%s%s (expected standalone, api or "
+                        "worker; see dsock --help)\n",
+                sub, hint ? " (did you mean " : "", hint ? hint : "", hint ? "?)" : "");
         return 2;
     }
     log_set_role(sub);
@@ -112,15 +118,21 @@ int main(int argc, char **argv) {
     static app_t app;
     char err[512];
     int rc = config_load(&app.cfg, argc - first_opt, argv + first_opt, err, sizeof err);
-    if (rc == 1) {
+    switch (rc) {
+    case CONFIG_OK:
+        break;
+    case CONFIG_HELP:
         config_usage(sub);
-        config_free(&app.cfg);
         return 0;
-    }
-    if (rc < 0) {
+    case CONFIG_VERSION:
+        print_version();
+        return 0;
+    case CONFIG_USAGE:
         fprintf(stderr, "dsock: %s\n", err);
-        config_free(&app.cfg);
         return 2;
+    default:
+        fprintf(stderr, "dsock: %s\n", err);
+        return 1;
     }
     char generated_token[RAND_ID_LEN + 1] = "";
     if (role == CONFIG_ROLE_STANDALONE && !app.cfg.token) {
@@ -193,8 +205,10 @@ int main(int argc, char **argv) {
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
 
-    log_info("dsock %s %s listening on %s, store %s, worker %s%s%s%s", DSOCK_VERSION, sub,
-             app.cfg.address, store_describe(app.store), worker_id,
+    log_info("dsock %s %s listening on %s, store %s, worker %s, config %s%s%s%s%s", DSOCK_VERSION,
+             sub, app.cfg.address, store_describe(app.store), worker_id,
+             app.cfg.source_file ? app.cfg.source_file : "none",
+             app.cfg.wrote_default ? " (defaults written)" : "",
              app.cfg.jwt_secret ? ", JWT enabled" : "",
              generated_token[0] ? ", generated token " : "", generated_token);
 

@@ -1,14 +1,23 @@
-/* The configuration table: every key once, with its type, default and help text.
- * Environment variables and flags are derived from the key name, so they cannot
- * drift apart (DSOCK_ + upper case; -- + key with '-' for '_'). */
+/* The configuration table: every key once, with its type, default, range and help
+ * text. Environment variables (DSOCK_ + upper case), flags (-- + key with '-' for
+ * '_'), --help, the default config.toml and docs/configuration.md are all derived
+ * from it, so they cannot drift apart. Values are layered default < file <
+ * environment < flag, and each key remembers which layer set it for error messages. */
 #include "common/config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "common/config_file.h"
+#include "common/log.h"
 #include "common/mem.h"
 
 typedef enum { T_STRING, T_INT, T_BOOL } key_type_t;
@@ -19,42 +28,52 @@ typedef struct config_key {
     size_t offset;
     const char *def; /* default as text; NULL: unset */
     int64_t min, max;
+    bool secret;     /* never written to the default file */
     const char *help;
 } config_key_t;
 
 #define OFF(f) offsetof(config_t, f)
 static const config_key_t keys[] = {
-    {"address", T_STRING, OFF(address), ":6241", 0, 0,
+    {"address", T_STRING, OFF(address), ":6241", 0, 0, false,
      "listen address, host:port or :port (empty: :$PORT)"},
-    {"redis_host", T_STRING, OFF(redis_host), "localhost:6379", 0, 0, "Redis host:port"},
-    {"redis_password", T_STRING, OFF(redis_password), "", 0, 0, "Redis password"},
-    {"redis_db", T_INT, OFF(redis_db), "0", 0, 1 << 20, "Redis database number"},
-    {"token", T_STRING, OFF(token), NULL, 0, 0, "API bearer token (required by api)"},
-    {"jwt_secret", T_STRING, OFF(jwt_secret), NULL, 0, 0,
+    {"redis_host", T_STRING, OFF(redis_host), "localhost:6379", 0, 0, false, "Redis host:port"},
+    {"redis_password", T_STRING, OFF(redis_password), "", 0, 0, true, "Redis password"},
+    {"redis_db", T_INT, OFF(redis_db), "0", 0, 1 << 20, false, "Redis database number"},
+    {"token", T_STRING, OFF(token), NULL, 0, 0, true, "API bearer token (required by api)"},
+    {"jwt_secret", T_STRING, OFF(jwt_secret), NULL, 0, 0, true,
      "HMAC secret; when set, workers accept JWTs"},
-    {"debug", T_BOOL, OFF(debug), "false", 0, 0, "log debug lines"},
-    {"redis_timeout_ms", T_INT, OFF(redis_timeout_ms), "2000", 10, 600000,
+    {"debug", T_BOOL, OFF(debug), "false", 0, 0, false, "log debug lines"},
+    {"redis_timeout_ms", T_INT, OFF(redis_timeout_ms), "2000", 10, 600000, false,
      "bound on every Redis wait, in milliseconds"},
-    {"worker_ttl", T_INT, OFF(worker_ttl), "10", 2, 3600,
+    {"worker_ttl", T_INT, OFF(worker_ttl), "10", 2, 3600, false,
      "seconds after which a silent worker counts as dead"},
-    {"ping_interval", T_INT, OFF(ping_interval), "60", 1, 86400,
+    {"ping_interval", T_INT, OFF(ping_interval), "60", 1, 86400, false,
      "seconds between server pings"},
-    {"ping_timeout", T_INT, OFF(ping_timeout), "150", 2, 86400,
+    {"ping_timeout", T_INT, OFF(ping_timeout), "150", 2, 86400, false,
      "seconds of client silence before the connection is closed as dead"},
-    {"max_header_bytes", T_INT, OFF(max_header_bytes), "16384", 1024, 1 << 24,
+    {"max_header_bytes", T_INT, OFF(max_header_bytes), "16384", 1024, 1 << 24, false,
      "HTTP request line and headers limit (431 above)"},
-    {"max_body_bytes", T_INT, OFF(max_body_bytes), "16777216", 0, (int64_t)1 << 32,
+    {"max_body_bytes", T_INT, OFF(max_body_bytes), "16777216", 0, (int64_t)1 << 32, false,
      "HTTP body limit, i.e. largest /send message (413 above)"},
-    {"max_message_bytes", T_INT, OFF(max_message_bytes), "1048576", 0, (int64_t)1 << 32,
+    {"max_message_bytes", T_INT, OFF(max_message_bytes), "1048576", 0, (int64_t)1 << 32, false,
      "largest WebSocket message accepted from a client (close 1009 above)"},
     {"max_queued_bytes", T_INT, OFF(max_queued_bytes), "67108864", 1024, (int64_t)1 << 40,
-     "unsent bytes per WebSocket connection before it is closed with 1008"},
-    {"max_connections", T_INT, OFF(max_connections), "18000", 1, 1 << 24,
+     false, "unsent bytes per WebSocket connection before it is closed with 1008"},
+    {"max_connections", T_INT, OFF(max_connections), "18000", 1, 1 << 24, false,
      "connections per process"},
-    {"idle_timeout", T_INT, OFF(idle_timeout), "60", 1, 86400,
+    {"idle_timeout", T_INT, OFF(idle_timeout), "60", 1, 86400, false,
      "seconds an HTTP connection may idle or take to send a request"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
+
+/* File names tried in each search directory, in order. */
+static const char *const file_names[] = {"config.toml", "config.json", "config.yaml",
+                                         "config.yml"};
+#define NFILES (sizeof file_names / sizeof file_names[0])
+
+static const char *system_dir = "/etc/dsock";
+
+void config_set_system_dir(const char *dir) { system_dir = dir; }
 
 static void env_name(const char *key, char *out, size_t n) {
     snprintf(out, n, "DSOCK_%s", key);
@@ -67,136 +86,669 @@ static void flag_name(const char *key, char *out, size_t n) {
         if (*p == '_') *p = '-';
 }
 
-static int set_value(config_t *cfg, const config_key_t *k, const char *value, const char *source,
-                     char *err, size_t errlen) {
-    void *field = (char *)cfg + k->offset;
-    switch (k->type) {
-    case T_STRING: {
-        char **s = field;
-        free(*s);
-        *s = mem_strdup(value);
-        return 0;
-    }
-    case T_INT: {
-        char *end;
-        errno = 0;
-        long long v = strtoll(value, &end, 10);
-        if (errno || end == value || *end) {
-            snprintf(err, errlen, "%s: %s must be an integer, got \"%s\"", source, k->name, value);
-            return -1;
-        }
-        if (v < k->min || v > k->max) {
-            snprintf(err, errlen, "%s: %s must be between %lld and %lld, got %lld", source,
-                     k->name, (long long)k->min, (long long)k->max, v);
-            return -1;
-        }
-        *(int64_t *)field = v;
-        return 0;
-    }
-    case T_BOOL:
-        if (!strcmp(value, "true") || !strcmp(value, "1")) {
-            *(bool *)field = true;
-        } else if (!strcmp(value, "false") || !strcmp(value, "0")) {
-            *(bool *)field = false;
-        } else {
-            snprintf(err, errlen, "%s: %s must be true or false, got \"%s\"", source, k->name,
-                     value);
-            return -1;
-        }
-        return 0;
-    }
-    return -1;
+static const char *type_name(key_type_t t) {
+    return t == T_STRING ? "string" : t == T_INT ? "integer" : "boolean";
 }
 
-int config_load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
-    memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < NKEYS; i++) {
-        if (keys[i].def && set_value(cfg, &keys[i], keys[i].def, "default", err, errlen))
-            return -1;
+static const config_key_t *key_by_name(const char *name) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].name, name)) return &keys[i];
+    return NULL;
+}
+
+/* ---- did you mean ---------------------------------------------------------- */
+
+/* Optimal-string-alignment distance: Levenshtein plus adjacent swaps, since a
+ * swapped pair of letters is the most common typo in a key name. */
+static size_t edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 64 || m > 64) return (size_t)-1;
+    size_t d[65][65];
+    for (size_t i = 0; i <= n; i++) d[i][0] = i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        for (size_t j = 1; j <= m; j++) {
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
     }
+    return d[n][m];
+}
+
+const char *config_suggest(const char *word, const char *const *candidates, size_t n) {
+    size_t len = strlen(word);
+    size_t limit = len < 4 ? 1 : len < 9 ? 2 : 3;
+    const char *best = NULL;
+    size_t best_d = limit + 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = edit_distance(word, candidates[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = candidates[i];
+        }
+    }
+    return best;
+}
+
+/* The closest key name, in the spelling of the source (key, variable or flag). */
+static void suggest_key(const char *word, void (*spell)(const char *, char *, size_t),
+                        char *out, size_t n) {
+    char names[NKEYS][64];
+    const char *cands[NKEYS];
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (spell)
+            spell(keys[i].name, names[i], sizeof names[i]);
+        else
+            snprintf(names[i], sizeof names[i], "%s", keys[i].name);
+        cands[i] = names[i];
+    }
+    const char *s = config_suggest(word, cands, NKEYS);
+    if (s)
+        snprintf(out, n, " (did you mean %s?)", s);
+    else
+        out[0] = '\0';
+}
+
+/* ---- setting values --------------------------------------------------------- */
+
+static void set_origin(config_t *cfg, const config_key_t *k, const char *origin) {
+    size_t i = (size_t)(k - keys);
+    free(cfg->origins[i]);
+    cfg->origins[i] = mem_strdup(origin);
+}
+
+static void store_string(config_t *cfg, const config_key_t *k, const char *s) {
+    char **field = (char **)((char *)cfg + k->offset);
+    free(*field);
+    *field = mem_strdup(s);
+}
+
+static int store_int(config_t *cfg, const config_key_t *k, int64_t v, const char *source,
+                     char *err, size_t errlen) {
+    if (v < k->min || v > k->max) {
+        snprintf(err, errlen, "%s: %s must be between %lld and %lld, got %lld", source, k->name,
+                 (long long)k->min, (long long)k->max, (long long)v);
+        return -1;
+    }
+    *(int64_t *)((char *)cfg + k->offset) = v;
+    return 0;
+}
+
+/* A value given as text (default, variable or flag). */
+static int set_text(config_t *cfg, const config_key_t *k, const char *value, const char *source,
+                    char *err, size_t errlen) {
+    char pv[80];
+    switch (k->type) {
+    case T_STRING:
+        store_string(cfg, k, value);
+        break;
+    case T_INT: {
+        const char *p = value + (*value == '-');
+        bool ok = *p != '\0';
+        for (; *p; p++) ok = ok && isdigit((unsigned char)*p);
+        errno = 0;
+        long long v = ok ? strtoll(value, NULL, 10) : 0;
+        if (!ok || errno) {
+            snprintf(err, errlen, "%s: %s must be an integer, got \"%s\"", source, k->name,
+                     config_file_printable(value, pv, sizeof pv));
+            return -1;
+        }
+        if (store_int(cfg, k, v, source, err, errlen)) return -1;
+        break;
+    }
+    case T_BOOL: {
+        bool *b = (bool *)((char *)cfg + k->offset);
+        if (!strcasecmp(value, "true") || !strcmp(value, "1")) {
+            *b = true;
+        } else if (!strcasecmp(value, "false") || !strcmp(value, "0")) {
+            *b = false;
+        } else {
+            snprintf(err, errlen, "%s: %s must be true or false, got \"%s\"", source, k->name,
+                     config_file_printable(value, pv, sizeof pv));
+            return -1;
+        }
+        break;
+    }
+    }
+    set_origin(cfg, k, source);
+    return 0;
+}
+
+/* A typed value from a config file. */
+static int set_entry(config_t *cfg, const config_file_entry_t *e, const char *file, char *err,
+                     size_t errlen) {
+    char source[4200];
+    if (e->line)
+        snprintf(source, sizeof source, "%s:%d", file, e->line);
+    else
+        snprintf(source, sizeof source, "%s", file);
+    const config_key_t *k = key_by_name(e->key);
+    if (!k) {
+        char hint[96], pk[80];
+        suggest_key(e->key, NULL, hint, sizeof hint);
+        snprintf(err, errlen, "%s: unknown key \"%s\"%s", source,
+                 config_file_printable(e->key, pk, sizeof pk), hint);
+        return -1;
+    }
+    if (e->type == CONFIG_FILE_NULL) return 0; /* null: keep the default */
+    bool match = (k->type == T_STRING && e->type == CONFIG_FILE_STRING) ||
+                 (k->type == T_INT && e->type == CONFIG_FILE_INTEGER) ||
+                 (k->type == T_BOOL && e->type == CONFIG_FILE_BOOLEAN);
+    if (!match) {
+        const char *hint = "";
+        if (k->type == T_STRING && e->type != CONFIG_FILE_ARRAY && e->type != CONFIG_FILE_TABLE)
+            hint = " (put the value in quotes)";
+        else if (k->type != T_STRING && e->type == CONFIG_FILE_STRING)
+            hint = " (write the value without quotes)";
+        snprintf(err, errlen, "%s: %s must be %s %s, got %s %s%s", source, k->name,
+                 k->type == T_INT ? "an" : "a", type_name(k->type),
+                 e->type == CONFIG_FILE_INTEGER || e->type == CONFIG_FILE_ARRAY ? "an" : "a",
+                 config_file_type_name(e->type), hint);
+        return -1;
+    }
+    switch (k->type) {
+    case T_STRING: store_string(cfg, k, e->str); break;
+    case T_INT:
+        if (store_int(cfg, k, e->integer, source, err, errlen)) return -1;
+        break;
+    case T_BOOL: *(bool *)((char *)cfg + k->offset) = e->boolean; break;
+    }
+    set_origin(cfg, k, source);
+    return 0;
+}
+
+/* ---- the config file ---------------------------------------------------------- */
+
+static bool is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The first config file in the search path, or NULL (caller frees). */
+static char *find_config_file(char **cwd_out) {
+    char cwd[4096];
+    const char *home = getenv("HOME");
+    char homedir[4200] = "";
+    const char *dirs[3];
+    size_t ndirs = 0;
+    if (getcwd(cwd, sizeof cwd)) {
+        dirs[ndirs++] = cwd;
+        *cwd_out = mem_strdup(cwd);
+    }
+    if (home && *home) {
+        snprintf(homedir, sizeof homedir, "%s/.config/dsock", home);
+        dirs[ndirs++] = homedir;
+    }
+    dirs[ndirs++] = system_dir;
+    for (size_t d = 0; d < ndirs; d++) {
+        char *found = NULL;
+        for (size_t f = 0; f < NFILES; f++) {
+            char path[4300];
+            snprintf(path, sizeof path, "%s/%s", dirs[d], file_names[f]);
+            if (!is_file(path)) continue;
+            if (!found)
+                found = mem_strdup(path);
+            else
+                log_warn("config file %s is ignored: %s is used", path, found);
+        }
+        if (found) return found;
+    }
+    return NULL;
+}
+
+/* Writes the default config.toml into dir; never replaces an existing file. */
+static char *write_default_file(const char *dir) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/config.toml", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        log_warn("no config file found, and the default could not be written to %s: %s; "
+                 "continuing with defaults", path, strerror(errno));
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        unlink(path);
+        return NULL;
+    }
+    config_write_default(f);
+    if (fflush(f) != 0 || ferror(f)) {
+        int e = errno;
+        fclose(f);
+        unlink(path);
+        log_warn("no config file found, and writing the default %s failed: %s; continuing "
+                 "with defaults", path, strerror(e));
+        return NULL;
+    }
+    fclose(f);
+    log_info("no config file found: wrote the defaults to %s", path);
+    return mem_strdup(path);
+}
+
+static int load_file(config_t *cfg, const char *path, char *err, size_t errlen) {
+    config_file_t file;
+    if (config_file_read(path, &file, err, errlen)) return -1;
+    int rc = 0;
+    for (size_t i = 0; i < file.len && rc == 0; i++)
+        rc = set_entry(cfg, &file.entries[i], path, err, errlen);
+    config_file_free(&file);
+    return rc;
+}
+
+/* ---- the environment ---------------------------------------------------------- */
+
+extern char **environ;
+
+/* A DSOCK_ variable that names no key is most likely a typo: say so, but do not
+ * refuse to start, since the environment is shared with other programs. */
+static void warn_unknown_env(void) {
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "DSOCK_", 6)) continue;
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        char name[128];
+        if (n >= sizeof name) continue;
+        memcpy(name, *e, n);
+        name[n] = '\0';
+        bool known = false;
+        for (size_t i = 0; i < NKEYS && !known; i++) {
+            char en[64];
+            env_name(keys[i].name, en, sizeof en);
+            known = !strcmp(en, name);
+        }
+        if (known) continue;
+        char hint[96];
+        suggest_key(name, env_name, hint, sizeof hint);
+        log_warn("unknown environment variable %s is ignored%s", name, hint);
+    }
+}
+
+static int load_env(config_t *cfg, char *err, size_t errlen) {
     for (size_t i = 0; i < NKEYS; i++) {
         char name[64];
         env_name(keys[i].name, name, sizeof name);
         const char *v = getenv(name);
-        if (v && set_value(cfg, &keys[i], v, name, err, errlen)) return -1;
+        if (v && set_text(cfg, &keys[i], v, name, err, errlen)) return -1;
     }
-    /* The seed: an empty address falls back to :$PORT. */
+    /* The seed: with no DSOCK_ADDRESS, the plain PORT variable sets the port (as
+     * hosting platforms expect), over the config file like any variable. */
     const char *port = getenv("PORT");
-    if (port && *port && (!getenv("DSOCK_ADDRESS") || !*getenv("DSOCK_ADDRESS"))) {
-        char addr[64];
-        snprintf(addr, sizeof addr, ":%s", port);
-        free(cfg->address);
-        cfg->address = mem_strdup(addr);
-    }
-    for (int a = 0; a < argc; a++) {
-        const char *arg = argv[a];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return 1;
-        const char *eq = strchr(arg, '=');
-        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
-        const config_key_t *k = NULL;
-        for (size_t i = 0; i < NKEYS; i++) {
-            char fname[64];
-            flag_name(keys[i].name, fname, sizeof fname);
-            if (strlen(fname) == nlen && !strncmp(fname, arg, nlen)) k = &keys[i];
-        }
-        if (!k) {
-            snprintf(err, errlen, "unknown option \"%.*s\" (see --help)", (int)nlen, arg);
+    const char *addr = getenv("DSOCK_ADDRESS");
+    if (port && *port && (!addr || !*addr)) {
+        char *end;
+        errno = 0;
+        long p = strtol(port, &end, 10);
+        if (errno || *end || end == port || p < 0 || p > 65535 || !isdigit((unsigned char)*port)) {
+            char pv[80];
+            snprintf(err, errlen, "PORT: must be a port number (0-65535), got \"%s\"",
+                     config_file_printable(port, pv, sizeof pv));
             return -1;
         }
-        const char *value = eq ? eq + 1 : NULL;
-        if (!value) {
-            if (k->type == T_BOOL && (a + 1 >= argc || argv[a + 1][0] == '-')) {
-                value = "true";
-            } else if (a + 1 < argc) {
-                value = argv[++a];
-            } else {
-                snprintf(err, errlen, "option %s needs a value", arg);
-                return -1;
-            }
-        }
-        char source[80];
-        snprintf(source, sizeof source, "flag %.*s", (int)nlen, arg);
-        if (set_value(cfg, k, value, source, err, errlen)) return -1;
-    }
-    if (cfg->token && !*cfg->token) {
-        free(cfg->token);
-        cfg->token = NULL;
-    }
-    if (cfg->jwt_secret && !*cfg->jwt_secret) {
-        free(cfg->jwt_secret);
-        cfg->jwt_secret = NULL;
+        char a[16];
+        snprintf(a, sizeof a, ":%ld", p);
+        if (set_text(cfg, key_by_name("address"), a, "PORT", err, errlen)) return -1;
     }
     return 0;
+}
+
+/* ---- flags ------------------------------------------------------------------ */
+
+typedef struct pending {
+    const config_key_t *key;
+    const char *value;
+    char flag[64];
+} pending_t;
+
+static bool is_bool_word(const char *s) {
+    return !strcasecmp(s, "true") || !strcasecmp(s, "false") || !strcmp(s, "1") ||
+           !strcmp(s, "0");
+}
+
+/* Reads argv without applying anything yet: flags go on top of the file and the
+ * environment, but --config decides which file is read. */
+static int parse_flags(int argc, char **argv, pending_t *out, size_t *nout,
+                       const char **config_path, char *err, size_t errlen) {
+    *nout = 0;
+    for (int a = 0; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return CONFIG_HELP;
+        if (!strcmp(arg, "--version")) return CONFIG_VERSION;
+        if (strncmp(arg, "--", 2) || !arg[2]) {
+            char pa[80];
+            snprintf(err, errlen, "unexpected argument \"%s\" (options are --name value; see "
+                                  "--help)", config_file_printable(arg, pa, sizeof pa));
+            return CONFIG_USAGE;
+        }
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        char name[64];
+        if (nlen >= sizeof name) nlen = sizeof name - 1;
+        memcpy(name, arg, nlen);
+        name[nlen] = '\0';
+        char pname[80];
+        config_file_printable(name, pname, sizeof pname);
+        const char *value = eq ? eq + 1 : NULL;
+        const config_key_t *k = NULL;
+        for (size_t i = 0; i < NKEYS && !k; i++) {
+            char fname[64];
+            flag_name(keys[i].name, fname, sizeof fname);
+            if (!strcmp(fname, name)) k = &keys[i];
+        }
+        if (!k && strcmp(name, "--config")) {
+            char hint[96];
+            suggest_key(name, flag_name, hint, sizeof hint);
+            if (!hint[0] && config_suggest(name, (const char *const[]){"--config"}, 1))
+                snprintf(hint, sizeof hint, " (did you mean --config?)");
+            snprintf(err, errlen, "unknown option %s%s; see --help", pname, hint);
+            return CONFIG_USAGE;
+        }
+        if (!value) {
+            /* A boolean flag alone means true; it takes the next word only when that
+             * word is a boolean. */
+            if (k && k->type == T_BOOL)
+                value = a + 1 < argc && is_bool_word(argv[a + 1]) ? argv[++a] : "true";
+            else if (a + 1 < argc)
+                value = argv[++a];
+            else {
+                snprintf(err, errlen, "option %s needs a value", pname);
+                return CONFIG_USAGE;
+            }
+        }
+        if (!k) {
+            if (!*value) {
+                snprintf(err, errlen, "option --config needs a file name");
+                return CONFIG_USAGE;
+            }
+            *config_path = value;
+            continue;
+        }
+        pending_t *p = &out[(*nout)++];
+        p->key = k;
+        p->value = value;
+        snprintf(p->flag, sizeof p->flag, "%s", name);
+    }
+    return CONFIG_OK;
+}
+
+/* ---- load ------------------------------------------------------------------- */
+
+static void clear_empty(char **s) {
+    if (*s && !**s) {
+        free(*s);
+        *s = NULL;
+    }
+}
+
+static int load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].def && set_text(cfg, &keys[i], keys[i].def, "default", err, errlen))
+            return CONFIG_ERROR;
+        if (!keys[i].def) set_origin(cfg, &keys[i], "default");
+    }
+    pending_t *flags = mem_calloc((size_t)argc + 1, sizeof *flags);
+    size_t nflags;
+    const char *config_path = NULL;
+    int rc = parse_flags(argc, argv, flags, &nflags, &config_path, err, errlen);
+    if (rc != CONFIG_OK) goto out;
+
+    rc = CONFIG_ERROR;
+    if (config_path) {
+        if (load_file(cfg, config_path, err, errlen)) goto out;
+        cfg->source_file = mem_strdup(config_path);
+    } else {
+        char *cwd = NULL;
+        char *found = find_config_file(&cwd);
+        if (found) {
+            cfg->source_file = found;
+            if (load_file(cfg, found, err, errlen)) {
+                free(cwd);
+                goto out;
+            }
+        } else if (cwd) {
+            cfg->source_file = write_default_file(cwd);
+            cfg->wrote_default = cfg->source_file != NULL;
+        }
+        free(cwd);
+    }
+
+    warn_unknown_env();
+    if (load_env(cfg, err, errlen)) goto out;
+
+    for (size_t i = 0; i < nflags; i++)
+        if (set_text(cfg, flags[i].key, flags[i].value, flags[i].flag, err, errlen)) goto out;
+
+    /* The seed: an empty address means :$PORT, whichever layer emptied it. */
+    const char *port = getenv("PORT");
+    if (cfg->address && !*cfg->address && port && *port) {
+        char a[32];
+        snprintf(a, sizeof a, ":%.20s", port);
+        store_string(cfg, key_by_name("address"), a);
+    }
+    /* An empty token or secret is the same as none: it must never authenticate. */
+    clear_empty(&cfg->token);
+    clear_empty(&cfg->jwt_secret);
+    rc = CONFIG_OK;
+out:
+    free(flags);
+    return rc;
+}
+
+int config_load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    if (errlen) err[0] = '\0';
+    cfg->origins = mem_calloc(NKEYS, sizeof *cfg->origins);
+    int rc = load(cfg, argc, argv, err, errlen);
+    if (rc != CONFIG_OK) config_free(cfg);
+    return rc;
+}
+
+const char *config_origin(const config_t *cfg, const char *key) {
+    const config_key_t *k = key_by_name(key);
+    if (!k || !cfg->origins) return NULL;
+    return cfg->origins[k - keys];
+}
+
+/* ---- validation ------------------------------------------------------------ */
+
+int config_split_address(const char *addr, char *host, size_t hostlen, int *port) {
+    const char *colon;
+    const char *h = addr;
+    size_t hlen;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':') return -1;
+        h = addr + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+        if (hlen == 0) return -1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon || memchr(addr, ':', (size_t)(colon - addr))) return -1;
+        hlen = (size_t)(colon - addr);
+    }
+    const char *p = colon + 1;
+    if (!*p || strlen(p) > 5) return -1;
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q)) return -1;
+    long v = strtol(p, NULL, 10);
+    if (v > 65535 || hlen >= hostlen) return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)v;
+    return 0;
+}
+
+/* Binds and closes a socket on the address, so a port in use or a host that is not
+ * ours fails at startup with the name of the setting rather than later. */
+static int check_bind(const char *address, const char *origin, char *err, size_t errlen) {
+    char addr[80];
+    config_file_printable(address, addr, sizeof addr);
+    char host[256];
+    int port;
+    if (config_split_address(address, host, sizeof host, &port)) {
+        snprintf(err, errlen, "%s: address \"%s\" is not host:port, :port or [ipv6]:port",
+                 origin, addr);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int g = getaddrinfo(*host ? host : NULL, portstr, &hints, &res);
+    if (g) {
+        snprintf(err, errlen, "%s: cannot resolve the host of address \"%s\": %s", origin, addr,
+                 gai_strerror(g));
+        return -1;
+    }
+    int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+    int rc = 0;
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot listen on %s: %s", origin, addr, strerror(errno));
+        rc = -1;
+    } else {
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, res->ai_addr, res->ai_addrlen)) {
+            snprintf(err, errlen, "%s: cannot listen on %s: %s", origin, addr, strerror(errno));
+            rc = -1;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+static const char *origin_or(const config_t *cfg, const char *key) {
+    const char *o = config_origin(cfg, key);
+    return o ? o : "default";
 }
 
 int config_validate(const config_t *cfg, config_role_t role, char *err, size_t errlen) {
     if (role == CONFIG_ROLE_API && !cfg->token) {
-        snprintf(err, errlen,
-                 "the api needs a token: set DSOCK_TOKEN or --token (an empty token is never "
-                 "accepted)");
+        snprintf(err, errlen, "the api needs a token: set DSOCK_TOKEN, --token or token in the "
+                              "config file (an empty token is never accepted)");
         return -1;
     }
     if (!cfg->address || !*cfg->address) {
-        snprintf(err, errlen, "address is empty and PORT is not set");
+        snprintf(err, errlen, "%s: address is empty and PORT is not set",
+                 origin_or(cfg, "address"));
         return -1;
     }
     if (cfg->ping_timeout <= cfg->ping_interval) {
-        snprintf(err, errlen, "ping_timeout (%lld) must be greater than ping_interval (%lld)",
-                 (long long)cfg->ping_timeout, (long long)cfg->ping_interval);
+        snprintf(err, errlen,
+                 "%s: ping_timeout (%lld) must be greater than ping_interval (%lld, from %s)",
+                 origin_or(cfg, "ping_timeout"), (long long)cfg->ping_timeout,
+                 (long long)cfg->ping_interval, origin_or(cfg, "ping_interval"));
         return -1;
     }
-    return 0;
+    return check_bind(cfg->address, origin_or(cfg, "address"), err, errlen);
+}
+
+/* ---- generated text ---------------------------------------------------------- */
+
+static const char *shown_default(const config_key_t *k) {
+    if (!k->def) return "(none)";
+    if (!*k->def) return "\"\"";
+    return k->def;
 }
 
 void config_usage(const char *subcommand) {
-    printf("Usage: dsock %s [options]\n\nOptions (flag, environment variable, default):\n",
-           subcommand);
+    if (!subcommand) {
+        printf("Usage: dsock [command] [options]\n\n"
+               "Commands:\n"
+               "  standalone   API and worker in one process, no Redis needed (the default)\n"
+               "  api          the HTTP API service (needs Redis and a token)\n"
+               "  worker       the WebSocket worker service (needs Redis)\n\n"
+               "Run \"dsock <command> --help\" for a command's options.\n\n");
+        subcommand = "[command]";
+    } else {
+        printf("Usage: dsock %s [options]\n\n", subcommand);
+    }
+    printf("Options (flag, environment variable, default; precedence: flag > environment >\n"
+           "config file > default):\n");
     for (size_t i = 0; i < NKEYS; i++) {
-        char fname[64], ename[64];
+        char fname[64], ename[64], lhs[96];
         flag_name(keys[i].name, fname, sizeof fname);
         env_name(keys[i].name, ename, sizeof ename);
-        printf("  %-22s %-26s %-12s %s\n", fname, ename,
-               keys[i].def ? (*keys[i].def ? keys[i].def : "\"\"") : "(none)", keys[i].help);
+        snprintf(lhs, sizeof lhs, "%s <%s>", fname, type_name(keys[i].type));
+        printf("  %-30s %-26s default %s\n      %s", lhs, ename, shown_default(&keys[i]),
+               keys[i].help);
+        if (keys[i].type == T_INT)
+            printf(" (%lld to %lld)", (long long)keys[i].min, (long long)keys[i].max);
+        printf("\n");
+    }
+    printf("  %-30s %-26s %s\n", "--config <path>", "", "read this config file, no search");
+    printf("  %-30s %-26s %s\n", "-h, --help", "", "show this help");
+    printf("  %-30s %-26s %s\n", "--version", "", "print the version");
+    printf("\nConfig files: config.toml, config.json, config.yaml or config.yml in the working\n"
+           "directory, then $HOME/.config/dsock, then /etc/dsock; the first found is used.\n"
+           "With none, a commented config.toml with the defaults is written to the working\n"
+           "directory. PORT sets the port when DSOCK_ADDRESS is not set.\n");
+}
+
+static void toml_quoted(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(out, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(out, "\\u%04x", (unsigned char)*s);
+        else
+            fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+void config_write_default(FILE *out) {
+    fprintf(out, "# dsock configuration, written because no config file was found.\n"
+                 "# Every key is shown at its default and commented out: remove the \"# \" to\n"
+                 "# change one. Precedence: command-line flag > environment variable > this\n"
+                 "# file > default. See docs/configuration.md.\n"
+                 "# Secrets (token, redis_password, jwt_secret) are best given in the\n"
+                 "# environment; if you put them here, keep this file private.\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        const config_key_t *k = &keys[i];
+        char ename[64], fname[64];
+        env_name(k->name, ename, sizeof ename);
+        flag_name(k->name, fname, sizeof fname);
+        fprintf(out, "\n# %s%s\n# (%s, %s)\n# %s = ", k->help, k->secret ? "; a secret" : "",
+                ename, fname, k->name);
+        if (k->type == T_STRING)
+            toml_quoted(out, k->def && !k->secret ? k->def : "");
+        else
+            fputs(k->def, out);
+        fputc('\n', out);
+    }
+}
+
+void config_write_markdown(FILE *out) {
+    fprintf(out, "| Key | Type | Default | Environment variable | Flag | Description |\n"
+                 "| --- | --- | --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        const config_key_t *k = &keys[i];
+        char ename[64], fname[64], type[64];
+        env_name(k->name, ename, sizeof ename);
+        flag_name(k->name, fname, sizeof fname);
+        if (k->type == T_INT)
+            snprintf(type, sizeof type, "integer, %lld to %lld", (long long)k->min,
+                     (long long)k->max);
+        else
+            snprintf(type, sizeof type, "%s", type_name(k->type));
+        char def[64];
+        if (!k->def)
+            snprintf(def, sizeof def, "none");
+        else
+            snprintf(def, sizeof def, "`%s`", *k->def ? k->def : "\"\"");
+        fprintf(out, "| `%s` | %s | %s | `%s` | `%s` | %s%s |\n", k->name, type, def, ename, fname,
+                k->help, k->secret ? "; a secret, never written to the default file" : "");
     }
 }
 
@@ -208,4 +760,9 @@ void config_free(config_t *cfg) {
             *s = NULL;
         }
     }
+    if (cfg->origins)
+        for (size_t i = 0; i < NKEYS; i++) free(cfg->origins[i]);
+    free(cfg->origins);
+    free(cfg->source_file);
+    memset(cfg, 0, sizeof *cfg);
 }

@@ -1,6 +1,8 @@
-/* Configuration: one table of typed keys (config.c) read from defaults, the
- * environment (DSOCK_<KEY>) and command-line flags (--key-name value), with
- * precedence flag > environment > default. Config files are issue #4.
+/* Configuration: one table of typed keys (config.c) read from defaults, a config
+ * file (TOML, JSON or YAML), the environment (DSOCK_<KEY>) and command-line flags
+ * (--key-name value), with precedence flag > environment > file > default. The
+ * --help text, the default config.toml and docs/configuration.md all come from
+ * that table.
  *
  * Ownership: config_t owns its strings; config_free releases them. */
 #ifndef DSOCK_CONFIG_H
@@ -9,14 +11,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct config {
-    char *address;            /* listen address, "host:port" or ":port" */
+    char *address;            /* listen address, "host:port", ":port" or "[v6]:port" */
     char *redis_host;
     char *redis_password;
     int64_t redis_db;
-    char *token;              /* API bearer token; NULL when unset */
-    char *jwt_secret;         /* NULL: JWT authentication disabled */
+    char *token;              /* API bearer token; NULL when unset (never "") */
+    char *jwt_secret;         /* NULL: JWT authentication disabled (never "") */
     bool debug;
     int64_t redis_timeout_ms; /* bound on every Redis wait */
     int64_t worker_ttl;       /* seconds before a silent worker counts as dead */
@@ -28,6 +31,13 @@ typedef struct config {
     int64_t max_queued_bytes; /* unsent bytes per WebSocket before it is closed (1008) */
     int64_t max_connections;  /* per process */
     int64_t idle_timeout;     /* seconds an HTTP connection may idle or dawdle */
+
+    /* Where the configuration came from, for the startup line: the config file read
+     * (as found or as given to --config), or the default file this start wrote
+     * (wrote_default), or NULL when there was none and none could be written. */
+    char *source_file;
+    bool wrote_default;
+    char **origins; /* private to config.c: see config_origin */
 } config_t;
 
 typedef enum config_role {
@@ -36,16 +46,58 @@ typedef enum config_role {
     CONFIG_ROLE_STANDALONE = 3,
 } config_role_t;
 
-/* Fills cfg from defaults, environment and argv (argv[0] is the first flag, not the
- * program). Returns 0, or -1 with a one-line message in err. --help is reported
- * as 1 (the caller prints config_usage). */
+/* config_load's results. */
+enum {
+    CONFIG_OK = 0,
+    CONFIG_HELP = 1,     /* --help or -h: print config_usage, exit 0 */
+    CONFIG_VERSION = 2,  /* --version: print the version, exit 0 */
+    CONFIG_ERROR = -1,   /* bad configuration (file, value, type, range): exit 1 */
+    CONFIG_USAGE = -2,   /* unknown flag, stray argument, flag without value: exit 2 */
+};
+
+/* Fills cfg from defaults, the config file, the environment and argv (argv[0] is
+ * the first flag, not the program or the subcommand). Looks for the config file
+ * (see docs/configuration.md) unless --config names one; when none is found it
+ * writes the default config.toml into the working directory and logs that (a
+ * failure to write is only a warning). Returns one of the CONFIG_* values above;
+ * on CONFIG_ERROR and CONFIG_USAGE err holds one line naming the source (file:line,
+ * variable or flag). On anything but CONFIG_OK cfg is left empty (config_free is
+ * harmless). Warnings (an unknown DSOCK_ variable, a second config file that is
+ * ignored) go to the log. */
 int config_load(config_t *cfg, int argc, char **argv, char *err, size_t errlen);
 
-/* Checks the values for a role (e.g. the API needs a token). 0 or -1 + err. */
+/* Checks the values for a role: the API needs a token, the address must parse and
+ * be bindable (a socket is bound and closed at once), ping_timeout must exceed
+ * ping_interval. 0 or -1 with a one-line message naming where the value came from. */
 int config_validate(const config_t *cfg, config_role_t role, char *err, size_t errlen);
 
-/* Writes the option list (flag, variable, default, description) to stdout. */
+/* Where key's value came from: "default", "<file>:<line>", "DSOCK_<KEY>", "PORT"
+ * or "--flag". NULL for an unknown key. Valid until config_free. */
+const char *config_origin(const config_t *cfg, const char *key);
+
+/* Writes the usage and every option (flag, variable, default, description) to
+ * stdout. subcommand NULL: the top-level usage with the list of subcommands. */
 void config_usage(const char *subcommand);
+
+/* The body of the default config.toml: every key commented out at its default,
+ * never a secret. */
+void config_write_default(FILE *out);
+
+/* The key table as Markdown (docs/configuration.md holds exactly this between its
+ * "<!-- keys:begin -->" and "<!-- keys:end -->" markers; a unit test checks it). */
+void config_write_markdown(FILE *out);
+
+/* The candidate closest to word (edit distance, counting a swap of two neighbours
+ * as one edit), or NULL when none is close enough to be a likely typo. For
+ * "did you mean" hints, e.g. on unknown subcommands. */
+const char *config_suggest(const char *word, const char *const *candidates, size_t n);
+
+/* Splits a listen address ("host:port", ":port", "[v6]:port") into host (empty for
+ * all interfaces, brackets removed) and port. 0, or -1 when it does not parse. */
+int config_split_address(const char *addr, char *host, size_t hostlen, int *port);
+
+/* Tests only: the last directory searched for config files (default /etc/dsock). */
+void config_set_system_dir(const char *dir);
 
 void config_free(config_t *cfg);
 

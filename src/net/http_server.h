@@ -3,8 +3,10 @@
  * handler and writes its response. Keep-alive; requests on one connection are
  * answered in order (reading pauses while one is being handled). Malformed input
  * is answered here with a JSON error and the connection is closed: 400, 413, 431,
- * 501, 505. Connections idle (or too slow to send a request) for idle_timeout_ms
- * are closed.
+ * 501, 505. Expect: 100-continue is answered here. Connections idle (or too slow
+ * to send a request) for idle_timeout_ms are closed: the idle wait, the request
+ * line and headers, the body, and the writing of the response each get
+ * idle_timeout_ms (0: no timeout). A handler holding a request has no deadline.
  *
  * Ownership: the server owns its connections. A request handed to the handler
  * stays valid until the handler answers it (http_conn_respond) or takes the socket
@@ -25,7 +27,7 @@ typedef struct http_conn http_conn_t;
 typedef struct http_server_config {
     http_limits_t limits;
     unsigned idle_timeout_ms;  /* keep-alive idle and slow-request bound */
-    size_t max_connections;    /* over it new connections are accepted and closed at once */
+    size_t max_connections;    /* over it new connections are accepted and closed at once; 0: no limit */
 } http_server_config_t;
 
 typedef void (*http_handler_fn)(void *ud, http_conn_t *c, const http_request_t *req);
@@ -34,8 +36,10 @@ typedef void (*http_handler_fn)(void *ud, http_conn_t *c, const http_request_t *
 http_server_t *http_server_new(uv_loop_t *loop, const http_server_config_t *cfg,
                                http_handler_fn handler, void *ud);
 
-/* Binds and listens on "host:port" or ":port" (all interfaces). Returns 0, or a
- * negative libuv error with a message for a person in err. */
+/* Binds and listens on "host:port", ":port" (0.0.0.0) or "[ipv6]:port"; a host
+ * name is resolved once, here. Returns 0, or a negative libuv error with a message
+ * for a person in err ("cannot listen on 127.0.0.1:80: permission denied"). Call it
+ * once; after a failure, close the server. */
 int http_server_listen(http_server_t *s, const char *address, char *err, size_t errlen);
 
 /* The bound port (useful with port 0), or -1. */
@@ -43,19 +47,24 @@ int http_server_port(const http_server_t *s);
 
 /* Stops listening, closes every connection (pending handlers still must answer;
  * their answers are dropped), frees the server and calls done (may be NULL) once
- * every handle is closed. */
+ * every handle is closed. Call it once. */
 void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud);
 
 /* Answers the current request. Adds Content-Type: application/json, Content-Length
  * and Connection headers; extra_headers (NULL or lines each ending in "\r\n") are
- * added as given. The body is copied. */
+ * added as given. The body is copied. The request (and its strings) is freed here.
+ * A HEAD request gets the headers only. An answered upgrade request (a refused
+ * WebSocket handshake) closes the connection afterwards. Calling it when no
+ * request is pending is a broken invariant and aborts. */
 void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, const char *body,
                        size_t body_len);
 
 /* Answers {"success":false,"error":message,"errorCode":code} with status. */
 void http_conn_respond_error(http_conn_t *c, int status, const char *code, const char *message);
 
-/* True when the peer has gone away while its request is pending. */
+/* True when the connection was closed while its request is pending (server
+ * shutdown). Reading is paused while a handler holds a request, so a peer that
+ * leaves then is noticed only by whoever writes to it next. */
 bool http_conn_is_gone(const http_conn_t *c);
 
 /* Takes the socket out of the server for another protocol (WebSocket). The server
@@ -63,7 +72,8 @@ bool http_conn_is_gone(const http_conn_t *c);
  * data field is free to use) and must uv_close() it and free() it in the close
  * callback. Bytes that followed the request are copied to *rest (caller frees,
  * NULL when none). Returns NULL when the peer is already gone (the server then
- * cleans up itself). */
+ * cleans up itself). Either way the request and c are freed: read what you need
+ * from them (and http_conn_peer) before calling. */
 uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len);
 
 /* Peer address as text ("127.0.0.1:5555"), for logs. */

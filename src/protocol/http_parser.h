@@ -47,6 +47,7 @@ typedef struct http_request {
     size_t body_len;
     bool keep_alive;         /* the connection may carry another request */
     bool upgrade;            /* Connection: upgrade with an Upgrade header */
+    bool expect_continue;    /* HTTP/1.1 with "Expect: 100-continue" */
 } http_request_t;
 
 typedef enum http_parse_status {
@@ -67,10 +68,12 @@ void http_parser_free(http_parser_t *p); /* NULL is a no-op */
 http_parse_status_t http_parser_feed(http_parser_t *p, const char *data, size_t len,
                                      size_t *consumed);
 
-/* The peer closed its side: completes a request that ends at EOF, or errors. */
+/* The peer closed its side: DONE if a request was already complete, NEED_MORE when
+ * no request had begun (a clean close), ERROR (400) for a request cut short. */
 http_parse_status_t http_parser_finish(http_parser_t *p);
 
-/* Valid after DONE, until reset/free. */
+/* Valid after DONE (NULL before), until reset/free. Query keys and values and the
+ * path never contain NUL bytes (a %00 is refused with 400). */
 const http_request_t *http_parser_request(const http_parser_t *p);
 
 /* After ERROR: the HTTP status to answer with (400, 413, 431, 501, 505) and a short
@@ -81,6 +84,18 @@ const char *http_parser_error_message(const http_parser_t *p);
 /* True once the request line and headers have started arriving (used to tell an
  * idle keep-alive connection from a slow request). */
 bool http_parser_in_progress(const http_parser_t *p);
+
+/* True once the request line and headers are complete (the body may still be
+ * arriving), until reset. Lets a server give the body its own time budget. */
+bool http_parser_headers_complete(const http_parser_t *p);
+
+/* True after a NEED_MORE when the client sent "Expect: 100-continue", the headers
+ * are complete and accepted (limits included), no body byte has arrived yet and
+ * http_parser_continue_sent() was not called for this request: the caller should
+ * write "HTTP/1.1 100 Continue\r\n\r\n" now, then call http_parser_continue_sent().
+ * Callers that never ask still work; such clients merely wait a moment. */
+bool http_parser_wants_continue(const http_parser_t *p);
+void http_parser_continue_sent(http_parser_t *p);
 
 /* Ready for the next request on the same connection; frees the previous one. */
 void http_parser_reset(http_parser_t *p);

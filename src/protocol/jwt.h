@@ -4,6 +4,13 @@
  * anything else are rejected), sub is a required string, sid an optional string,
  * exp wins over iat, with only iat the token lives 60 s after it, one of the two
  * is required; nbf, when present, must have passed.
+ * Details settled here: base64url parts may carry exact '=' padding but nothing
+ * else outside the alphabet, and unused trailing bits must be zero; "typ" is
+ * ignored, "crit" is rejected; header and payload must be UTF-8 JSON objects;
+ * exp/iat/nbf must be finite numbers (fractions allowed); sub must be a non-empty
+ * string; sid must be a string when present, and "" counts as no session. The
+ * signature is checked before the payload is looked at. An empty secret rejects
+ * every token.
  *
  * Ownership: on success the caller owns out->sub/out->sid and frees them with
  * jwt_claims_free(). On failure nothing needs freeing. */
@@ -23,10 +30,12 @@ typedef struct jwt_claims {
 } jwt_claims_t;
 
 /* Returns 0 when the token is valid at time `now` (seconds since epoch), else -1
- * with *why set to a short static reason ("expired", "bad signature", ...). */
+ * with *why set to a short static reason ("expired", "bad signature", ...). out may
+ * be NULL (verify only); on failure *out is zeroed. why may be NULL. */
 int jwt_verify(const char *token, size_t token_len, const uint8_t *secret, size_t secret_len,
                int64_t now, jwt_claims_t *out, const char **why);
 
+/* Frees sub and sid and sets them to NULL; NULL is a no-op. */
 void jwt_claims_free(jwt_claims_t *c);
 
 #endif

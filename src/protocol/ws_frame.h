@@ -56,7 +56,7 @@ typedef struct ws_event {
 } ws_event_t;
 
 typedef struct ws_parser {
-    uint64_t max_message;       /* limit for a whole (possibly fragmented) message */
+    uint64_t max_message;       /* limit for a whole (possibly fragmented) message; 0: none */
     /* private state below; zeroed by ws_parser_init */
     uint8_t state;
     uint8_t hdr[14];
@@ -75,13 +75,20 @@ typedef struct ws_parser {
     uint8_t ctrl_len;
 } ws_parser_t;
 
+/* max_message 0 means no limit. A message over the limit is refused (1009) from
+ * its frame header, before its payload arrives. */
 void ws_parser_init(ws_parser_t *p, uint64_t max_message);
 
 /* Consumes bytes from data[0..len) until one event is ready or input runs out.
  * Returns the number of bytes consumed; *ev says what happened (WS_EVENT_NONE when
- * the input was exhausted without an event). Call again with the rest while bytes
- * remain. The data buffer may be modified (unmasked in place). After an ERROR
- * event every later call returns 0 bytes and the same ERROR. */
+ * the input was exhausted without an event, and then all len bytes were consumed).
+ * Call again with the rest while bytes remain. The same events come out however
+ * the input is split. The data buffer may be modified (text payloads are unmasked
+ * in place to validate them). Violations are reported as soon as the byte that
+ * proves them arrives (invalid UTF-8 mid-frame, an oversized length in a header);
+ * ev->error is a static string. After an ERROR event every later call returns 0
+ * bytes and the same ERROR. After a CLOSE event the peer may send nothing more:
+ * later calls consume and ignore all input and report WS_EVENT_NONE. */
 size_t ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, ws_event_t *ev);
 
 /* Largest server frame header. */
@@ -91,7 +98,8 @@ size_t ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, ws_event_t *ev)
 size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], int opcode, uint64_t payload_len);
 
 /* Writes a close payload (2-byte code + reason truncated to fit 123 bytes at a UTF-8
- * boundary) into out[125]; returns its length. */
+ * boundary) into out[125]; returns its length. reason may be NULL; a reason that is
+ * not valid UTF-8 is left out (the peer would have to fail the connection). */
 size_t ws_close_payload(uint8_t out[125], uint16_t code, const char *reason);
 
 /* Is this a close code a peer may send (RFC 6455 7.4, IANA registry)? */

@@ -17,9 +17,11 @@ typedef enum ws_handshake_status {
     WS_HANDSHAKE_BAD_KEY = -4,       /* missing or not base64 of 16 bytes: 400 */
 } ws_handshake_status_t;
 
-/* Checks method, Upgrade: websocket, Connection: upgrade, version 13 and the key.
- * On OK writes the Sec-WebSocket-Accept value plus NUL into accept_out. *why gets a
- * static message for the error case. */
+/* Checks, in this order: method, Upgrade: websocket, Connection: upgrade, version 13
+ * (a missing Sec-WebSocket-Version is BAD_VERSION too, so the client learns which
+ * one to use) and the key (24 chars of padded base64 encoding 16 bytes). On OK
+ * writes the Sec-WebSocket-Accept value plus NUL into accept_out. On error *why
+ * gets a static message; why may be NULL and is left alone on OK. */
 ws_handshake_status_t ws_handshake_check(const http_request_t *req,
                                          char accept_out[WS_ACCEPT_LEN + 1], const char **why);
 

@@ -30,4 +30,9 @@
  *   iteration), then calls done. */
 store_t *store_memory_new(uv_loop_t *loop);
 
+/* Records held right now, for tests and metrics: claims include expired ones the
+ * sweep has not freed yet. s must come from store_memory_new. */
+size_t store_memory_claim_count(const store_t *s);
+size_t store_memory_conn_count(const store_t *s);
+
 #endif

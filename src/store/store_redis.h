@@ -11,8 +11,9 @@ typedef struct store_redis_config {
     const char *host;       /* "host:port" or "host" (port 6379); copied */
     const char *password;   /* NULL or "" for none; copied */
     int db;
-    unsigned timeout_ms;    /* bound on every wait for a reply; also connect timeout */
-    unsigned worker_ttl_s;  /* a worker not heard of for this long is dead */
+    unsigned timeout_ms;    /* bound on every wait for a reply; also connect timeout
+                               (0: 2000) */
+    unsigned worker_ttl_s;  /* a worker not heard of for this long is dead (0: 10) */
 } store_redis_config_t;
 
 /* Never NULL: connects in the background and reconnects with back-off; until

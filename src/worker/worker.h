@@ -40,6 +40,19 @@ bool worker_handle(worker_t *w, http_conn_t *c, const http_request_t *req);
 /* Number of open WebSocket connections. */
 size_t worker_connection_count(const worker_t *w);
 
+/* Counters since worker_new, for logs and metrics. */
+typedef struct worker_stats {
+    uint64_t connects;        /* 101s sent */
+    uint64_t disconnects;     /* sockets closed after a 101 */
+    uint64_t messages;        /* TEXT/BINARY messages from the store */
+    uint64_t deliveries;      /* message x connection pairs queued or written */
+    uint64_t slow_closes;     /* closed with 1008: over max_queued_bytes */
+    uint64_t dead_closes;     /* closed after ping_timeout of silence */
+    uint64_t protocol_closes; /* closed for a protocol violation (1002/1007/1009) */
+} worker_stats_t;
+
+void worker_get_stats(const worker_t *w, worker_stats_t *out);
+
 /* Closes every connection with 1001 (going away), unregisters them, stops the
  * timer, frees the worker, then calls done (may be NULL). */
 void worker_close(worker_t *w, void (*done)(void *ud), void *ud);

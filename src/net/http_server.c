@@ -1,0 +1,563 @@
+/* HTTP/1.1 server on libuv. Each connection reads into the loop's shared buffer and
+ * feeds its parser; a complete request stops reading until the response is written,
+ * so requests are answered in order and a pipelining client cannot queue unbounded
+ * work. Timeouts come from one sweep timer over an intrusive list of connections.
+ * Bad input is answered with a JSON error, then the connection lingers briefly,
+ * discarding what the client still sends, so it reads the error instead of a reset. */
+#include "net/http_server.h"
+
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "net/read_buffer.h"
+
+#define SWEEP_MAX_MS 1000
+#define LINGER_MAX_MS 2000
+
+struct http_server {
+    uv_loop_t *loop;
+    http_server_config_t cfg;
+    http_handler_fn handler;
+    void *ud;
+    uv_tcp_t listener;
+    uv_timer_t sweep;
+    http_conn_t *conns; /* intrusive doubly-linked list of live connections */
+    size_t conn_count;
+    size_t open_handles; /* handles whose close callback is still to come */
+    bool listening;
+    bool closing;
+    void (*done)(void *ud);
+    void *done_ud;
+};
+
+typedef enum conn_state {
+    CONN_READING,  /* waiting for (more of) a request */
+    CONN_HANDLER,  /* a request is with the handler; not reading */
+    CONN_WRITING,  /* the response is being written; not reading */
+    CONN_LINGER,   /* error sent, discarding input until EOF or the deadline */
+    CONN_CLOSING,  /* uv_close called */
+} conn_state_t;
+
+struct http_conn {
+    http_server_t *server; /* NULL once the server has let go of a handler-held conn */
+    uv_tcp_t *tcp;         /* heap-allocated so it can be handed over; NULL once closed */
+    http_conn_t *prev, *next;
+    http_parser_t *parser; /* created on the first bytes */
+    buf_t pending;         /* received bytes not yet given to the parser */
+    uint64_t deadline;     /* loop time (ms) after which the sweep closes it; 0: none */
+    conn_state_t state;
+    bool in_handler;       /* the handler owes an answer (or a detach) */
+    bool close_after_write;
+    bool headers_seen;     /* deadline already extended for the body */
+    char peer[64];
+};
+
+typedef struct write_req {
+    uv_write_t req;
+    http_conn_t *conn;
+    char data[];
+} write_req_t;
+
+static void conn_close(http_conn_t *c);
+static void conn_process(http_conn_t *c, const char *data, size_t len);
+
+/* ---- bookkeeping --------------------------------------------------------- */
+
+static uint64_t deadline_in(http_server_t *s, uint64_t ms) {
+    if (ms == 0) return 0;
+    return uv_now(s->loop) + ms;
+}
+
+static uint64_t idle_deadline(http_server_t *s) { return deadline_in(s, s->cfg.idle_timeout_ms); }
+
+static void server_maybe_done(http_server_t *s) {
+    if (!s->closing || s->open_handles > 0) return;
+    void (*done)(void *) = s->done;
+    void *ud = s->done_ud;
+    free(s);
+    if (done) done(ud);
+}
+
+static void handle_closed(uv_handle_t *h) {
+    http_server_t *s = h->data;
+    s->open_handles--;
+    server_maybe_done(s);
+}
+
+static void list_remove(http_server_t *s, http_conn_t *c) {
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->conn_count--;
+}
+
+static void conn_free(http_conn_t *c) {
+    http_parser_free(c->parser);
+    buf_free(&c->pending);
+    free(c->tcp);
+    free(c);
+}
+
+static void conn_closed(uv_handle_t *h) {
+    http_conn_t *c = h->data;
+    http_server_t *s = c->server;
+    free(c->tcp);
+    c->tcp = NULL;
+    list_remove(s, c);
+    if (c->in_handler) {
+        c->server = NULL; /* lingers until the handler answers; the server may go */
+    } else {
+        conn_free(c);
+    }
+    s->open_handles--;
+    server_maybe_done(s);
+}
+
+static void conn_close(http_conn_t *c) {
+    if (c->state == CONN_CLOSING) return;
+    c->state = CONN_CLOSING;
+    uv_read_stop((uv_stream_t *)c->tcp);
+    uv_close((uv_handle_t *)c->tcp, conn_closed);
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static void continue_written(uv_write_t *req, int status) {
+    (void)status; /* a failed write shows up on the next read; the conn may be gone */
+    free(req);
+}
+
+static void send_continue(http_conn_t *c) {
+    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_write_t *req = mem_alloc(sizeof *req);
+    uv_buf_t b = uv_buf_init((char *)msg, sizeof msg - 1);
+    if (uv_write(req, (uv_stream_t *)c->tcp, &b, 1, continue_written) < 0) free(req);
+}
+
+static void linger_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+    (void)buf;
+    if (nread < 0) conn_close(st->data); /* EOF or error: the client is done */
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status) {
+    (void)status;
+    free(req);
+}
+
+static void start_linger(http_conn_t *c) {
+    http_server_t *s = c->server;
+    c->state = CONN_LINGER;
+    uint64_t ms = s->cfg.idle_timeout_ms && s->cfg.idle_timeout_ms < LINGER_MAX_MS
+                      ? s->cfg.idle_timeout_ms
+                      : LINGER_MAX_MS;
+    c->deadline = deadline_in(s, ms);
+    uv_shutdown_t *req = mem_alloc(sizeof *req);
+    if (uv_shutdown(req, (uv_stream_t *)c->tcp, shutdown_done) < 0) {
+        free(req);
+        conn_close(c);
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)c->tcp, read_buffer_alloc, linger_read) < 0) conn_close(c);
+}
+
+static void conn_resume(http_conn_t *c);
+static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void response_written(uv_write_t *req, int status) {
+    write_req_t *w = (write_req_t *)req;
+    http_conn_t *c = w->conn;
+    free(w);
+    if (c->state == CONN_CLOSING) return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_write) {
+        start_linger(c);
+        return;
+    }
+    c->state = CONN_READING;
+    c->headers_seen = false;
+    c->deadline = idle_deadline(c->server);
+    conn_resume(c);
+}
+
+/* Queues one response as a single write. The connection must be writable. */
+static void conn_write_response(http_conn_t *c, int status, const char *extra_headers,
+                                const char *body, size_t body_len, bool keep_alive,
+                                bool head_only) {
+    buf_t h = BUF_INIT;
+    buf_printf(&h,
+               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+               "Connection: %s\r\n",
+               status, http_status_reason(status), body_len, keep_alive ? "keep-alive" : "close");
+    if (extra_headers) buf_append_str(&h, extra_headers);
+    buf_append(&h, "\r\n", 2);
+    size_t blen = head_only ? 0 : body_len;
+    write_req_t *w = mem_alloc(sizeof *w + h.len + blen);
+    memcpy(w->data, h.data, h.len);
+    if (blen) memcpy(w->data + h.len, body, blen);
+    w->conn = c;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)(h.len + blen));
+    buf_free(&h);
+    c->close_after_write = !keep_alive;
+    c->state = CONN_WRITING;
+    c->deadline = idle_deadline(c->server);
+    if (uv_write(&w->req, (uv_stream_t *)c->tcp, &b, 1, response_written) < 0) {
+        free(w);
+        conn_close(c);
+    }
+}
+
+static void json_escape(buf_t *b, const char *s) {
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            buf_append(b, "\\", 1);
+            buf_append(b, s, 1);
+        } else if (ch < 0x20) {
+            buf_printf(b, "\\u%04x", ch);
+        } else {
+            buf_append(b, s, 1);
+        }
+    }
+}
+
+static void error_body(buf_t *b, const char *code, const char *message) {
+    buf_append_str(b, "{\"success\":false,\"error\":\"");
+    json_escape(b, message);
+    buf_append_str(b, "\",\"errorCode\":\"");
+    json_escape(b, code);
+    buf_append_str(b, "\"}");
+}
+
+static const char *parse_error_code(int status) {
+    switch (status) {
+    case 413: return "REQUEST_TOO_LARGE";
+    case 431: return "HEADERS_TOO_LARGE";
+    case 501: return "NOT_IMPLEMENTED";
+    case 505: return "HTTP_VERSION_NOT_SUPPORTED";
+    default: return "MALFORMED_REQUEST";
+    }
+}
+
+static void conn_parse_error(http_conn_t *c) {
+    int status = http_parser_error_status(c->parser);
+    log_debug("http: %d for %s: %s", status, c->peer, http_parser_error_message(c->parser));
+    buf_t b = BUF_INIT;
+    error_body(&b, parse_error_code(status), http_parser_error_message(c->parser));
+    uv_read_stop((uv_stream_t *)c->tcp);
+    buf_free(&c->pending);
+    conn_write_response(c, status, NULL, b.data, b.len, false, false);
+    buf_free(&b);
+}
+
+/* ---- reading and dispatch ----------------------------------------------- */
+
+/* Feeds bytes to the parser; on a complete request keeps what follows in
+ * c->pending and calls the handler, which must be the last thing done with c. */
+static void conn_process(http_conn_t *c, const char *data, size_t len) {
+    http_server_t *s = c->server;
+    if (!c->parser) c->parser = http_parser_new(&s->cfg.limits);
+    bool was_in_progress = http_parser_in_progress(c->parser);
+    size_t used = 0;
+    http_parse_status_t st = http_parser_feed(c->parser, data, len, &used);
+    if (!was_in_progress && http_parser_in_progress(c->parser))
+        c->deadline = idle_deadline(s); /* the idle wait is over; the request gets its own */
+    if (!c->headers_seen && http_parser_headers_complete(c->parser)) {
+        c->headers_seen = true;
+        c->deadline = idle_deadline(s); /* and the body gets its own */
+    }
+    if (st == HTTP_PARSE_ERROR) {
+        conn_parse_error(c);
+        return;
+    }
+    if (st == HTTP_PARSE_NEED_MORE) {
+        if (http_parser_wants_continue(c->parser)) {
+            send_continue(c);
+            http_parser_continue_sent(c->parser);
+        }
+        return;
+    }
+    /* DONE: keep the bytes that follow, stop reading, hand the request over. */
+    if (used < len) {
+        buf_t rest = BUF_INIT;
+        buf_append(&rest, data + used, len - used);
+        buf_free(&c->pending);
+        c->pending = rest;
+    } else {
+        buf_free(&c->pending);
+    }
+    uv_read_stop((uv_stream_t *)c->tcp);
+    c->state = CONN_HANDLER;
+    c->in_handler = true;
+    s->handler(s->ud, c, http_parser_request(c->parser));
+}
+
+/* After a response: parse what was already received, else read again. */
+static void conn_resume(http_conn_t *c) {
+    if (c->pending.len > 0) {
+        /* conn_process may keep a new remainder in c->pending: take the buffer. */
+        buf_t in = c->pending;
+        c->pending = (buf_t)BUF_INIT;
+        conn_process(c, in.data, in.len);
+        buf_free(&in);
+        return;
+    }
+    buf_free(&c->pending);
+    if (uv_read_start((uv_stream_t *)c->tcp, read_buffer_alloc, conn_read) < 0) conn_close(c);
+}
+
+static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+    http_conn_t *c = st->data;
+    if (nread == 0 || c->state != CONN_READING) return;
+    if (nread < 0) {
+        /* EOF mid-request is not worth an answer: the client stopped talking. */
+        conn_close(c);
+        return;
+    }
+    conn_process(c, buf->base, (size_t)nread);
+}
+
+static void reject_closed(uv_handle_t *h) {
+    http_server_t *s = h->data;
+    free(h);
+    s->open_handles--;
+    server_maybe_done(s);
+}
+
+static void format_peer(http_conn_t *c) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, host, sizeof host);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof host);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(c->peer, sizeof c->peer, v6 ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+    http_server_t *s = listener->data;
+    if (status < 0) {
+        log_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    uv_tcp_t *tcp = mem_alloc(sizeof *tcp);
+    uv_tcp_init(s->loop, tcp);
+    s->open_handles++;
+    if (uv_accept(listener, (uv_stream_t *)tcp) < 0 ||
+        (s->cfg.max_connections && s->conn_count >= s->cfg.max_connections)) {
+        tcp->data = s;
+        uv_close((uv_handle_t *)tcp, reject_closed);
+        return;
+    }
+    http_conn_t *c = mem_calloc(1, sizeof *c);
+    c->server = s;
+    c->tcp = tcp;
+    tcp->data = c;
+    c->state = CONN_READING;
+    c->deadline = idle_deadline(s);
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->conn_count++;
+    uv_tcp_nodelay(tcp, 1);
+    format_peer(c);
+    if (uv_read_start((uv_stream_t *)tcp, read_buffer_alloc, conn_read) < 0) conn_close(c);
+}
+
+static void sweep(uv_timer_t *t) {
+    http_server_t *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    for (http_conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_HANDLER || c->state == CONN_CLOSING || c->deadline == 0) continue;
+        if (now >= c->deadline) conn_close(c);
+    }
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+http_server_t *http_server_new(uv_loop_t *loop, const http_server_config_t *cfg,
+                               http_handler_fn handler, void *ud) {
+    /* libuv writes with write(2): a peer that went away must be an EPIPE for that
+     * one connection, not a signal that ends the process (main does this too; tests
+     * embedding a server may not). */
+    signal(SIGPIPE, SIG_IGN);
+    http_server_t *s = mem_calloc(1, sizeof *s);
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->handler = handler;
+    s->ud = ud;
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    uv_timer_init(loop, &s->sweep);
+    s->sweep.data = s;
+    s->open_handles = 2;
+    /* Fine enough to honour short timeouts in tests, coarse enough to cost nothing. */
+    uint64_t every = cfg->idle_timeout_ms ? cfg->idle_timeout_ms / 4 : SWEEP_MAX_MS;
+    if (every > SWEEP_MAX_MS) every = SWEEP_MAX_MS;
+    if (every < 10) every = 10;
+    uv_timer_start(&s->sweep, sweep, every, every);
+    return s;
+}
+
+/* Splits "host:port", ":port" or "[v6]:port". Returns 0 or -1. */
+static int split_address(const char *address, char *host, size_t hostlen, int *port) {
+    const char *colon;
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+        if (!close || close[1] != ':') return -1;
+        size_t n = (size_t)(close - address - 1);
+        if (n == 0 || n >= hostlen) return -1;
+        memcpy(host, address + 1, n);
+        host[n] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(address, ':');
+        if (!colon) return -1;
+        size_t n = (size_t)(colon - address);
+        if (n >= hostlen || memchr(address, ':', n)) return -1; /* bare IPv6 needs [] */
+        memcpy(host, address, n);
+        host[n] = '\0';
+        if (n == 0) snprintf(host, hostlen, "0.0.0.0");
+    }
+    const char *p = colon + 1;
+    if (!*p || strlen(p) > 5) return -1;
+    long v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > 65535) return -1;
+    *port = (int)v;
+    return 0;
+}
+
+int http_server_listen(http_server_t *s, const char *address, char *err, size_t errlen) {
+    char host[256];
+    int port;
+    if (!address || split_address(address, host, sizeof host, &port) < 0) {
+        snprintf(err, errlen,
+                 "invalid listen address \"%s\": expected host:port, :port or [ipv6]:port",
+                 address ? address : "");
+        return UV_EINVAL;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+        /* A name such as "localhost": resolve it once, at startup. */
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_PASSIVE};
+        struct addrinfo *res = NULL;
+        int rc = getaddrinfo(host, NULL, &hints, &res);
+        if (rc != 0 || !res) {
+            snprintf(err, errlen, "cannot listen on %s: cannot resolve \"%s\": %s", address, host,
+                     gai_strerror(rc));
+            if (res) freeaddrinfo(res);
+            return UV_EINVAL;
+        }
+        memcpy(&ss, res->ai_addr, res->ai_addrlen);
+        if (ss.ss_family == AF_INET) ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+        else ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+        freeaddrinfo(res);
+    }
+    int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", address, uv_strerror(rc));
+        return rc;
+    }
+    s->listening = true;
+    return 0;
+}
+
+int http_server_port(const http_server_t *s) {
+    if (!s->listening) return -1;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len) != 0) return -1;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud) {
+    s->closing = true;
+    s->done = done;
+    s->done_ud = ud;
+    s->listening = false;
+    uv_close((uv_handle_t *)&s->listener, handle_closed);
+    uv_timer_stop(&s->sweep);
+    uv_close((uv_handle_t *)&s->sweep, handle_closed);
+    for (http_conn_t *c = s->conns; c; c = c->next) conn_close(c);
+}
+
+void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, const char *body,
+                       size_t body_len) {
+    if (!c->in_handler) log_fatal("http_conn_respond: no request pending on this connection");
+    c->in_handler = false;
+    if (!c->tcp || c->state == CONN_CLOSING) {
+        if (!c->tcp) conn_free(c); /* the peer or the server went away meanwhile */
+        return;
+    }
+    const http_request_t *req = http_parser_request(c->parser);
+    /* After a refused upgrade the bytes that follow may be another protocol. */
+    bool keep_alive = req->keep_alive && !req->upgrade && !c->server->closing;
+    bool head_only = req->method == HTTP_METHOD_HEAD;
+    http_parser_reset(c->parser); /* the request is answered; free it before the write */
+    conn_write_response(c, status, extra_headers, body, body_len, keep_alive, head_only);
+}
+
+void http_conn_respond_error(http_conn_t *c, int status, const char *code, const char *message) {
+    buf_t b = BUF_INIT;
+    error_body(&b, code, message);
+    http_conn_respond(c, status, NULL, b.data, b.len);
+    buf_free(&b);
+}
+
+bool http_conn_is_gone(const http_conn_t *c) { return !c->tcp || c->state == CONN_CLOSING; }
+
+uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
+    if (!c->in_handler) log_fatal("http_conn_detach: no request pending on this connection");
+    c->in_handler = false;
+    *rest = NULL;
+    *rest_len = 0;
+    if (!c->tcp || c->state == CONN_CLOSING) {
+        if (!c->tcp) conn_free(c);
+        return NULL;
+    }
+    http_server_t *s = c->server;
+    uv_tcp_t *tcp = c->tcp;
+    uv_read_stop((uv_stream_t *)tcp);
+    tcp->data = NULL;
+    if (c->pending.len > 0) {
+        *rest = mem_strndup(c->pending.data, c->pending.len);
+        *rest_len = c->pending.len;
+    }
+    list_remove(s, c);
+    s->open_handles--;
+    c->tcp = NULL;
+    conn_free(c);
+    return tcp;
+}
+
+const char *http_conn_peer(const http_conn_t *c) { return c->peer; }

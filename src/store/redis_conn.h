@@ -1,0 +1,89 @@
+/* One hiredis async connection that never gives up: connects in the background,
+ * authenticates and selects the database, reconnects with back-off (100 ms doubling
+ * to 2 s) after any failure, and bounds every wait with one repeating timer that
+ * watches the oldest in-flight command (replies come back in order, so the FIFO
+ * head is the one that is late). The store (store_redis.c) owns two of these.
+ *
+ * Ownership: the connection copies nothing it is given in its config except what
+ * it keeps (host, password). A redis_req_t is the caller's memory; it is linked
+ * into the connection while in flight, and its fn is called exactly once: with the
+ * reply (valid only during the call), or with NULL when the command was lost
+ * (timeout, disconnect, close). */
+#ifndef DSOCK_REDIS_CONN_H
+#define DSOCK_REDIS_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct redisReply;
+
+typedef struct redis_conn redis_conn_t;
+typedef struct redis_req redis_req_t;
+
+/* reply is NULL when the command was lost; never keep it past the call. */
+typedef void (*redis_reply_fn)(redis_req_t *req, struct redisReply *reply);
+
+struct redis_req {
+    redis_req_t *prev, *next; /* the connection's in-flight FIFO */
+    redis_conn_t *conn;       /* set by redis_conn_send */
+    uint64_t sent_ms;
+    redis_reply_fn fn;        /* set by the caller */
+};
+
+typedef struct redis_conn_hooks {
+    /* The TCP connect has started and AUTH/SELECT are queued: queue the rest of the
+     * handshake with redis_conn_send. The connection is ready once the caller calls
+     * redis_conn_set_ready (or, with redis_conn_subscribe, at the first subscribe
+     * confirmation). */
+    void (*on_connect)(redis_conn_t *c, void *ud);
+    void (*on_ready)(redis_conn_t *c, void *ud);
+    /* Every tick (a fraction of timeout_ms) while not closed. */
+    void (*on_tick)(redis_conn_t *c, void *ud, uint64_t now_ms);
+    /* A pub/sub message; data is binary, valid only during the call. */
+    void (*on_message)(void *ud, const char *data, size_t len);
+    /* After redis_conn_close: every handle is closed and the connection freed. */
+    void (*on_closed)(void *ud);
+    void *ud;
+} redis_conn_hooks_t;
+
+typedef struct redis_conn_config {
+    const char *name;     /* "command" or "pub/sub", for logs: a literal, not copied */
+    const char *host;     /* copied */
+    int port;
+    const char *password; /* NULL or "" for none; copied */
+    int db;
+    unsigned timeout_ms;
+} redis_conn_config_t;
+
+/* Starts connecting at once. Never NULL. */
+redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
+                             const redis_conn_hooks_t *hooks);
+
+/* Sends a command (argv as in redisAsyncCommandArgv; copied by hiredis). Returns 0
+ * and later calls req->fn once, or -1 without calling it (no connection). Allowed
+ * during the handshake; callers gate their own traffic on redis_conn_ready. */
+int redis_conn_send(redis_conn_t *c, redis_req_t *req, int argc, const char **argv,
+                    const size_t *lens);
+
+/* SUBSCRIBE to channel (copied per call): messages go to hooks.on_message. Calling
+ * it again on a subscribed connection is a liveness probe: the confirmation must
+ * come back within timeout_ms or the connection is dropped. Returns 0 or -1. */
+int redis_conn_subscribe(redis_conn_t *c, const char *channel);
+bool redis_conn_subscribe_pending(const redis_conn_t *c);
+
+void redis_conn_set_ready(redis_conn_t *c);
+bool redis_conn_ready(const redis_conn_t *c);
+/* True while commands are in flight. */
+bool redis_conn_busy(const redis_conn_t *c);
+
+/* Drops the current connection (pending commands get NULL) and reconnects after
+ * the back-off. reason is logged. */
+void redis_conn_fail(redis_conn_t *c, const char *reason);
+
+/* Drops the connection for good (pending commands get NULL, synchronously unless
+ * called from inside a reply), closes the timer, then calls hooks.on_closed. */
+void redis_conn_close(redis_conn_t *c);
+
+#endif

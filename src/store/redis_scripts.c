@@ -1,0 +1,187 @@
+/* Lua sources of the Redis store's atomic operations. A shared prelude holds the
+ * helpers every script needs: worker liveness (the worker-alive:$id key), lazy
+ * clean-up of dead workers' connections and of dangling index members, and target
+ * resolution that filters set members by their stored user and session, because
+ * "$user-$session" set names are ambiguous when ids contain '-'. */
+#include "store/redis_scripts.h"
+
+#define PRELUDE                                                                          \
+    "if redis.replicate_commands then redis.replicate_commands() end\n"                 \
+    "local alive_cache = {}\n"                                                           \
+    "local function worker_alive(w)\n"                                                   \
+    "  local a = alive_cache[w]\n"                                                       \
+    "  if a == nil then\n"                                                               \
+    "    a = redis.call('EXISTS', 'worker-alive:' .. w) == 1\n"                          \
+    "    alive_cache[w] = a\n"                                                           \
+    "  end\n"                                                                            \
+    "  return a\n"                                                                       \
+    "end\n"                                                                              \
+    "local function conn_drop(id, u, s)\n"                                               \
+    "  redis.call('DEL', 'conn:' .. id)\n"                                               \
+    "  redis.call('SREM', 'user:' .. u, id)\n"                                           \
+    "  if s ~= '' then redis.call('SREM', 'user-session:' .. u .. '-' .. s, id) end\n"   \
+    "end\n"                                                                              \
+    "local function claim_drop(id, u, s)\n"                                              \
+    "  redis.call('DEL', 'claim:' .. id)\n"                                              \
+    "  redis.call('SREM', 'claim-user:' .. u, id)\n"                                     \
+    "  if s ~= '' then redis.call('SREM', 'claim-user-session:' .. u .. '-' .. s, id) end\n" \
+    "end\n"                                                                              \
+    /* The target's connections on live workers: {id, user, session, worker, lastPing}. \
+     * A member whose conn: key is gone is removed from the set; a member that belongs  \
+     * to another user/session pair sharing the set name is skipped; a connection of a \
+     * dead worker is deleted with its index entries. */                                \
+    "local function resolve(id, user, session)\n"                                        \
+    "  local out = {}\n"                                                                 \
+    "  local function check(cid, set)\n"                                                 \
+    "    local f = redis.call('HMGET', 'conn:' .. cid, 'user', 'session', 'worker', 'lastPing')\n" \
+    "    local u, s, w = f[1], f[2] or '', f[3]\n"                                       \
+    "    if not u then\n"                                                                \
+    "      if set then redis.call('SREM', set, cid) end\n"                               \
+    "      return\n"                                                                     \
+    "    end\n"                                                                          \
+    "    if set and (u ~= user or (session ~= '' and s ~= session)) then return end\n"   \
+    "    if not w or not worker_alive(w) then\n"                                         \
+    "      conn_drop(cid, u, s)\n"                                                       \
+    "      return\n"                                                                     \
+    "    end\n"                                                                          \
+    "    out[#out + 1] = {cid, u, s, w, f[4] or '0'}\n"                                  \
+    "  end\n"                                                                            \
+    "  if id ~= '' then\n"                                                               \
+    "    check(id, nil)\n"                                                               \
+    "  else\n"                                                                           \
+    "    local set = 'user:' .. user\n"                                                  \
+    "    if session ~= '' then set = 'user-session:' .. user .. '-' .. session end\n"    \
+    "    for _, cid in ipairs(redis.call('SMEMBERS', set)) do check(cid, set) end\n"     \
+    "  end\n"                                                                            \
+    "  return out\n"                                                                     \
+    "end\n"                                                                              \
+    /* The user's (session's) claims: {id, user, session, expiration}. */                \
+    "local function user_claims(user, session)\n"                                        \
+    "  local set = 'claim-user:' .. user\n"                                              \
+    "  if session ~= '' then set = 'claim-user-session:' .. user .. '-' .. session end\n" \
+    "  local out = {}\n"                                                                 \
+    "  for _, cid in ipairs(redis.call('SMEMBERS', set)) do\n"                           \
+    "    local f = redis.call('HMGET', 'claim:' .. cid, 'user', 'session', 'expiration')\n" \
+    "    if not f[1] then\n"                                                             \
+    "      redis.call('SREM', set, cid)\n"                                               \
+    "    elseif f[1] == user and (session == '' or f[2] == session) then\n"              \
+    "      out[#out + 1] = {cid, f[1], f[2] or '', f[3] or '0'}\n"                       \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return out\n"                                                                     \
+    "end\n"
+
+/* Index sets expire with their longest-lived claim, so a user who never connects
+ * leaves nothing behind. A claim born expired is not stored (EXPIREAT in the past
+ * would delete the key at once, and on a set it would drop the other members). */
+static const char claim_create_lua[] = PRELUDE
+    "local id, u, s, e = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local key = 'claim:' .. id\n"
+    "if redis.call('EXISTS', key) == 1 then return 0 end\n"
+    "local exp = tonumber(e)\n"
+    "if not exp then return redis.error_reply('ERR invalid expiration') end\n"
+    "local now = tonumber(redis.call('TIME')[1])\n"
+    "if exp <= now then return 1 end\n"
+    "if s ~= '' then\n"
+    "  redis.call('HSET', key, 'user', u, 'session', s, 'expiration', e)\n"
+    "else\n"
+    "  redis.call('HSET', key, 'user', u, 'expiration', e)\n"
+    "end\n"
+    "redis.call('EXPIREAT', key, e)\n"
+    "local function index(set)\n"
+    "  redis.call('SADD', set, id)\n"
+    "  local ttl = redis.call('TTL', set)\n"
+    "  if ttl < 0 or now + ttl < exp then redis.call('EXPIREAT', set, e) end\n"
+    "end\n"
+    "index('claim-user:' .. u)\n"
+    "if s ~= '' then index('claim-user-session:' .. u .. '-' .. s) end\n"
+    "return 1\n";
+
+static const char claim_take_lua[] = PRELUDE
+    "local id = ARGV[1]\n"
+    "local f = redis.call('HMGET', 'claim:' .. id, 'user', 'session', 'expiration')\n"
+    "if not f[1] then return false end\n"
+    "claim_drop(id, f[1], f[2] or '')\n"
+    "return {f[1], f[2] or '', f[3] or ''}\n";
+
+/* One PUBLISH per worker, not per connection: the worker matches the target
+ * against its own connections again. PUBLISH answering 0 means the worker is alive
+ * (its key is fresh) but its subscription is down: counted as unreachable. */
+static const char deliver_lua[] = PRELUDE
+    "local per, order = {}, {}\n"
+    "for _, c in ipairs(resolve(ARGV[1], ARGV[2], ARGV[3])) do\n"
+    "  local w = c[4]\n"
+    "  if not per[w] then\n"
+    "    per[w] = 0\n"
+    "    order[#order + 1] = w\n"
+    "  end\n"
+    "  per[w] = per[w] + 1\n"
+    "end\n"
+    "local n, workers, missed = 0, 0, 0\n"
+    "for _, w in ipairs(order) do\n"
+    "  if redis.call('PUBLISH', 'worker:' .. w, ARGV[4]) > 0 then\n"
+    "    n = n + per[w]\n"
+    "    workers = workers + 1\n"
+    "  else\n"
+    "    missed = missed + 1\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[5] == '1' and ARGV[1] == '' then\n"
+    "  for _, c in ipairs(user_claims(ARGV[2], ARGV[3])) do claim_drop(c[1], c[2], c[3]) end\n"
+    "end\n"
+    "return {n, workers, missed}\n";
+
+static const char info_lua[] = PRELUDE
+    "local conns, claims = {}, {}\n"
+    "for _, c in ipairs(resolve(ARGV[1], ARGV[2], ARGV[3])) do\n"
+    "  for _, v in ipairs({c[1], c[4], c[5], c[2], c[3]}) do conns[#conns + 1] = v end\n"
+    "end\n"
+    "if ARGV[1] == '' then\n"
+    "  local now = tonumber(redis.call('TIME')[1])\n"
+    "  for _, c in ipairs(user_claims(ARGV[2], ARGV[3])) do\n"
+    "    local e = tonumber(c[4])\n"
+    "    if e and e > now then\n"
+    "      for _, v in ipairs({c[1], c[4], c[2], c[3]}) do claims[#claims + 1] = v end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return {conns, claims}\n";
+
+/* SET NX on the worker key: a registration that finds it missing means Redis lost
+ * data since the last heartbeat, so the worker must register everything again. */
+static const char conn_register_lua[] = PRELUDE
+    "local id, u, s, w, t = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
+    "local key = 'conn:' .. id\n"
+    "redis.call('DEL', key)\n"
+    "if s ~= '' then\n"
+    "  redis.call('HSET', key, 'user', u, 'session', s, 'worker', w, 'lastPing', t)\n"
+    "else\n"
+    "  redis.call('HSET', key, 'user', u, 'worker', w, 'lastPing', t)\n"
+    "end\n"
+    "redis.call('SADD', 'user:' .. u, id)\n"
+    "if s ~= '' then redis.call('SADD', 'user-session:' .. u .. '-' .. s, id) end\n"
+    "local ttl = tonumber(ARGV[6])\n"
+    "if ttl > 0 and redis.call('SET', 'worker-alive:' .. w, '1', 'EX', ttl, 'NX') then\n"
+    "  return 2\n"
+    "end\n"
+    "return 1\n";
+
+static const char conn_unregister_lua[] = PRELUDE
+    "conn_drop(ARGV[1], ARGV[2], ARGV[3])\n"
+    "return 1\n";
+
+static const char conn_touch_lua[] = PRELUDE
+    "local key = 'conn:' .. ARGV[1]\n"
+    "if redis.call('EXISTS', key) == 0 then return 0 end\n"
+    "redis.call('HSET', key, 'lastPing', ARGV[2])\n"
+    "return 1\n";
+
+const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT] = {
+    [REDIS_SCRIPT_CLAIM_CREATE] = {"claim_create", claim_create_lua},
+    [REDIS_SCRIPT_CLAIM_TAKE] = {"claim_take", claim_take_lua},
+    [REDIS_SCRIPT_DELIVER] = {"deliver", deliver_lua},
+    [REDIS_SCRIPT_INFO] = {"info", info_lua},
+    [REDIS_SCRIPT_CONN_REGISTER] = {"conn_register", conn_register_lua},
+    [REDIS_SCRIPT_CONN_UNREGISTER] = {"conn_unregister", conn_unregister_lua},
+    [REDIS_SCRIPT_CONN_TOUCH] = {"conn_touch", conn_touch_lua},
+};

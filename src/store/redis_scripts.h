@@ -1,0 +1,40 @@
+/* The Lua scripts of the Redis store: one per store operation, so each API call is
+ * one atomic round trip. docs/redis.md describes what each reads and writes.
+ *
+ * Every script takes no KEYS (it derives key names itself, which standalone Redis
+ * allows) and the ARGV listed on its enum value; strings never contain NULs except
+ * the protobuf payload. Sources are static and never freed. */
+#ifndef DSOCK_REDIS_SCRIPTS_H
+#define DSOCK_REDIS_SCRIPTS_H
+
+typedef enum redis_script_id {
+    /* ARGV id, user, session ('' = none), expiration.
+     * -> 1 created (or born expired: nothing stored), 0 id taken. */
+    REDIS_SCRIPT_CLAIM_CREATE,
+    /* ARGV id. -> nil when missing, else {user, session or '', expiration}. */
+    REDIS_SCRIPT_CLAIM_TAKE,
+    /* ARGV id ('' for a user target), user, session, payload, drop_claims ('1' or '0').
+     * PUBLISHes payload once per live worker holding target connections.
+     * -> {connections reached, workers reached, workers that had no subscriber}. */
+    REDIS_SCRIPT_DELIVER,
+    /* ARGV id, user, session. -> {{id, worker, lastPing, user, session}..., flattened,
+     * {id, expiration, user, session}..., flattened}. */
+    REDIS_SCRIPT_INFO,
+    /* ARGV id, user, session, worker, lastPing, ttl (0: leave the worker key alone).
+     * -> 1, or 2 when the worker key was missing and has been recreated. */
+    REDIS_SCRIPT_CONN_REGISTER,
+    /* ARGV id, user, session. -> 1. */
+    REDIS_SCRIPT_CONN_UNREGISTER,
+    /* ARGV id, lastPing. -> 1, or 0 when the connection is unknown. */
+    REDIS_SCRIPT_CONN_TOUCH,
+    REDIS_SCRIPT_COUNT
+} redis_script_id_t;
+
+typedef struct redis_script {
+    const char *name;   /* for logs */
+    const char *source;
+} redis_script_t;
+
+extern const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT];
+
+#endif

@@ -1,0 +1,793 @@
+/* The Redis store: each operation is one EVALSHA of a script from redis_scripts.c on
+ * the command connection; the worker side adds a pub/sub connection subscribed to
+ * worker:$id and a worker-alive:$id key refreshed every worker_ttl/3. Everything
+ * runs on the caller's libuv loop through redis_conn.c, which owns reconnects and
+ * timeouts. docs/redis.md explains the layout and the liveness/resync design. */
+#include "store/store_redis.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+#include "dsock.pb-c.h"
+#include "store/redis_conn.h"
+#include "store/redis_scripts.h"
+
+#define SHA_LEN 40
+
+typedef struct store_redis store_redis_t;
+
+typedef enum op_kind {
+    OP_CLAIM_CREATE,
+    OP_CLAIM_TAKE,
+    OP_DELIVER,
+    OP_INFO,
+    OP_REGISTER,
+    OP_UNREGISTER,
+    OP_TOUCH,
+    OP_SCRIPT_LOAD, /* handshake */
+    OP_HEARTBEAT,
+    OP_READY_PING,  /* handshake: its answer means every step before it succeeded */
+    OP_FIRE,        /* answer ignored */
+} op_kind_t;
+
+/* One in-flight command. The arguments are copied into the same allocation so that
+ * a NOSCRIPT answer can be retried as EVAL after the caller's memory is gone. */
+typedef struct op {
+    redis_req_t req; /* first: the reply callback gets &op->req */
+    store_redis_t *s;
+    op_kind_t kind;
+    int script;      /* redis_script_id_t, or -1 */
+    bool handshake;
+    union {
+        store_status_cb status;
+        store_claim_cb claim;
+        store_delivery_cb delivery;
+        store_info_cb info;
+    } cb;
+    void *ud;
+    int argc;
+    const char **argv;
+    size_t *lens;
+} op_t;
+
+/* An unregistration that could not be sent: retried after the next reconnect. */
+typedef struct unreg {
+    struct unreg *next;
+    char *id, *user, *session; /* in the same allocation */
+} unreg_t;
+
+struct store_redis {
+    store_t base;
+    uv_loop_t *loop;
+    redis_conn_t *cmd;
+    redis_conn_t *sub; /* NULL until worker_attach */
+    redis_conn_config_t conn_cfg;
+    char *host;
+    char *password;
+    unsigned ttl_s;
+    uint64_t refresh_ms; /* heartbeat and subscription probe period */
+    char description[300];
+    char sha[REDIS_SCRIPT_COUNT][SHA_LEN + 1];
+
+    bool attached;
+    char *worker_id;
+    char *channel;   /* worker:$id */
+    char *alive_key; /* worker-alive:$id */
+    store_worker_handlers_t handlers;
+    bool heartbeat_pending;
+    bool announced;      /* a heartbeat has succeeded since attach */
+    bool heartbeat_plain; /* Redis < 6.2: SET without GET */
+    uint64_t next_heartbeat_ms;
+    uint64_t next_probe_ms;
+
+    unreg_t *retry_first, *retry_last;
+    size_t retry_count;
+
+    bool closing, finalizing;
+    uint64_t close_deadline_ms;
+    int open_conns;
+    void (*done)(void *ud);
+    void *done_ud;
+};
+
+static const store_ops_t redis_ops;
+
+/* NULL and "" both mean "absent" in the store interface. */
+static const char *nz(const char *s) { return s ? s : ""; }
+static const char *opt(const char *s) { return s && s[0] ? s : NULL; }
+
+static bool cmd_ready(const store_redis_t *s) { return !s->closing && redis_conn_ready(s->cmd); }
+
+/* Operations ---------------------------------------------------------------- */
+
+static void op_reply(redis_req_t *req, redisReply *reply);
+
+/* args[i] may be NULL: then lens[i] bytes are reserved for the caller to fill
+ * through op->argv[...] before op_issue. Scripts get EVALSHA sha 0 in front. */
+static op_t *op_new(store_redis_t *s, op_kind_t kind, int script, int nargs, const char **args,
+                    const size_t *lens) {
+    int pre = script >= 0 ? 3 : 0;
+    int argc = pre + nargs;
+    size_t bytes = 0;
+    for (int i = 0; i < nargs; i++) bytes += lens[i] + 1;
+    size_t head = sizeof(op_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    op_t *op = mem_calloc(1, head + bytes);
+    op->s = s;
+    op->kind = kind;
+    op->script = script;
+    op->req.fn = op_reply;
+    op->argc = argc;
+    op->argv = (const char **)(op + 1);
+    op->lens = (size_t *)(op->argv + argc);
+    char *p = (char *)(op->lens + argc);
+    if (script >= 0) {
+        op->argv[0] = "EVALSHA";
+        op->lens[0] = 7;
+        op->argv[1] = s->sha[script];
+        op->lens[1] = SHA_LEN;
+        op->argv[2] = "0";
+        op->lens[2] = 1;
+    }
+    for (int i = 0; i < nargs; i++) {
+        if (args[i]) memcpy(p, args[i], lens[i]);
+        op->argv[pre + i] = p;
+        op->lens[pre + i] = lens[i];
+        p += lens[i] + 1;
+    }
+    return op;
+}
+
+/* Argument i of the script (after EVALSHA sha 0), NUL-terminated. */
+static const char *op_arg(const op_t *op, int i) { return op->argv[(op->script >= 0 ? 3 : 0) + i]; }
+
+static op_t *script_op(store_redis_t *s, op_kind_t kind, redis_script_id_t script, int nargs,
+                       const char **args) {
+    size_t lens[8];
+    for (int i = 0; i < nargs; i++) lens[i] = strlen(args[i]);
+    return op_new(s, kind, (int)script, nargs, args, lens);
+}
+
+static void op_finish(op_t *op, redisReply *reply);
+
+static void op_issue(op_t *op) {
+    if (redis_conn_send(op->s->cmd, &op->req, op->argc, op->argv, op->lens)) op_finish(op, NULL);
+}
+
+static void op_reply(redis_req_t *req, redisReply *reply) {
+    op_t *op = (op_t *)req;
+    /* Scripts are loaded at every connect, so this only follows a SCRIPT FLUSH:
+     * send the source instead (Redis caches it again). */
+    if (reply && reply->type == REDIS_REPLY_ERROR && op->script >= 0 &&
+        !strncmp(reply->str, "NOSCRIPT", 8) && !strcmp(op->argv[0], "EVALSHA")) {
+        op->argv[0] = "EVAL";
+        op->lens[0] = 4;
+        op->argv[1] = redis_scripts[op->script].source;
+        op->lens[1] = strlen(op->argv[1]);
+        op_issue(op);
+        return;
+    }
+    op_finish(op, reply);
+}
+
+static void unregister_later(store_redis_t *s, const char *id, const char *user,
+                             const char *session);
+static void resync(store_redis_t *s);
+static void send_heartbeat(store_redis_t *s, bool handshake);
+
+/* Logs an unexpected answer; a NULL one (connection lost) is not news. */
+static store_status_t bad_reply(const op_t *op, const redisReply *reply) {
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_warn("redis %s: %s",
+                 op->script >= 0 ? redis_scripts[op->script].name : op->argv[0], reply->str);
+    else if (reply)
+        log_warn("redis %s: unexpected answer of type %d",
+                 op->script >= 0 ? redis_scripts[op->script].name : op->argv[0], reply->type);
+    return STORE_UNAVAILABLE;
+}
+
+static int64_t to_i64(const redisReply *r) {
+    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+    if (r->type == REDIS_REPLY_STRING) return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+static bool all_strings(const redisReply *r) {
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING) return false;
+    return true;
+}
+
+static void finish_claim_take(op_t *op, redisReply *reply) {
+    if (reply && reply->type == REDIS_REPLY_NIL) {
+        op->cb.claim(op->ud, STORE_NOT_FOUND, NULL);
+        return;
+    }
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || !all_strings(reply)) {
+        op->cb.claim(op->ud, bad_reply(op, reply), NULL);
+        return;
+    }
+    store_claim_t c = {
+        .id = op_arg(op, 0),
+        .user = reply->element[0]->str,
+        .session = opt(reply->element[1]->str),
+    };
+    /* An unreadable expiration becomes 0, i.e. long expired: the caller refuses it. */
+    char *end = NULL;
+    const char *e = reply->element[2]->str;
+    long long v = strtoll(e, &end, 10);
+    c.expiration = end != e && *end == '\0' ? (int64_t)v : 0;
+    op->cb.claim(op->ud, STORE_OK, &c);
+}
+
+static void finish_info(op_t *op, redisReply *reply) {
+    store_info_t info = {0};
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_ARRAY ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements % 5 ||
+        reply->element[1]->elements % 4 || !all_strings(reply->element[0]) ||
+        !all_strings(reply->element[1])) {
+        op->cb.info(op->ud, bad_reply(op, reply), &info);
+        return;
+    }
+    redisReply *cr = reply->element[0], *kr = reply->element[1];
+    size_t nc = cr->elements / 5, nk = kr->elements / 4;
+    store_conn_t *conns = nc ? mem_calloc(nc, sizeof *conns) : NULL;
+    store_claim_t *claims = nk ? mem_calloc(nk, sizeof *claims) : NULL;
+    for (size_t i = 0; i < nc; i++) {
+        redisReply **f = cr->element + i * 5;
+        conns[i] = (store_conn_t){.id = f[0]->str,
+                                  .worker = f[1]->str,
+                                  .last_ping = to_i64(f[2]),
+                                  .user = f[3]->str,
+                                  .session = opt(f[4]->str)};
+    }
+    for (size_t i = 0; i < nk; i++) {
+        redisReply **f = kr->element + i * 4;
+        claims[i] = (store_claim_t){.id = f[0]->str,
+                                    .expiration = to_i64(f[1]),
+                                    .user = f[2]->str,
+                                    .session = opt(f[3]->str)};
+    }
+    info = (store_info_t){conns, nc, claims, nk};
+    op->cb.info(op->ud, STORE_OK, &info);
+    free(conns);
+    free(claims);
+}
+
+static void finish_handshake(op_t *op, redisReply *reply) {
+    store_redis_t *s = op->s;
+    if (!reply) return; /* the connection is already gone */
+    if (op->kind == OP_SCRIPT_LOAD && reply->type == REDIS_REPLY_STRING && reply->len == SHA_LEN) {
+        memcpy(s->sha[(intptr_t)op->ud], reply->str, SHA_LEN);
+        return;
+    }
+    if (op->kind == OP_READY_PING && reply->type == REDIS_REPLY_STATUS) {
+        redis_conn_set_ready(s->cmd);
+        return;
+    }
+    char why[300];
+    snprintf(why, sizeof why, "handshake step %s failed: %s", op->argv[0],
+             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer");
+    redis_conn_fail(s->cmd, why);
+}
+
+static void op_finish(op_t *op, redisReply *reply) {
+    store_redis_t *s = op->s;
+    switch (op->kind) {
+    case OP_CLAIM_CREATE:
+        if (reply && reply->type == REDIS_REPLY_INTEGER)
+            op->cb.status(op->ud, reply->integer == 0 ? STORE_EXISTS : STORE_OK);
+        else
+            op->cb.status(op->ud, bad_reply(op, reply));
+        break;
+    case OP_CLAIM_TAKE:
+        finish_claim_take(op, reply);
+        break;
+    case OP_DELIVER: {
+        store_delivery_t d = {0};
+        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+            d.connections = (size_t)to_i64(reply->element[0]);
+            d.workers = (size_t)to_i64(reply->element[1]);
+            d.unreachable = (size_t)to_i64(reply->element[2]);
+            op->cb.delivery(op->ud, STORE_OK, &d);
+        } else {
+            op->cb.delivery(op->ud, bad_reply(op, reply), &d);
+        }
+        break;
+    }
+    case OP_INFO:
+        finish_info(op, reply);
+        break;
+    case OP_REGISTER: {
+        bool ok = reply && reply->type == REDIS_REPLY_INTEGER;
+        op->cb.status(op->ud, ok ? STORE_OK : bad_reply(op, reply));
+        if (ok && reply->integer == 2 && s->attached && !s->closing) {
+            log_warn("redis lost this worker's registrations; registering them again");
+            resync(s);
+        }
+        break;
+    }
+    case OP_UNREGISTER:
+        if (!reply)
+            unregister_later(s, op_arg(op, 0), op_arg(op, 1), op_arg(op, 2));
+        else if (reply->type == REDIS_REPLY_ERROR)
+            bad_reply(op, reply);
+        break;
+    case OP_HEARTBEAT:
+        s->heartbeat_pending = false;
+        if (reply && reply->type == REDIS_REPLY_NIL && !op->handshake && !s->closing) {
+            /* The first heartbeat of a new worker finds no key, as it should. */
+            if (s->announced)
+                log_warn("redis lost this worker's registrations; registering them again");
+            resync(s);
+        } else if (reply && reply->type == REDIS_REPLY_ERROR && !s->heartbeat_plain &&
+                   op->argc == 6 && !s->closing) {
+            /* Redis before 6.2 has no SET ... GET: refresh without it; data loss is
+             * then noticed by registrations and reconnects only. */
+            log_warn("redis refused SET ... GET (%s): Redis 6.2+ is recommended", reply->str);
+            s->heartbeat_plain = true;
+            send_heartbeat(s, op->handshake);
+        } else if (reply && reply->type == REDIS_REPLY_ERROR) {
+            bad_reply(op, reply);
+        }
+        if (reply && reply->type != REDIS_REPLY_ERROR) s->announced = true;
+        break;
+    case OP_SCRIPT_LOAD:
+    case OP_READY_PING:
+        finish_handshake(op, reply);
+        break;
+    case OP_TOUCH:
+    case OP_FIRE:
+        if (reply && reply->type == REDIS_REPLY_ERROR) bad_reply(op, reply);
+        break;
+    }
+    free(op);
+}
+
+/* Worker liveness ----------------------------------------------------------- */
+
+/* SET ... GET answers nil when the key was missing: Redis restarted empty, was
+ * flushed, or this worker was silent past its TTL. (Needs Redis 6.2.) */
+static void send_heartbeat(store_redis_t *s, bool handshake) {
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%u", s->ttl_s);
+    const char *args[] = {"SET", s->alive_key, "1", "EX", ttl, "GET"};
+    int n = s->heartbeat_plain ? 5 : 6;
+    size_t lens[6];
+    for (int i = 0; i < n; i++) lens[i] = strlen(args[i]);
+    op_t *op = op_new(s, OP_HEARTBEAT, -1, n, args, lens);
+    op->handshake = handshake;
+    s->heartbeat_pending = true;
+    s->next_heartbeat_ms = uv_now(s->loop) + s->refresh_ms;
+    op_issue(op);
+}
+
+static void resync(store_redis_t *s) {
+    if (s->handlers.on_resync) s->handlers.on_resync(s->handlers.ud);
+}
+
+/* Unregistrations that failed are sent again once connected, before the resync,
+ * so a connection closed during an outage is not reported for long. */
+static void unregister_send(store_redis_t *s, const char *id, const char *user,
+                            const char *session) {
+    op_t *op = script_op(s, OP_UNREGISTER, REDIS_SCRIPT_CONN_UNREGISTER, 3,
+                         (const char *[]){id, user, session});
+    op_issue(op);
+}
+
+static void unregister_later(store_redis_t *s, const char *id, const char *user,
+                             const char *session) {
+    size_t a = strlen(id) + 1, b = strlen(user) + 1, c = strlen(session) + 1;
+    unreg_t *u = mem_alloc(sizeof *u + a + b + c);
+    u->next = NULL;
+    u->id = memcpy((char *)(u + 1), id, a);
+    u->user = memcpy(u->id + a, user, b);
+    u->session = memcpy(u->user + b, session, c);
+    if (s->retry_last)
+        s->retry_last->next = u;
+    else
+        s->retry_first = u;
+    s->retry_last = u;
+    s->retry_count++;
+}
+
+static void retry_flush(store_redis_t *s) {
+    if (s->retry_count) log_info("redis: sending %zu postponed unregistrations", s->retry_count);
+    /* Detach the list first: a send that fails at once re-queues its entry. */
+    unreg_t *u = s->retry_first;
+    s->retry_first = s->retry_last = NULL;
+    s->retry_count = 0;
+    while (u) {
+        unreg_t *next = u->next;
+        unregister_send(s, u->id, u->user, u->session);
+        free(u);
+        u = next;
+    }
+}
+
+/* Connection hooks ---------------------------------------------------------- */
+
+static void cmd_on_connect(redis_conn_t *c, void *ud) {
+    store_redis_t *s = ud;
+    /* SCRIPT LOAD at every connect: a restarted Redis has forgotten them. */
+    for (int i = 0; i < REDIS_SCRIPT_COUNT; i++) {
+        const char *args[] = {"SCRIPT", "LOAD", redis_scripts[i].source};
+        size_t lens[] = {6, 4, strlen(redis_scripts[i].source)};
+        op_t *op = op_new(s, OP_SCRIPT_LOAD, -1, 3, args, lens);
+        op->handshake = true;
+        op->ud = (void *)(intptr_t)i; /* which sha[] slot the answer fills */
+        if (redis_conn_send(c, &op->req, op->argc, op->argv, op->lens)) {
+            free(op);
+            return;
+        }
+    }
+    if (s->attached) send_heartbeat(s, true);
+    const char *ping[] = {"PING"};
+    size_t plen[] = {4};
+    op_t *op = op_new(s, OP_READY_PING, -1, 1, ping, plen);
+    op->handshake = true;
+    if (redis_conn_send(c, &op->req, op->argc, op->argv, op->lens)) free(op);
+}
+
+static void cmd_on_ready(redis_conn_t *c, void *ud) {
+    store_redis_t *s = ud;
+    (void)c;
+    retry_flush(s);
+    if (s->attached && !s->closing) resync(s);
+}
+
+static void finalize(store_redis_t *s);
+
+static void cmd_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
+    store_redis_t *s = ud;
+    if (s->closing) {
+        bool flushed = !redis_conn_busy(c) && (!s->retry_first || !redis_conn_ready(c));
+        if (flushed || now >= s->close_deadline_ms) finalize(s);
+        return;
+    }
+    if (s->attached && redis_conn_ready(c) && !s->heartbeat_pending && now >= s->next_heartbeat_ms)
+        send_heartbeat(s, false);
+}
+
+static void sub_on_connect(redis_conn_t *c, void *ud) {
+    store_redis_t *s = ud;
+    s->next_probe_ms = uv_now(s->loop) + s->refresh_ms;
+    if (redis_conn_subscribe(c, s->channel)) redis_conn_fail(c, "cannot send SUBSCRIBE");
+}
+
+/* A subscribed connection carries no replies to time, so re-SUBSCRIBE now and
+ * then: its confirmation proves the connection still works. */
+static void sub_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
+    store_redis_t *s = ud;
+    if (s->closing || !redis_conn_ready(c) || redis_conn_subscribe_pending(c)) return;
+    if (now < s->next_probe_ms) return;
+    s->next_probe_ms = now + s->refresh_ms;
+    redis_conn_subscribe(c, s->channel);
+}
+
+static void sub_on_message(void *ud, const char *data, size_t len) {
+    store_redis_t *s = ud;
+    if (s->closing) return;
+    Dsock__WorkerMessage *m = dsock__worker_message__unpack(NULL, len, (const uint8_t *)data);
+    if (!m) {
+        log_warn("redis: dropped an undecodable message of %zu bytes on %s", len, s->channel);
+        return;
+    }
+    worker_msg_t msg = {
+        .target = {.id = opt(m->connection), .user = opt(m->user), .session = opt(m->session)},
+        .body = m->body.data,
+        .body_len = m->body.len,
+    };
+    switch (m->kind) {
+    case DSOCK__WORKER_MESSAGE__KIND__TEXT: msg.kind = WORKER_MSG_TEXT; break;
+    case DSOCK__WORKER_MESSAGE__KIND__BINARY: msg.kind = WORKER_MSG_BINARY; break;
+    case DSOCK__WORKER_MESSAGE__KIND__DISCONNECT: msg.kind = WORKER_MSG_DISCONNECT; break;
+    default:
+        log_warn("redis: dropped a message of unknown kind %d on %s", (int)m->kind, s->channel);
+        dsock__worker_message__free_unpacked(m, NULL);
+        return;
+    }
+    if (!msg.target.id && !msg.target.user) {
+        log_warn("redis: dropped a message without target on %s", s->channel);
+    } else if (s->handlers.on_message) {
+        s->handlers.on_message(s->handlers.ud, &msg);
+    }
+    dsock__worker_message__free_unpacked(m, NULL);
+}
+
+static void free_store(store_redis_t *s) {
+    unreg_t *u = s->retry_first;
+    while (u) {
+        unreg_t *next = u->next;
+        free(u);
+        u = next;
+    }
+    void (*done)(void *) = s->done;
+    void *done_ud = s->done_ud;
+    free(s->host);
+    free(s->password);
+    free(s->worker_id);
+    free(s->channel);
+    free(s->alive_key);
+    free(s);
+    if (done) done(done_ud);
+}
+
+static void conn_on_closed(void *ud) {
+    store_redis_t *s = ud;
+    if (--s->open_conns == 0) free_store(s);
+}
+
+static void finalize(store_redis_t *s) {
+    if (s->finalizing) return;
+    s->finalizing = true;
+    if (s->retry_count)
+        log_warn("redis: %zu unregistrations could not be sent before closing", s->retry_count);
+    /* Pending callbacks run now, with NULL -> STORE_UNAVAILABLE. */
+    redis_conn_close(s->cmd);
+    if (s->sub) redis_conn_close(s->sub);
+}
+
+/* API side ------------------------------------------------------------------ */
+
+static void r_claim_create(store_t *st, const store_claim_t *c, store_status_cb cb, void *ud) {
+    store_redis_t *s = (store_redis_t *)st;
+    if (!cmd_ready(s)) {
+        cb(ud, STORE_UNAVAILABLE);
+        return;
+    }
+    char exp[24];
+    snprintf(exp, sizeof exp, "%lld", (long long)c->expiration);
+    op_t *op = script_op(s, OP_CLAIM_CREATE, REDIS_SCRIPT_CLAIM_CREATE, 4,
+                         (const char *[]){c->id, nz(c->user), nz(c->session), exp});
+    op->cb.status = cb;
+    op->ud = ud;
+    op_issue(op);
+}
+
+/* The payload is encoded once here; the script PUBLISHes the same bytes to every
+ * worker. */
+static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target_t *t,
+                    const uint8_t *body, size_t body_len, bool drop_claims, store_delivery_cb cb,
+                    void *ud) {
+    store_delivery_t none = {0};
+    if (!cmd_ready(s)) {
+        cb(ud, STORE_UNAVAILABLE, &none);
+        return;
+    }
+    const char *id = opt(t->id);
+    const char *user = id ? NULL : opt(t->user);
+    const char *session = user ? opt(t->session) : NULL;
+    if (!id && !user) {
+        cb(ud, STORE_OK, &none); /* no target: nothing to reach */
+        return;
+    }
+    Dsock__WorkerMessage m = DSOCK__WORKER_MESSAGE__INIT;
+    m.kind = kind == WORKER_MSG_BINARY       ? DSOCK__WORKER_MESSAGE__KIND__BINARY
+             : kind == WORKER_MSG_DISCONNECT ? DSOCK__WORKER_MESSAGE__KIND__DISCONNECT
+                                             : DSOCK__WORKER_MESSAGE__KIND__TEXT;
+    m.connection = (char *)nz(id);
+    m.user = (char *)nz(user);
+    m.session = (char *)nz(session);
+    m.body.data = (uint8_t *)body;
+    m.body.len = body ? body_len : 0;
+    size_t packed = dsock__worker_message__get_packed_size(&m);
+    const char *args[] = {nz(id), nz(user), nz(session), NULL, drop_claims ? "1" : "0"};
+    size_t lens[] = {strlen(args[0]), strlen(args[1]), strlen(args[2]), packed, 1};
+    op_t *op = op_new(s, OP_DELIVER, REDIS_SCRIPT_DELIVER, 5, args, lens);
+    dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, 3));
+    op->cb.delivery = cb;
+    op->ud = ud;
+    op_issue(op);
+}
+
+static void r_send(store_t *st, const worker_msg_t *msg, store_delivery_cb cb, void *ud) {
+    deliver((store_redis_t *)st, msg->kind, &msg->target, msg->body, msg->body_len, false, cb, ud);
+}
+
+static void r_disconnect(store_t *st, const store_target_t *t, bool keep_claims,
+                         store_delivery_cb cb, void *ud) {
+    deliver((store_redis_t *)st, WORKER_MSG_DISCONNECT, t, NULL, 0, !keep_claims, cb, ud);
+}
+
+static void r_info(store_t *st, const store_target_t *t, store_info_cb cb, void *ud) {
+    store_redis_t *s = (store_redis_t *)st;
+    store_info_t none = {0};
+    if (!cmd_ready(s)) {
+        cb(ud, STORE_UNAVAILABLE, &none);
+        return;
+    }
+    const char *id = opt(t->id);
+    const char *user = id ? NULL : opt(t->user);
+    const char *session = user ? opt(t->session) : NULL;
+    if (!id && !user) {
+        cb(ud, STORE_OK, &none);
+        return;
+    }
+    op_t *op = script_op(s, OP_INFO, REDIS_SCRIPT_INFO, 3,
+                         (const char *[]){nz(id), nz(user), nz(session)});
+    op->cb.info = cb;
+    op->ud = ud;
+    op_issue(op);
+}
+
+/* Worker side --------------------------------------------------------------- */
+
+static int r_worker_attach(store_t *st, const char *worker_id, const store_worker_handlers_t *h) {
+    store_redis_t *s = (store_redis_t *)st;
+    if (s->attached) return -EALREADY;
+    if (!worker_id || !worker_id[0]) return -EINVAL;
+    if (s->closing) return -ESHUTDOWN;
+    s->attached = true;
+    s->worker_id = mem_strdup(worker_id);
+    size_t n = strlen(worker_id);
+    s->channel = mem_alloc(n + 8);
+    snprintf(s->channel, n + 8, "worker:%s", worker_id);
+    s->alive_key = mem_alloc(n + 14);
+    snprintf(s->alive_key, n + 14, "worker-alive:%s", worker_id);
+    s->handlers = *h;
+    redis_conn_config_t cfg = s->conn_cfg;
+    cfg.name = "pub/sub";
+    redis_conn_hooks_t hooks = {
+        .on_connect = sub_on_connect,
+        .on_tick = sub_on_tick,
+        .on_message = sub_on_message,
+        .on_closed = conn_on_closed,
+        .ud = s,
+    };
+    s->open_conns++;
+    s->sub = redis_conn_new(s->loop, &cfg, &hooks);
+    /* Connected already: announce the worker now; a nil answer asks for a resync,
+     * which is harmless on a fresh worker. */
+    if (redis_conn_ready(s->cmd)) send_heartbeat(s, false);
+    return 0;
+}
+
+static void r_claim_take(store_t *st, const char *claim_id, store_claim_cb cb, void *ud) {
+    store_redis_t *s = (store_redis_t *)st;
+    if (!cmd_ready(s)) {
+        cb(ud, STORE_UNAVAILABLE, NULL);
+        return;
+    }
+    op_t *op = script_op(s, OP_CLAIM_TAKE, REDIS_SCRIPT_CLAIM_TAKE, 1, (const char *[]){claim_id});
+    op->cb.claim = cb;
+    op->ud = ud;
+    op_issue(op);
+}
+
+static void r_conn_register(store_t *st, const store_conn_t *c, store_status_cb cb, void *ud) {
+    store_redis_t *s = (store_redis_t *)st;
+    if (!cmd_ready(s)) {
+        cb(ud, STORE_UNAVAILABLE);
+        return;
+    }
+    char ping[24], ttl[16];
+    snprintf(ping, sizeof ping, "%lld", (long long)c->last_ping);
+    /* Only our own worker key may be recreated, and only while we heartbeat it. */
+    bool own = s->attached && c->worker && !strcmp(c->worker, s->worker_id);
+    snprintf(ttl, sizeof ttl, "%u", own ? s->ttl_s : 0);
+    op_t *op = script_op(s, OP_REGISTER, REDIS_SCRIPT_CONN_REGISTER, 6,
+                         (const char *[]){c->id, nz(c->user), nz(opt(c->session)),
+                                          nz(c->worker ? c->worker : s->worker_id), ping, ttl});
+    op->cb.status = cb;
+    op->ud = ud;
+    op_issue(op);
+}
+
+static void r_conn_unregister(store_t *st, const store_conn_t *c) {
+    store_redis_t *s = (store_redis_t *)st;
+    if (s->finalizing) return;
+    const char *user = nz(c->user), *session = nz(opt(c->session));
+    /* While closing, still send what we can: store_close waits for it. */
+    if (redis_conn_ready(s->cmd))
+        unregister_send(s, c->id, user, session);
+    else
+        unregister_later(s, c->id, user, session);
+}
+
+static void r_conn_touch(store_t *st, const char *conn_id, int64_t last_ping) {
+    store_redis_t *s = (store_redis_t *)st;
+    if (!cmd_ready(s)) return; /* the next ping will do */
+    char ping[24];
+    snprintf(ping, sizeof ping, "%lld", (long long)last_ping);
+    op_issue(script_op(s, OP_TOUCH, REDIS_SCRIPT_CONN_TOUCH, 2, (const char *[]){conn_id, ping}));
+}
+
+/* Lifecycle ----------------------------------------------------------------- */
+
+static void r_close(store_t *st, void (*done)(void *ud), void *ud) {
+    store_redis_t *s = (store_redis_t *)st;
+    if (s->closing) return;
+    s->done = done;
+    s->done_ud = ud;
+    if (redis_conn_ready(s->cmd)) {
+        retry_flush(s);
+        /* A worker leaving cleanly hides whatever it could not unregister at once. */
+        if (s->attached) {
+            const char *args[] = {"DEL", s->alive_key};
+            size_t lens[] = {3, strlen(s->alive_key)};
+            op_issue(op_new(s, OP_FIRE, -1, 2, args, lens));
+        }
+    }
+    s->closing = true;
+    s->close_deadline_ms = uv_now(s->loop) + s->conn_cfg.timeout_ms;
+    /* The command connection's next tick finalizes once the answers are in. */
+}
+
+static const char *r_describe(store_t *st) { return ((store_redis_t *)st)->description; }
+
+static const store_ops_t redis_ops = {
+    .claim_create = r_claim_create,
+    .send = r_send,
+    .disconnect = r_disconnect,
+    .info = r_info,
+    .worker_attach = r_worker_attach,
+    .claim_take = r_claim_take,
+    .conn_register = r_conn_register,
+    .conn_unregister = r_conn_unregister,
+    .conn_touch = r_conn_touch,
+    .close = r_close,
+    .describe = r_describe,
+};
+
+/* "host:port", "host", "[v6]:port" or "[v6]". */
+static void parse_host(const char *spec, char **host, int *port) {
+    *port = 6379;
+    if (!spec || !spec[0]) spec = "localhost";
+    const char *colon = NULL;
+    if (spec[0] == '[') {
+        const char *end = strchr(spec, ']');
+        if (end) {
+            *host = mem_strndup(spec + 1, (size_t)(end - spec - 1));
+            if (end[1] == ':') *port = atoi(end + 2);
+            if (*port <= 0 || *port > 65535) *port = 6379;
+            return;
+        }
+    } else {
+        colon = strrchr(spec, ':');
+        if (colon && strchr(spec, ':') != colon) colon = NULL; /* bare IPv6 */
+    }
+    if (colon) {
+        *host = mem_strndup(spec, (size_t)(colon - spec));
+        *port = atoi(colon + 1);
+        if (*port <= 0 || *port > 65535) *port = 6379;
+    } else {
+        *host = mem_strdup(spec);
+    }
+}
+
+store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
+    store_redis_t *s = mem_calloc(1, sizeof *s);
+    s->base.ops = &redis_ops;
+    s->loop = loop;
+    int port;
+    parse_host(cfg->host, &s->host, &port);
+    s->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
+    s->ttl_s = cfg->worker_ttl_s ? cfg->worker_ttl_s : 10;
+    s->refresh_ms = s->ttl_s * 1000u / 3;
+    if (s->refresh_ms == 0) s->refresh_ms = 1;
+    s->conn_cfg = (redis_conn_config_t){
+        .name = "command",
+        .host = s->host,
+        .port = port,
+        .password = s->password,
+        .db = cfg->db,
+        .timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 2000,
+    };
+    snprintf(s->description, sizeof s->description, "redis %s:%d db %d", s->host, port, cfg->db);
+    redis_conn_hooks_t hooks = {
+        .on_connect = cmd_on_connect,
+        .on_ready = cmd_on_ready,
+        .on_tick = cmd_on_tick,
+        .on_closed = conn_on_closed,
+        .ud = s,
+    };
+    s->open_conns = 1;
+    s->cmd = redis_conn_new(loop, &s->conn_cfg, &hooks);
+    return &s->base;
+}

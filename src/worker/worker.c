@@ -1,0 +1,379 @@
+/* The worker role: authenticates GET /connect (claim or JWT) before the upgrade,
+ * registers the connection (locally first, then in the store) before its 101 is
+ * sent, routes the store's messages to local connections through its own index,
+ * and runs one sweep timer for pings, dead clients and closing deadlines.
+ * Socket-level work for one connection lives in ws_conn.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/rand.h"
+#include "protocol/jwt.h"
+#include "protocol/ws_handshake.h"
+#include "worker/worker_int.h"
+
+#define SWEEP_MS 1000
+#define CLOSING_SWEEP_MS 100 /* during worker_close: enforce the short deadlines promptly */
+#define QPOOL_MAX 1024       /* queue nodes kept for reuse */
+
+#define CONN_OF(node) ((worker_conn_t *)((char *)(node) - offsetof(worker_conn_t, ix)))
+
+typedef struct claim_req {
+    worker_t *w;
+    http_conn_t *hc;
+    char accept[WS_ACCEPT_LEN + 1];
+} claim_req_t;
+
+uint32_t worker_now(const worker_t *w) {
+    return (uint32_t)((uv_now(w->loop) - w->t0_ms) / (1000 / WORKER_TICKS_PER_S));
+}
+
+size_t worker_connection_count(const worker_t *w) { return w->open; }
+
+void worker_get_stats(const worker_t *w, worker_stats_t *out) { *out = w->stats; }
+
+/* Responses ---------------------------------------------------------------- */
+
+static void json_escape(buf_t *b, const char *s) {
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            buf_printf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            buf_printf(b, "\\u%04x", ch);
+        else
+            buf_append(b, s, 1);
+    }
+}
+
+/* An error response with extra headers (http_conn_respond_error takes none). */
+static void respond_error_hdr(http_conn_t *hc, int status, const char *headers, const char *code,
+                              const char *message) {
+    buf_t b = BUF_INIT;
+    buf_append_str(&b, "{\"success\":false,\"error\":\"");
+    json_escape(&b, message);
+    buf_append_str(&b, "\",\"errorCode\":\"");
+    json_escape(&b, code);
+    buf_append_str(&b, "\"}");
+    http_conn_respond(hc, status, headers, b.data, b.len);
+    buf_free(&b);
+}
+
+static void respond_handshake_error(http_conn_t *hc, ws_handshake_status_t st, const char *why) {
+    if (!why) why = "Invalid WebSocket handshake";
+    switch (st) {
+    case WS_HANDSHAKE_BAD_METHOD:
+        respond_error_hdr(hc, 405, "Allow: GET\r\n", "METHOD_NOT_ALLOWED", why);
+        break;
+    case WS_HANDSHAKE_BAD_VERSION:
+        respond_error_hdr(hc, 426, "Sec-WebSocket-Version: 13\r\n", "INVALID_HANDSHAKE", why);
+        break;
+    default:
+        http_conn_respond_error(hc, 400, "INVALID_HANDSHAKE", why);
+        break;
+    }
+}
+
+/* Connection setup ----------------------------------------------------------- */
+
+static void on_registered(void *ud, store_status_t status) {
+    worker_conn_t *c = ud;
+    worker_t *w = c->w;
+    w->pending_ops--;
+    if (status == STORE_OK) c->registered = true;
+    if (status != STORE_OK || w->closing) {
+        if (status != STORE_OK) log_warn("registering connection %s failed (store)", c->ix.id);
+        worker_conn_unroute(c);
+        http_conn_respond_error(c->hc, 503, "ERROR_SAVING_CONNECTION",
+                                w->closing ? "Worker is shutting down" : "Error saving connection");
+        worker_conn_free(c);
+        return;
+    }
+    if (log_debug_enabled())
+        log_debug("connect id=%s user=%s session=%s peer=%s", c->ix.id, c->ix.user,
+                  c->ix.session ? c->ix.session : "", http_conn_peer(c->hc));
+    char *rest = NULL;
+    size_t rest_len = 0;
+    uv_tcp_t *tcp = http_conn_detach(c->hc, &rest, &rest_len);
+    if (!tcp) { /* the client left while we were registering it */
+        log_debug("disconnect id=%s user=%s (gone before the upgrade)", c->ix.id, c->ix.user);
+        worker_conn_unroute(c);
+        worker_conn_free(c);
+        return;
+    }
+    worker_conn_open(c, tcp, rest, rest_len);
+    free(rest);
+}
+
+/* Creates the connection, indexed and PENDING with its 101 queued, then registers
+ * it. Everything is in place before the store call: its callback, and messages for
+ * the new id, may come before store_conn_register returns. */
+static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept, const char *user,
+                       const char *session) {
+    size_t ul = strlen(user);
+    size_t sl = session ? strlen(session) : 0;
+    worker_conn_t *c = mem_calloc(1, sizeof *c + RAND_UUID_LEN + 1 + ul + 1 + sl + 1);
+    char *p = c->strings;
+    rand_uuid4(p);
+    c->ix.id = p;
+    p += RAND_UUID_LEN + 1;
+    memcpy(p, user, ul + 1);
+    c->ix.user = p;
+    p += ul + 1;
+    if (sl) {
+        memcpy(p, session, sl + 1);
+        c->ix.session = p;
+    }
+    c->w = w;
+    c->hc = hc;
+    c->state = CONN_PENDING;
+    ws_parser_init(&c->parser, w->max_message);
+
+    char resp[160];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     accept);
+    worker_frame_t *f = worker_frame_raw(resp, (size_t)n);
+    worker_queue_push(&c->q, &w->pool, f, 0);
+    worker_frame_unref(f);
+
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->live++;
+    worker_index_add(&w->index, &c->ix);
+    c->indexed = true;
+
+    w->pending_ops++;
+    store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, (int64_t)time(NULL)};
+    store_conn_register(w->store, &sc, on_registered, c);
+}
+
+static void on_claim(void *ud, store_status_t status, const store_claim_t *claim) {
+    claim_req_t *r = ud;
+    worker_t *w = r->w;
+    w->pending_ops--;
+    if (w->closing) {
+        http_conn_respond_error(r->hc, 503, "ERROR_GETTING_CLAIM", "Worker is shutting down");
+    } else if (status == STORE_OK && claim) {
+        if (claim->expiration <= (int64_t)time(NULL))
+            http_conn_respond_error(r->hc, 401, "EXPIRED_CLAIM", "Expired claim");
+        else
+            conn_begin(w, r->hc, r->accept, claim->user, claim->session);
+    } else if (status == STORE_NOT_FOUND) {
+        http_conn_respond_error(r->hc, 401, "MISSING_CLAIM", "Missing claim");
+    } else {
+        http_conn_respond_error(r->hc, 503, "ERROR_GETTING_CLAIM", "Error getting claim");
+    }
+    free(r);
+    worker_maybe_finish(w);
+}
+
+static const char *query_value(const http_request_t *req, const char *key) {
+    const http_kv_t *kv = http_request_query(req, key);
+    return kv && kv->value_len ? kv->value : NULL; /* empty is the same as absent */
+}
+
+bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
+    if (!req->path || strcmp(req->path, "/connect") != 0) return false;
+    if (w->closing) {
+        http_conn_respond_error(hc, 503, "ERROR_SAVING_CONNECTION", "Worker is shutting down");
+        return true;
+    }
+    const char *claim = query_value(req, "claim");
+    const char *jwt = query_value(req, "jwt");
+    if (!claim && !jwt) {
+        http_conn_respond_error(hc, 401, "MISSING_AUTHENTICATION", "Missing authentication");
+        return true;
+    }
+    jwt_claims_t jc = {0};
+    if (!claim) {
+        const char *why = "JWT authentication is not enabled";
+        if (!w->secret || jwt_verify(jwt, strlen(jwt), w->secret, w->secret_len,
+                                     (int64_t)time(NULL), &jc, &why) != 0) {
+            http_conn_respond_error(hc, 401, "INVALID_JWT", why ? why : "Invalid JWT");
+            return true;
+        }
+    }
+    char accept[WS_ACCEPT_LEN + 1];
+    const char *why = NULL;
+    ws_handshake_status_t st = ws_handshake_check(req, accept, &why);
+    if (st != WS_HANDSHAKE_OK) {
+        if (!claim) jwt_claims_free(&jc);
+        respond_handshake_error(hc, st, why);
+        return true;
+    }
+    if (claim) {
+        claim_req_t *r = mem_calloc(1, sizeof *r);
+        r->w = w;
+        r->hc = hc;
+        memcpy(r->accept, accept, sizeof accept);
+        w->pending_ops++;
+        store_claim_take(w->store, claim, on_claim, r);
+    } else {
+        conn_begin(w, hc, accept, jc.sub, jc.sid);
+        jwt_claims_free(&jc);
+    }
+    return true;
+}
+
+/* Messages from the store --------------------------------------------------- */
+
+typedef struct deliver_ctx {
+    worker_t *w;
+    const worker_msg_t *msg;
+    worker_frame_t *frame; /* built at the first match, shared by all */
+} deliver_ctx_t;
+
+static void deliver_one(void *ud, worker_index_node_t *n) {
+    deliver_ctx_t *d = ud;
+    if (!d->frame)
+        d->frame = worker_frame_new(d->msg->kind == WORKER_MSG_BINARY ? WS_OP_BINARY : WS_OP_TEXT,
+                                    d->msg->body, d->msg->body_len);
+    d->w->stats.deliveries++;
+    worker_conn_send(CONN_OF(n), d->frame);
+}
+
+static void disconnect_one(void *ud, worker_index_node_t *n) {
+    (void)ud;
+    worker_conn_start_close(CONN_OF(n), WS_CLOSE_NORMAL, "");
+}
+
+static void on_message(void *ud, const worker_msg_t *msg) {
+    worker_t *w = ud;
+    switch (msg->kind) {
+    case WORKER_MSG_TEXT:
+    case WORKER_MSG_BINARY: {
+        deliver_ctx_t d = {w, msg, NULL};
+        w->stats.messages++;
+        worker_index_match(&w->index, &msg->target, deliver_one, &d);
+        worker_frame_unref(d.frame);
+        break;
+    }
+    case WORKER_MSG_DISCONNECT:
+        worker_index_match(&w->index, &msg->target, disconnect_one, NULL);
+        break;
+    }
+}
+
+static void on_resync_registered(void *ud, store_status_t status) {
+    worker_t *w = ud;
+    w->pending_ops--;
+    if (status != STORE_OK) log_warn("re-registering a connection failed (store)");
+    worker_maybe_finish(w);
+}
+
+/* The store lost our registrations: give it every live connection again. */
+static void on_resync(void *ud) {
+    worker_t *w = ud;
+    uint32_t now = worker_now(w);
+    int64_t wall = (int64_t)time(NULL);
+    size_t n = 0;
+    for (worker_conn_t *c = w->conns; c; c = c->next) {
+        if (!c->indexed) continue;
+        int64_t last = wall - (int64_t)((now - c->last_client_ping) / WORKER_TICKS_PER_S);
+        store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, last};
+        c->registered = true; /* undo it on close even if it was PENDING */
+        w->pending_ops++;
+        n++;
+        store_conn_register(w->store, &sc, on_resync_registered, w);
+    }
+    log_info("store resync: registering %zu connections again", n);
+}
+
+/* Sweep ------------------------------------------------------------------------ */
+
+static void on_sweep(uv_timer_t *t) {
+    worker_t *w = t->data;
+    uint32_t now = worker_now(w);
+    uint32_t interval = w->ping_interval_s * WORKER_TICKS_PER_S;
+    uint32_t timeout = w->ping_timeout_s * WORKER_TICKS_PER_S;
+    worker_frame_t *ping = NULL;
+    worker_conn_t *next;
+    for (worker_conn_t *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_OPEN) {
+            if (timeout && now - c->last_rx >= timeout) {
+                w->stats.dead_closes++;
+                log_debug("client id=%s silent for %us: closing", c->ix.id, w->ping_timeout_s);
+                worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "ping timeout");
+            } else if (!w->closing && interval && now - c->last_ping_tx >= interval) {
+                if (!ping) ping = worker_frame_new(WS_OP_PING, NULL, 0);
+                c->last_ping_tx = now;
+                worker_conn_send(c, ping);
+            }
+        } else if (c->state == CONN_CLOSING && (int32_t)(now - c->close_deadline) >= 0) {
+            worker_conn_kill(c);
+        }
+    }
+    worker_frame_unref(ping);
+}
+
+/* Lifecycle ------------------------------------------------------------------- */
+
+worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg) {
+    worker_t *w = mem_calloc(1, sizeof *w);
+    w->loop = loop;
+    w->store = store;
+    w->id = mem_strdup(cfg->id ? cfg->id : "");
+    if (cfg->jwt_secret && *cfg->jwt_secret) {
+        w->secret_len = strlen(cfg->jwt_secret);
+        w->secret = (uint8_t *)mem_strdup(cfg->jwt_secret);
+    }
+    w->ping_interval_s = cfg->ping_interval_s;
+    w->ping_timeout_s = cfg->ping_timeout_s;
+    w->max_message = cfg->max_message_bytes;
+    w->max_queued = cfg->max_queued_bytes ? cfg->max_queued_bytes : UINT64_MAX;
+    w->t0_ms = uv_now(loop);
+    w->index = (worker_index_t)WORKER_INDEX_INIT;
+    w->pool = (worker_qpool_t)WORKER_QPOOL_INIT(QPOOL_MAX);
+    uv_timer_init(loop, &w->sweep);
+    w->sweep.data = w;
+    uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    store_worker_handlers_t h = {on_message, on_resync, w};
+    int r = store_worker_attach(store, w->id, &h);
+    if (r < 0) log_error("worker %s: attaching to the store failed (%d)", w->id, r);
+    return w;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+    worker_t *w = h->data;
+    void (*done)(void *) = w->done;
+    void *ud = w->done_ud;
+    worker_index_free(&w->index);
+    worker_qpool_free(&w->pool);
+    free(w->secret);
+    free(w->id);
+    free(w);
+    if (done) done(ud);
+}
+
+void worker_maybe_finish(worker_t *w) {
+    if (!w->closing || w->timer_closing || w->live || w->pending_ops) return;
+    w->timer_closing = true;
+    uv_close((uv_handle_t *)&w->sweep, on_timer_closed);
+}
+
+void worker_close(worker_t *w, void (*done)(void *ud), void *ud) {
+    w->closing = true;
+    w->done = done;
+    w->done_ud = ud;
+    log_debug("worker closing: %zu connections", w->open);
+    worker_conn_t *next;
+    for (worker_conn_t *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_OPEN) {
+            worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "going away");
+        } else if (c->state == CONN_CLOSING) { /* do not wait the usual grace period */
+            uint32_t soon = worker_now(w) + WORKER_TICKS_PER_S;
+            if ((int32_t)(c->close_deadline - soon) > 0) c->close_deadline = soon;
+        }
+    }
+    uv_timer_start(&w->sweep, on_sweep, CLOSING_SWEEP_MS, CLOSING_SWEEP_MS);
+    worker_maybe_finish(w);
+}

@@ -1,0 +1,111 @@
+/* Internals shared by the worker's files: the worker and connection structs and
+ * the connection operations (ws_conn.c) used by the role logic (worker.c).
+ * Not for use outside src/worker/.
+ *
+ * Connection life cycle:
+ *   PENDING  authenticated, indexed, store registration in flight; no socket yet
+ *            (the HTTP server still holds it); deliveries are queued behind the 101.
+ *   OPEN     101 sent (or queued first); reading frames, writing the queue.
+ *   CLOSING  a close frame is queued: no longer indexed nor registered; once the
+ *            close frame is written, TCP is shut down (or closed when the peer's
+ *            close already arrived); closed for good at close_deadline anyway.
+ *   CLOSED   uv_close called; freed in the close callback.
+ * Time is kept in ticks of 100 ms since the worker started (uint32: 13 years). */
+#ifndef DSOCK_WORKER_INT_H
+#define DSOCK_WORKER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "net/http_server.h"
+#include "protocol/ws_frame.h"
+#include "store/store.h"
+#include "worker/conn_index.h"
+#include "worker/frame.h"
+#include "worker/worker.h"
+
+#define WORKER_TICKS_PER_S 10u
+
+enum { CONN_PENDING = 0, CONN_OPEN, CONN_CLOSING, CONN_CLOSED };
+
+typedef struct worker_conn {
+    worker_index_node_t ix;        /* id/user/session point into strings[] */
+    struct worker_conn *prev, *next; /* every allocated connection of the worker */
+    worker_t *w;
+    http_conn_t *hc;               /* PENDING only */
+    uv_tcp_t *tcp;                 /* from http_conn_detach; freed in the close callback */
+    worker_queue_t q;
+    union {                        /* never both at once: shutdown waits for the queue */
+        uv_write_t write;
+        uv_shutdown_t shutdown;
+    } req;
+    ws_parser_t parser;
+    uint32_t last_rx;              /* last bytes from the client */
+    uint32_t last_ping_tx;         /* last server ping */
+    uint32_t last_client_ping;     /* last client ping/pong (lastPing) */
+    uint32_t last_touch;           /* last store_conn_touch */
+    uint32_t close_deadline;       /* CLOSING: hard close at this tick */
+    uint16_t close_after_open;     /* PENDING: close with this code once open */
+    uint8_t state;
+    uint8_t inflight;              /* queue nodes in the uv_write in flight */
+    bool writing;
+    bool peer_closed;              /* the client's close frame arrived */
+    bool rx_done;                  /* protocol error or close seen: input is discarded */
+    bool registered;               /* store registration to undo */
+    bool indexed;                  /* in w->index */
+    char strings[];                /* id \0 user \0 session \0 */
+} worker_conn_t;
+
+struct worker {
+    uv_loop_t *loop;
+    store_t *store;
+    char *id;
+    uint8_t *secret;               /* NULL: JWTs refused */
+    size_t secret_len;
+    unsigned ping_interval_s;
+    unsigned ping_timeout_s;
+    uint64_t max_message;
+    uint64_t max_queued;
+    uint64_t t0_ms;                /* uv_now at start */
+    worker_index_t index;
+    worker_conn_t *conns;          /* list of all allocated connections */
+    size_t live;                   /* allocated connections */
+    size_t open;                   /* OPEN connections */
+    size_t pending_ops;            /* store callbacks still to come */
+    worker_qpool_t pool;
+    uv_timer_t sweep;
+    bool closing;
+    bool timer_closing;
+    void (*done)(void *ud);
+    void *done_ud;
+    worker_stats_t stats;
+};
+
+uint32_t worker_now(const worker_t *w);
+
+/* Queues a frame for the connection (it takes its own reference): written at once
+ * when nothing is queued, else after the rest. Over max_queued the client is
+ * closed with 1008 instead. Ignored unless PENDING or OPEN. */
+void worker_conn_send(worker_conn_t *c, worker_frame_t *f);
+
+/* Starts the closing handshake with code (PENDING: once open). */
+void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason);
+
+/* Closes the socket now, without a close frame. */
+void worker_conn_kill(worker_conn_t *c);
+
+/* PENDING -> OPEN with the detached socket: writes the queue (101 first), starts
+ * reading and parses rest (bytes that followed the request). */
+void worker_conn_open(worker_conn_t *c, uv_tcp_t *tcp, char *rest, size_t rest_len);
+
+/* Removes it from the index and the store (idempotent). */
+void worker_conn_unroute(worker_conn_t *c);
+
+/* Unlinks and frees a connection that has no socket. */
+void worker_conn_free(worker_conn_t *c);
+
+/* Called when a connection or a store callback is gone; finishes worker_close. */
+void worker_maybe_finish(worker_t *w);
+
+#endif

@@ -1,0 +1,267 @@
+/* One WebSocket connection of the worker: the glue between its socket and the
+ * I/O-free frame parser, its write queue (try_write first, then at most one
+ * uv_write in flight, using the request embedded in the connection), the closing
+ * handshake, and its release in the close callback (never earlier: every path
+ * that ends a connection goes through uv_close). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "net/read_buffer.h"
+#include "worker/worker_int.h"
+
+#define CLOSE_GRACE_TICKS (3 * WORKER_TICKS_PER_S) /* wait for the peer's close reply */
+#define WRITE_BATCH 4 /* uv_write keeps up to 4 buffers inline: no allocation */
+
+static void start_write(worker_conn_t *c);
+static void on_close(uv_handle_t *h);
+
+static const char *close_reason(uint16_t code) {
+    switch (code) {
+    case WS_CLOSE_GOING_AWAY: return "going away";
+    case WS_CLOSE_POLICY: return "client too slow";
+    default: return "";
+    }
+}
+
+void worker_conn_unroute(worker_conn_t *c) {
+    worker_t *w = c->w;
+    if (c->indexed) {
+        c->indexed = false;
+        worker_index_remove(&w->index, &c->ix);
+    }
+    if (c->registered) {
+        c->registered = false;
+        store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, 0};
+        store_conn_unregister(w->store, &sc);
+    }
+}
+
+void worker_conn_free(worker_conn_t *c) {
+    worker_t *w = c->w;
+    worker_queue_clear(&c->q, &w->pool);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->live--;
+    free(c);
+    worker_maybe_finish(w);
+}
+
+void worker_conn_kill(worker_conn_t *c) {
+    if (c->state == CONN_CLOSED || !c->tcp) return;
+    if (c->state == CONN_OPEN) c->w->open--;
+    worker_conn_unroute(c);
+    c->state = CONN_CLOSED;
+    log_debug("disconnect id=%s user=%s", c->ix.id, c->ix.user);
+    c->w->stats.disconnects++;
+    uv_close((uv_handle_t *)c->tcp, on_close);
+}
+
+static void on_close(uv_handle_t *h) {
+    worker_conn_t *c = h->data;
+    free(h);
+    worker_conn_free(c);
+}
+
+/* The close frame is on the wire: when the peer has closed too we are done;
+ * otherwise half-close so it sees EOF after our close frame (closing with unread
+ * input would send an RST that can destroy the frame), and wait for its reply. */
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    worker_conn_t *c = (worker_conn_t *)((char *)req - offsetof(worker_conn_t, req));
+    if (status < 0 && c->state != CONN_CLOSED) worker_conn_kill(c);
+}
+
+static void close_written(worker_conn_t *c) {
+    if (c->peer_closed) {
+        worker_conn_kill(c);
+        return;
+    }
+    if (uv_shutdown(&c->req.shutdown, (uv_stream_t *)c->tcp, on_shutdown) < 0) worker_conn_kill(c);
+}
+
+static void on_write(uv_write_t *req, int status) {
+    worker_conn_t *c = (worker_conn_t *)((char *)req - offsetof(worker_conn_t, req));
+    worker_t *w = c->w;
+    c->writing = false;
+    for (uint8_t i = 0; i < c->inflight && c->q.head; i++) worker_queue_pop(&c->q, &w->pool);
+    c->inflight = 0;
+    if (c->state == CONN_CLOSED) return;
+    if (status < 0) {
+        worker_conn_kill(c);
+        return;
+    }
+    if (c->q.head)
+        start_write(c);
+    else if (c->state == CONN_CLOSING)
+        close_written(c);
+}
+
+static void start_write(worker_conn_t *c) {
+    if (c->writing || !c->q.head || !c->tcp || c->state == CONN_CLOSED) return;
+    uv_buf_t bufs[WRITE_BATCH];
+    unsigned n = 0;
+    for (worker_qnode_t *q = c->q.head; q && n < WRITE_BATCH; q = q->next, n++)
+        bufs[n] = uv_buf_init((char *)q->frame->data + q->off, (unsigned)(q->frame->len - q->off));
+    if (uv_write(&c->req.write, (uv_stream_t *)c->tcp, bufs, n, on_write) < 0) {
+        worker_conn_kill(c);
+        return;
+    }
+    c->writing = true;
+    c->inflight = (uint8_t)n;
+}
+
+static void slow_close(worker_conn_t *c) {
+    worker_t *w = c->w;
+    w->stats.slow_closes++;
+    log_warn("closing slow client id=%s user=%s: %zu bytes unsent, over max_queued_bytes %llu",
+             c->ix.id, c->ix.user, c->q.bytes, (unsigned long long)w->max_queued);
+    worker_conn_start_close(c, WS_CLOSE_POLICY, close_reason(WS_CLOSE_POLICY));
+}
+
+void worker_conn_send(worker_conn_t *c, worker_frame_t *f) {
+    worker_t *w = c->w;
+    if (c->state == CONN_PENDING) {
+        if (c->close_after_open) return;
+    } else if (c->state != CONN_OPEN) {
+        return;
+    }
+    size_t off = 0;
+    if (c->state == CONN_OPEN && !c->q.head) {
+        uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
+        int r = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
+        if (r >= 0 && (size_t)r == f->len) return;
+        if (r >= 0) {
+            off = (size_t)r;
+        } else if (r != UV_EAGAIN) {
+            worker_conn_kill(c);
+            return;
+        }
+    }
+    /* Queue first: a partly written frame must be finished before a close frame. */
+    worker_queue_push(&c->q, &w->pool, f, off);
+    if (c->q.bytes > w->max_queued) {
+        slow_close(c);
+        return;
+    }
+    if (c->state == CONN_OPEN) start_write(c);
+}
+
+void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason) {
+    worker_t *w = c->w;
+    if (c->state == CONN_PENDING) {
+        if (!c->close_after_open) c->close_after_open = code;
+        return;
+    }
+    if (c->state != CONN_OPEN) return;
+    c->state = CONN_CLOSING;
+    w->open--;
+    worker_conn_unroute(c);
+    c->close_deadline = worker_now(w) + (w->closing ? WORKER_TICKS_PER_S : CLOSE_GRACE_TICKS);
+    log_debug("closing id=%s user=%s code=%u", c->ix.id, c->ix.user, (unsigned)code);
+    /* Unsent data frames of a slow client are dropped; those in flight must finish. */
+    if (code == WS_CLOSE_POLICY) {
+        size_t keep = c->writing ? c->inflight : 0;
+        if (!keep && c->q.head && c->q.head->off) keep = 1; /* partly written by try_write */
+        worker_queue_truncate(&c->q, &w->pool, keep);
+    }
+    worker_frame_t *f = worker_frame_close(code, reason);
+    worker_queue_push(&c->q, &w->pool, f, 0);
+    worker_frame_unref(f);
+    start_write(c);
+}
+
+static void touch(worker_conn_t *c, uint32_t now) {
+    c->last_client_ping = now;
+    if (now - c->last_touch < WORKER_TICKS_PER_S) return;
+    c->last_touch = now;
+    store_conn_touch(c->w->store, c->ix.id, (int64_t)time(NULL));
+}
+
+static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
+    worker_t *w = c->w;
+    switch (ev->type) {
+    case WS_EVENT_PING:
+        if (c->state == CONN_OPEN) {
+            worker_frame_t *f = worker_frame_new(WS_OP_PONG, ev->payload, ev->payload_len);
+            worker_conn_send(c, f);
+            worker_frame_unref(f);
+            touch(c, now);
+        }
+        break;
+    case WS_EVENT_PONG:
+        if (c->state == CONN_OPEN) touch(c, now);
+        break;
+    case WS_EVENT_MESSAGE: /* discarded by contract: there is no upstream path */
+        break;
+    case WS_EVENT_CLOSE:
+        c->peer_closed = true;
+        c->rx_done = true;
+        if (c->state == CONN_OPEN) {
+            uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code;
+            worker_conn_start_close(c, code, "");
+        } else if (c->state == CONN_CLOSING && !c->q.head) {
+            worker_conn_kill(c); /* our close frame is already out */
+        }
+        break;
+    case WS_EVENT_ERROR:
+        c->rx_done = true;
+        log_debug("protocol error id=%s: %s (close %u)", c->ix.id, ev->error ? ev->error : "?",
+                  (unsigned)ev->close_code);
+        if (c->state == CONN_OPEN) {
+            w->stats.protocol_closes++;
+            worker_conn_start_close(c, ev->close_code, ev->error);
+        } else {
+            worker_conn_kill(c);
+        }
+        break;
+    case WS_EVENT_NONE:
+        break;
+    }
+}
+
+static void feed(worker_conn_t *c, uint8_t *data, size_t len) {
+    uint32_t now = worker_now(c->w);
+    c->last_rx = now;
+    size_t off = 0;
+    while (off < len && !c->rx_done && (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
+        ws_event_t ev;
+        memset(&ev, 0, sizeof ev);
+        off += ws_parser_feed(&c->parser, data + off, len - off, &ev);
+        if (ev.type == WS_EVENT_NONE) break;
+        handle_event(c, &ev, now);
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    worker_conn_t *c = s->data;
+    if (nread > 0) {
+        feed(c, (uint8_t *)buf->base, (size_t)nread);
+    } else if (nread < 0) {
+        /* EOF or reset: nothing more will be read, so nothing more can be said. */
+        worker_conn_kill(c);
+    }
+}
+
+void worker_conn_open(worker_conn_t *c, uv_tcp_t *tcp, char *rest, size_t rest_len) {
+    worker_t *w = c->w;
+    uint32_t now = worker_now(w);
+    c->tcp = tcp;
+    tcp->data = c;
+    c->hc = NULL;
+    c->state = CONN_OPEN;
+    c->last_rx = c->last_ping_tx = c->last_client_ping = now;
+    w->open++;
+    w->stats.connects++;
+    int r = uv_read_start((uv_stream_t *)tcp, read_buffer_alloc, on_read);
+    if (r < 0) {
+        worker_conn_kill(c);
+        return;
+    }
+    start_write(c);
+    if (c->close_after_open) worker_conn_start_close(c, c->close_after_open, close_reason(c->close_after_open));
+    if (rest_len && c->state != CONN_CLOSED) feed(c, (uint8_t *)rest, rest_len);
+}

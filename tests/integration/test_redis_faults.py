@@ -1,0 +1,157 @@
+"""Redis outages: with Redis stopped or paused every call answers 503 with its ERROR_*
+code within redis_timeout + 1 s; when Redis comes back (empty), everything works again
+without restarting dsock, including clients that stayed connected through the outage.
+Each test has its own redis-server and dsock processes."""
+import time
+
+import jwt as pyjwt
+import pytest
+
+import dsock_helpers as h
+
+TIMEOUT_MS = 500
+BOUND = TIMEOUT_MS / 1000 + 1.0
+
+
+def fault_deployment(make_redis, make_deployment, **worker_opts):
+    r = make_redis()
+    opts = {"redis-timeout-ms": TIMEOUT_MS}
+    dep = make_deployment(redis=r, api_opts=opts, worker_opts=dict(opts, **worker_opts))
+    return r, dep
+
+
+def timed(fn):
+    t = time.monotonic()
+    res = fn()
+    return res, time.monotonic() - t
+
+
+def check_all_calls_fail(dep, user, conn_id):
+    api = dep.api()
+    calls = [
+        ("claim", lambda: api.claim(user=user), "ERROR_CHECKING_CLAIM"),
+        ("send user", lambda: api.send(b"x", user=user, type="text"), "ERROR_GETTING_USER"),
+        ("send session", lambda: api.send(b"x", user=user, session="s", type="text"),
+         "ERROR_GETTING_USER"),
+        ("send id", lambda: api.send(b"x", id=conn_id, type="text"), "ERROR_GETTING_CONNECTION"),
+        ("disconnect user", lambda: api.disconnect(user=user), "ERROR_GETTING_USER"),
+        ("disconnect id", lambda: api.disconnect(id=conn_id), "ERROR_GETTING_CONNECTION"),
+        ("info user", lambda: api.info(user=user), "ERROR_GETTING_USER"),
+        ("info id", lambda: api.info(id=conn_id), "ERROR_GETTING_CONNECTION"),
+    ]
+    for name, fn, code in calls:
+        res, took = timed(fn)
+        res.expect(503, code)
+        assert took < BOUND, f"{name} took {took:.2f}s (bound {BOUND}s)"
+    # token and parameters are still checked first
+    api.claim().expect(400, "USER_ID_REQUIRED")
+    api.request("GET", "/info", {"user": user}, auth=None).expect(401, "INVALID_AUTHORIZATION")
+
+    res, took = timed(lambda: h.ws_handshake(dep.worker(0), f"claim={h.new_id()}"))
+    assert res[1] is None, "connect with a claim was upgraded while Redis is down"
+    res[0].response().expect(503, "ERROR_GETTING_CLAIM")
+    assert took < BOUND, f"connect with claim took {took:.2f}s"
+
+    tok = pyjwt.encode({"sub": h.new_id(), "exp": int(time.time()) + 60}, dep.jwt_secret,
+                       algorithm="HS256")
+    res, took = timed(lambda: h.ws_handshake(dep.worker(0), f"jwt={tok}"))
+    assert res[1] is None, "connect with a JWT was upgraded while Redis is down"
+    res[0].response().expect(503, "ERROR_SAVING_CONNECTION")
+    assert took < BOUND, f"connect with JWT took {took:.2f}s"
+
+    for p in dep.procs:
+        assert p.alive(), f"{p.name} died during the Redis outage"
+
+
+def check_recovered(dep, user, survivor, bound=15):
+    api = dep.api()
+    # new claims and connections
+    h.wait_until(lambda: api.claim(user=h.new_id()).status == 200, bound, interval=0.2,
+                 what="claims to work again after Redis returned")
+    # the connection that lived through the outage receives again
+    n = [0]
+
+    def survivor_receives():
+        n[0] += 1
+        r = api.send(f"probe{n[0]}".encode(), user=user, type="text")
+        if r.status != 200 or r.json.get("connections", 0) < 1:
+            return False
+        try:
+            data = survivor.recv_data(1.0)
+        except TimeoutError:
+            return False
+        return data.startswith(b"probe")
+
+    h.wait_until(survivor_receives, bound, interval=0.2,
+                 what="the connection that stayed open through the outage to receive again "
+                      "(worker re-registration and resubscription)")
+    conns = api.info(user=user).expect(200)["connections"]
+    assert len(conns) == 1 and conns[0]["user"] == user, conns
+    # drain late probes, then check exact delivery
+    while True:
+        try:
+            survivor.recv_data(0.3)
+        except TimeoutError:
+            break
+    api.send(b"exact", user=user, type="text").expect(200)
+    assert survivor.recv_data() == b"exact"
+    # new connections work and are routable
+    user2 = h.new_id()
+    with dep.connect(user2) as ws:
+        api.send(b"new-conn", user=user2, type="text").expect(200)
+        assert ws.recv_data() == b"new-conn"
+    # disconnect works again too
+    api.disconnect(user=user).expect(200)
+    assert survivor.expect_close()[0] == 1000
+
+
+@pytest.mark.redis_only
+def test_redis_stopped_then_restarted_empty(make_redis, make_deployment):
+    r, dep = fault_deployment(make_redis, make_deployment)
+    user = h.new_id()
+    with dep.connect(user, "s") as survivor:
+        conn_id = dep.api().info(user=user).expect(200)["connections"][0]["id"]
+        r.stop()
+        check_all_calls_fail(dep, user, conn_id)
+        assert survivor.is_open(), "a client was dropped because Redis went away"
+        r.start()
+        check_recovered(dep, user, survivor)
+
+
+@pytest.mark.redis_only
+def test_redis_killed_then_restarted_empty(make_redis, make_deployment):
+    import signal
+    r, dep = fault_deployment(make_redis, make_deployment)
+    user = h.new_id()
+    with dep.connect(user) as survivor:
+        r.stop(signal.SIGKILL)
+        time.sleep(0.2)
+        r.start()
+        check_recovered(dep, user, survivor)
+
+
+@pytest.mark.redis_only
+def test_redis_paused_then_resumed(make_redis, make_deployment):
+    r, dep = fault_deployment(make_redis, make_deployment)
+    user = h.new_id()
+    with dep.connect(user, "s") as survivor:
+        conn_id = dep.api().info(user=user).expect(200)["connections"][0]["id"]
+        r.pause()
+        try:
+            check_all_calls_fail(dep, user, conn_id)
+            assert survivor.is_open()
+        finally:
+            r.resume()
+        check_recovered(dep, user, survivor)
+
+
+@pytest.mark.redis_only
+def test_redis_loses_data(make_redis, make_deployment):
+    """FLUSHALL without a restart: the worker notices and registers its live
+    connections again (bounded by worker_ttl)."""
+    ttl = 3
+    r, dep = fault_deployment(make_redis, make_deployment, **{"worker-ttl": ttl})
+    user = h.new_id()
+    with dep.connect(user) as survivor:
+        r.client().flushall()
+        check_recovered(dep, user, survivor, bound=ttl + 5)

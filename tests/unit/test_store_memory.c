@@ -1,0 +1,694 @@
+/* Unit tests for the in-memory store (standalone mode): every operation through the
+ * store.h interface on a real libuv loop, claim expiry and the sweep, exact
+ * user/session matching with '-' in ids, delivery counting, and a clean close
+ * (run under SAN=1 so LeakSanitizer checks that close frees everything). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "store/store_memory.h"
+
+static uv_loop_t loop;
+static store_t *st;
+
+/* Recorders for the callbacks ------------------------------------------------ */
+
+typedef struct rec {
+    int calls;
+    store_status_t status;
+    /* claim_take */
+    char id[64], user[64], session[64];
+    bool has_session, has_claim;
+    int64_t expiration;
+    /* send / disconnect */
+    store_delivery_t d;
+} rec_t;
+
+static void status_cb(void *ud, store_status_t status) {
+    rec_t *r = ud;
+    r->calls++;
+    r->status = status;
+}
+
+static void claim_cb(void *ud, store_status_t status, const store_claim_t *c) {
+    rec_t *r = ud;
+    r->calls++;
+    r->status = status;
+    r->has_claim = c != NULL;
+    if (!c) return;
+    snprintf(r->id, sizeof r->id, "%s", c->id);
+    snprintf(r->user, sizeof r->user, "%s", c->user);
+    r->has_session = c->session != NULL;
+    snprintf(r->session, sizeof r->session, "%s", c->session ? c->session : "");
+    r->expiration = c->expiration;
+}
+
+static void delivery_cb(void *ud, store_status_t status, const store_delivery_t *d) {
+    rec_t *r = ud;
+    r->calls++;
+    r->status = status;
+    cr_assert_not_null(d);
+    r->d = *d;
+}
+
+/* info: copies what it needs, since the arrays die with the callback */
+typedef struct info_rec {
+    int calls;
+    store_status_t status;
+    size_t conn_count, claim_count;
+    char conn_ids[64][48];
+    int64_t conn_ping[64];
+    char conn_worker[48];
+    bool conn_has_session[64];
+    char claim_ids[64][48];
+} info_rec_t;
+
+static void info_cb(void *ud, store_status_t status, const store_info_t *info) {
+    info_rec_t *r = ud;
+    r->calls++;
+    r->status = status;
+    cr_assert_not_null(info);
+    r->conn_count = info->conn_count;
+    r->claim_count = info->claim_count;
+    for (size_t i = 0; i < info->conn_count && i < 64; i++) {
+        snprintf(r->conn_ids[i], sizeof r->conn_ids[i], "%s", info->conns[i].id);
+        r->conn_ping[i] = info->conns[i].last_ping;
+        r->conn_has_session[i] = info->conns[i].session != NULL;
+        snprintf(r->conn_worker, sizeof r->conn_worker, "%s", info->conns[i].worker);
+    }
+    for (size_t i = 0; i < info->claim_count && i < 64; i++)
+        snprintf(r->claim_ids[i], sizeof r->claim_ids[i], "%s", info->claims[i].id);
+}
+
+/* Worker handlers */
+typedef struct wrec {
+    int messages;
+    int resyncs;
+    worker_msg_kind_t kind;
+    const worker_msg_t *last; /* pointer identity: the message is passed as given */
+    char target_user[64], target_session[64], target_id[64];
+    /* when set, the handler unregisters these connections, like a worker closing
+     * them on a disconnect */
+    const char **unregister_ids;
+} wrec_t;
+
+static void on_message(void *ud, const worker_msg_t *msg) {
+    wrec_t *w = ud;
+    w->messages++;
+    w->kind = msg->kind;
+    w->last = msg;
+    snprintf(w->target_user, sizeof w->target_user, "%s", msg->target.user ? msg->target.user : "");
+    snprintf(w->target_session, sizeof w->target_session, "%s",
+             msg->target.session ? msg->target.session : "");
+    snprintf(w->target_id, sizeof w->target_id, "%s", msg->target.id ? msg->target.id : "");
+    for (const char **id = w->unregister_ids; id && *id; id++)
+        store_conn_unregister(st, &(store_conn_t){.id = *id, .user = "ignored"});
+}
+
+static void on_resync(void *ud) { ((wrec_t *)ud)->resyncs++; }
+
+/* Fixture and helpers -------------------------------------------------------- */
+
+static void setup(void) {
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    st = store_memory_new(&loop);
+    cr_assert_not_null(st);
+}
+
+static void closed(void *ud) { (*(int *)ud)++; }
+
+static void close_store(void) {
+    int done = 0;
+    store_close(st, closed, &done);
+    cr_assert_eq(done, 0, "done runs from the close callback, not inline");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(done, 1);
+    st = NULL;
+}
+
+static void teardown(void) {
+    if (st) close_store();
+    cr_assert_eq(uv_loop_close(&loop), 0, "every handle closed");
+}
+
+TestSuite(store_memory, .init = setup, .fini = teardown);
+
+static int64_t now_s(void) { return (int64_t)time(NULL); }
+
+static store_status_t create_claim(const char *id, const char *user, const char *session,
+                                   int64_t expiration) {
+    rec_t r = {0};
+    store_claim_create(st, &(store_claim_t){id, user, session, expiration}, status_cb, &r);
+    cr_assert_eq(r.calls, 1, "callback ran before the call returned");
+    return r.status;
+}
+
+static rec_t take_claim(const char *id) {
+    rec_t r = {0};
+    store_claim_take(st, id, claim_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    return r;
+}
+
+static void reg(const char *id, const char *user, const char *session, int64_t ping) {
+    rec_t r = {0};
+    store_conn_register(st, &(store_conn_t){id, user, session, "w1", ping}, status_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, STORE_OK);
+}
+
+static info_rec_t info(const char *id, const char *user, const char *session) {
+    info_rec_t r = {0};
+    store_info(st, &(store_target_t){id, user, session}, info_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, STORE_OK);
+    return r;
+}
+
+static bool has(char ids[][48], size_t n, const char *id) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], id) == 0) return true;
+    return false;
+}
+
+static rec_t send_to(const char *id, const char *user, const char *session) {
+    rec_t r = {0};
+    worker_msg_t msg = {WORKER_MSG_TEXT, {id, user, session}, (const uint8_t *)"hi", 2};
+    store_send(st, &msg, delivery_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, STORE_OK);
+    return r;
+}
+
+static rec_t disconnect(const char *id, const char *user, const char *session, bool keep) {
+    rec_t r = {0};
+    store_disconnect(st, &(store_target_t){id, user, session}, keep, delivery_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, STORE_OK);
+    return r;
+}
+
+static void attach(wrec_t *w) {
+    store_worker_handlers_t h = {on_message, on_resync, w};
+    cr_assert_eq(store_worker_attach(st, "w1", &h), 0);
+}
+
+/* Lifecycle ------------------------------------------------------------------ */
+
+Test(store_memory, describe_and_close) {
+    cr_assert_str_eq(store_describe(st), "memory");
+    close_store();
+}
+
+Test(store_memory, close_with_null_done) {
+    store_close(st, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    st = NULL;
+}
+
+Test(store_memory, sweep_timer_does_not_keep_loop_alive) {
+    /* With only the store on it, the loop has nothing to wait for. */
+    cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+}
+
+Test(store_memory, close_frees_everything) {
+    wrec_t w = {0};
+    attach(&w);
+    char id[32], user[32], session[32];
+    for (int i = 0; i < 500; i++) {
+        snprintf(id, sizeof id, "claim-%d", i);
+        snprintf(user, sizeof user, "u-%d", i % 7);
+        snprintf(session, sizeof session, "s-%d", i % 3);
+        cr_assert_eq(create_claim(id, user, i % 2 ? session : NULL, now_s() + 100), STORE_OK);
+        snprintf(id, sizeof id, "conn-%d", i);
+        reg(id, user, i % 2 ? session : NULL, 1);
+    }
+    cr_assert_eq(create_claim("dead", "u", NULL, now_s() + 1000), STORE_OK);
+    /* an info buffer allocated and kept for reuse */
+    info_rec_t r = info(NULL, "u-1", NULL);
+    cr_assert_gt(r.conn_count, 0);
+    cr_assert_eq(store_memory_claim_count(st), 501);
+    cr_assert_eq(store_memory_conn_count(st), 500);
+    close_store(); /* LeakSanitizer (SAN=1) checks the rest */
+}
+
+Test(store_memory, calls_after_close_started_are_unavailable) {
+    int done = 0;
+    store_close(st, closed, &done);
+    rec_t r = {0};
+    store_claim_create(st, &(store_claim_t){"c", "u", NULL, now_s() + 10}, status_cb, &r);
+    cr_assert_eq(r.status, STORE_UNAVAILABLE);
+    r = (rec_t){0};
+    store_claim_take(st, "c", claim_cb, &r);
+    cr_assert_eq(r.status, STORE_UNAVAILABLE);
+    cr_assert_not(r.has_claim);
+    r = (rec_t){0};
+    store_send(st, &(worker_msg_t){.kind = WORKER_MSG_TEXT, .target = {.user = "u"}}, delivery_cb, &r);
+    cr_assert_eq(r.status, STORE_UNAVAILABLE);
+    info_rec_t i = {0};
+    store_info(st, &(store_target_t){.user = "u"}, info_cb, &i);
+    cr_assert_eq(i.status, STORE_UNAVAILABLE);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(done, 1);
+    st = NULL;
+}
+
+/* Claims --------------------------------------------------------------------- */
+
+Test(store_memory, claim_create_take_single_use) {
+    int64_t exp = now_s() + 60;
+    cr_assert_eq(create_claim("abc", "1", "a", exp), STORE_OK);
+    cr_assert_eq(create_claim("abc", "2", NULL, exp), STORE_EXISTS);
+
+    rec_t r = take_claim("abc");
+    cr_assert_eq(r.status, STORE_OK);
+    cr_assert(r.has_claim);
+    cr_assert_str_eq(r.id, "abc");
+    cr_assert_str_eq(r.user, "1", "the first claim is untouched by the refused create");
+    cr_assert(r.has_session);
+    cr_assert_str_eq(r.session, "a");
+    cr_assert_eq(r.expiration, exp);
+
+    r = take_claim("abc");
+    cr_assert_eq(r.status, STORE_NOT_FOUND);
+    cr_assert_not(r.has_claim);
+    cr_assert_eq(take_claim("never").status, STORE_NOT_FOUND);
+    cr_assert_eq(store_memory_claim_count(st), 0);
+
+    /* once taken, the id is free again */
+    cr_assert_eq(create_claim("abc", "3", NULL, exp), STORE_OK);
+}
+
+Test(store_memory, claim_strings_are_copied) {
+    char id[] = "id-1", user[] = "user-1", session[] = "sess-1";
+    cr_assert_eq(create_claim(id, user, session, now_s() + 60), STORE_OK);
+    memset(id, 'x', sizeof id - 1);
+    memset(user, 'x', sizeof user - 1);
+    memset(session, 'x', sizeof session - 1);
+    rec_t r = take_claim("id-1");
+    cr_assert_eq(r.status, STORE_OK);
+    cr_assert_str_eq(r.user, "user-1");
+    cr_assert_str_eq(r.session, "sess-1");
+}
+
+Test(store_memory, claim_empty_session_is_none) {
+    cr_assert_eq(create_claim("c", "u", "", now_s() + 60), STORE_OK);
+    rec_t r = take_claim("c");
+    cr_assert_eq(r.status, STORE_OK);
+    cr_assert_not(r.has_session);
+}
+
+static void retake_in_callback(void *ud, store_status_t status, const store_claim_t *c) {
+    rec_t *r = ud;
+    r->calls++;
+    r->status = status;
+    cr_assert_eq(status, STORE_OK);
+    /* already gone while the taker looks at it */
+    rec_t again = {0};
+    store_claim_take(st, c->id, claim_cb, &again);
+    cr_assert_eq(again.status, STORE_NOT_FOUND);
+    cr_assert_str_eq(c->user, "u");
+}
+
+Test(store_memory, claim_take_is_single_use_even_from_its_callback) {
+    cr_assert_eq(create_claim("c", "u", NULL, now_s() + 60), STORE_OK);
+    rec_t r = {0};
+    store_claim_take(st, "c", retake_in_callback, &r);
+    cr_assert_eq(r.calls, 1);
+}
+
+Test(store_memory, claim_expired_in_the_past) {
+    cr_assert_eq(create_claim("old", "u", NULL, now_s() - 1), STORE_OK);
+    cr_assert_eq(store_memory_claim_count(st), 0, "born expired: nothing kept");
+    cr_assert_eq(info(NULL, "u", NULL).claim_count, 0);
+    cr_assert_eq(take_claim("old").status, STORE_NOT_FOUND);
+    cr_assert_eq(create_claim("old", "u", NULL, now_s() + 60), STORE_OK);
+    cr_assert_eq(take_claim("old").status, STORE_OK);
+}
+
+static void wait_until(int64_t t) {
+    while (now_s() < t) usleep(20 * 1000);
+}
+
+Test(store_memory, claim_expires_at_access) {
+    int64_t exp = now_s() + 1;
+    cr_assert_eq(create_claim("soon", "u", "s", exp), STORE_OK);
+    cr_assert_eq(create_claim("later", "u", "s", exp + 100), STORE_OK);
+    cr_assert_eq(create_claim("soon2", "u", NULL, exp), STORE_OK);
+    info_rec_t r = info(NULL, "u", NULL);
+    cr_assert_eq(r.claim_count, 3);
+    cr_assert_eq(create_claim("soon", "u", NULL, exp + 10), STORE_EXISTS);
+
+    wait_until(exp); /* now >= expiration: gone, with no loop run in between */
+    cr_assert_eq(take_claim("soon").status, STORE_NOT_FOUND);
+    r = info(NULL, "u", "s");
+    cr_assert_eq(r.claim_count, 1);
+    cr_assert_str_eq(r.claim_ids[0], "later");
+    /* an expired id can be created again */
+    cr_assert_eq(create_claim("soon2", "v", NULL, exp + 60), STORE_OK);
+    rec_t t = take_claim("soon2");
+    cr_assert_eq(t.status, STORE_OK);
+    cr_assert_str_eq(t.user, "v");
+    cr_assert_eq(store_memory_claim_count(st), 1);
+}
+
+static void on_guard(uv_timer_t *t) { (void)t; }
+
+Test(store_memory, sweep_frees_expired_claims, .timeout = 10) {
+    int64_t exp = now_s() + 1;
+    cr_assert_eq(create_claim("soon", "u", "s", exp), STORE_OK);
+    cr_assert_eq(create_claim("later", "u", "s", exp + 100), STORE_OK);
+    cr_assert_eq(store_memory_claim_count(st), 2);
+    /* The sweep timer is unreferenced: keep the loop alive with one of ours. */
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    uv_timer_start(&guard, on_guard, 50, 50);
+    uint64_t deadline = uv_now(&loop) + 4000;
+    while (store_memory_claim_count(st) == 2 && uv_now(&loop) < deadline)
+        uv_run(&loop, UV_RUN_ONCE);
+    cr_assert_eq(store_memory_claim_count(st), 1, "the sweep freed the expired claim");
+    cr_assert_geq(now_s(), exp);
+    cr_assert_eq(take_claim("later").status, STORE_OK);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* Connections and info ------------------------------------------------------- */
+
+Test(store_memory, conn_register_info_touch_unregister) {
+    reg("c1", "u", NULL, 100);
+    info_rec_t r = info("c1", NULL, NULL);
+    cr_assert_eq(r.conn_count, 1);
+    cr_assert_str_eq(r.conn_ids[0], "c1");
+    cr_assert_eq(r.conn_ping[0], 100);
+    cr_assert_str_eq(r.conn_worker, "w1");
+    cr_assert_not(r.conn_has_session[0]);
+
+    store_conn_touch(st, "c1", 250);
+    store_conn_touch(st, "unknown", 1); /* ignored */
+    cr_assert_eq(info("c1", NULL, NULL).conn_ping[0], 250);
+    cr_assert_eq(info(NULL, "u", NULL).conn_ping[0], 250);
+
+    store_conn_unregister(st, &(store_conn_t){"c1", "u", NULL, "w1", 0});
+    store_conn_unregister(st, &(store_conn_t){"c1", "u", NULL, "w1", 0}); /* twice: no-op */
+    cr_assert_eq(info("c1", NULL, NULL).conn_count, 0);
+    cr_assert_eq(info(NULL, "u", NULL).conn_count, 0);
+    cr_assert_eq(store_memory_conn_count(st), 0);
+}
+
+Test(store_memory, conn_reregister_replaces) {
+    reg("c1", "u", "s", 1);
+    reg("c1", "v", NULL, 2);
+    cr_assert_eq(store_memory_conn_count(st), 1);
+    cr_assert_eq(info(NULL, "u", NULL).conn_count, 0);
+    cr_assert_eq(info(NULL, "u", "s").conn_count, 0);
+    info_rec_t r = info(NULL, "v", NULL);
+    cr_assert_eq(r.conn_count, 1);
+    cr_assert_eq(r.conn_ping[0], 2);
+}
+
+Test(store_memory, info_filters_exactly_with_dashes) {
+    /* "$user-$session" would make all of these one key */
+    reg("c1", "a", "b-c", 1);
+    reg("c2", "a-b", "c", 2);
+    reg("c3", "a-b-c", NULL, 3);
+    reg("c4", "a-b", NULL, 4);
+    reg("c5", "a", NULL, 5);
+    reg("c6", "a", "b", 6);
+    int64_t exp = now_s() + 60;
+    cr_assert_eq(create_claim("k1", "a", "b-c", exp), STORE_OK);
+    cr_assert_eq(create_claim("k2", "a-b", "c", exp), STORE_OK);
+    cr_assert_eq(create_claim("k3", "a-b-c", NULL, exp), STORE_OK);
+    cr_assert_eq(create_claim("k4", "a", NULL, exp), STORE_OK);
+
+    info_rec_t r = info(NULL, "a", "b-c");
+    cr_assert_eq(r.conn_count, 1);
+    cr_assert_str_eq(r.conn_ids[0], "c1");
+    cr_assert_eq(r.claim_count, 1);
+    cr_assert_str_eq(r.claim_ids[0], "k1");
+
+    r = info(NULL, "a-b", "c");
+    cr_assert_eq(r.conn_count, 1);
+    cr_assert_str_eq(r.conn_ids[0], "c2");
+    cr_assert_eq(r.claim_count, 1);
+    cr_assert_str_eq(r.claim_ids[0], "k2");
+
+    r = info(NULL, "a-b-c", NULL);
+    cr_assert_eq(r.conn_count, 1);
+    cr_assert_str_eq(r.conn_ids[0], "c3");
+    cr_assert_eq(r.claim_count, 1);
+
+    r = info(NULL, "a", NULL); /* the whole user, every session and none */
+    cr_assert_eq(r.conn_count, 3);
+    cr_assert(has(r.conn_ids, 3, "c1") && has(r.conn_ids, 3, "c5") && has(r.conn_ids, 3, "c6"));
+    cr_assert_eq(r.claim_count, 2);
+    cr_assert(has(r.claim_ids, 2, "k1") && has(r.claim_ids, 2, "k4"));
+
+    r = info(NULL, "a", ""); /* empty session: no narrowing */
+    cr_assert_eq(r.conn_count, 3);
+
+    r = info(NULL, "a-b", NULL);
+    cr_assert_eq(r.conn_count, 2);
+    cr_assert(has(r.conn_ids, 2, "c2") && has(r.conn_ids, 2, "c4"));
+
+    cr_assert_eq(info(NULL, "a", "b").conn_count, 1);
+    cr_assert_eq(info(NULL, "a", "c").conn_count, 0);
+    cr_assert_eq(info(NULL, "b", NULL).conn_count, 0);
+    cr_assert_eq(info(NULL, "a-", NULL).conn_count, 0);
+}
+
+Test(store_memory, info_id_target) {
+    reg("c1", "u", "s", 1);
+    cr_assert_eq(create_claim("k", "u", "s", now_s() + 60), STORE_OK);
+    info_rec_t r = info("c1", "other", NULL); /* id wins over user */
+    cr_assert_eq(r.conn_count, 1);
+    cr_assert_eq(r.claim_count, 0, "claims are empty for an id target");
+    r = info("nope", "u", NULL);
+    cr_assert_eq(r.conn_count, 0);
+    cr_assert_eq(r.claim_count, 0);
+    r = info("", "u", NULL); /* empty id: the user target */
+    cr_assert_eq(r.conn_count, 1);
+    cr_assert_eq(r.claim_count, 1);
+    r = info(NULL, NULL, NULL);
+    cr_assert_eq(r.conn_count + r.claim_count, 0);
+}
+
+Test(store_memory, info_many) {
+    char id[32], session[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof id, "c%d", i);
+        snprintf(session, sizeof session, "s%d", i % 10);
+        reg(id, "u", session, i);
+        snprintf(id, sizeof id, "k%d", i);
+        cr_assert_eq(create_claim(id, "u", session, now_s() + 60), STORE_OK);
+    }
+    info_rec_t r = info(NULL, "u", NULL);
+    cr_assert_eq(r.conn_count, 1000);
+    cr_assert_eq(r.claim_count, 1000);
+    r = info(NULL, "u", "s3");
+    cr_assert_eq(r.conn_count, 100);
+    cr_assert_eq(r.claim_count, 100);
+    for (int i = 0; i < 1000; i += 2) {
+        snprintf(id, sizeof id, "c%d", i);
+        store_conn_unregister(st, &(store_conn_t){.id = id});
+    }
+    cr_assert_eq(info(NULL, "u", NULL).conn_count, 500);
+    cr_assert_eq(info(NULL, "u", "s3").conn_count, 100); /* odd i only */
+    cr_assert_eq(info(NULL, "u", "s4").conn_count, 0);
+}
+
+/* The outer arrays must survive an info call made from inside the callback. */
+typedef struct nested {
+    int calls;
+    info_rec_t inner;
+} nested_t;
+
+static void outer_info_cb(void *ud, store_status_t status, const store_info_t *i) {
+    nested_t *n = ud;
+    n->calls++;
+    cr_assert_eq(i->conn_count, 2);
+    const store_conn_t *before = i->conns;
+    char id0[16], id1[16];
+    snprintf(id0, sizeof id0, "%s", i->conns[0].id);
+    snprintf(id1, sizeof id1, "%s", i->conns[1].id);
+    store_info(st, &(store_target_t){.user = "v"}, info_cb, &n->inner);
+    cr_assert_eq(i->conns, before);
+    cr_assert_str_eq(i->conns[0].id, id0);
+    cr_assert_str_eq(i->conns[1].id, id1);
+}
+
+Test(store_memory, info_nested_call) {
+    reg("c1", "u", NULL, 1);
+    reg("c2", "u", NULL, 2);
+    reg("c3", "v", NULL, 3);
+    nested_t n = {0};
+    store_info(st, &(store_target_t){.user = "u"}, outer_info_cb, &n);
+    cr_assert_eq(n.calls, 1);
+    cr_assert_eq(n.inner.conn_count, 1);
+    cr_assert_str_eq(n.inner.conn_ids[0], "c3");
+    /* and the shared buffer is usable again afterwards */
+    cr_assert_eq(info(NULL, "u", NULL).conn_count, 2);
+}
+
+/* Worker attach, send, disconnect ------------------------------------------ */
+
+Test(store_memory, worker_attach_once) {
+    wrec_t w = {0};
+    attach(&w);
+    store_worker_handlers_t h = {on_message, on_resync, &w};
+    cr_assert_eq(store_worker_attach(st, "w2", &h), -EBUSY);
+}
+
+Test(store_memory, worker_attach_needs_on_message) {
+    store_worker_handlers_t h = {NULL, NULL, NULL};
+    cr_assert_eq(store_worker_attach(st, "w1", &h), -EINVAL);
+    wrec_t w = {0};
+    attach(&w); /* the refused attach did not count */
+}
+
+Test(store_memory, send_counts_and_hands_over_once) {
+    wrec_t w = {0};
+    attach(&w);
+    reg("c1", "u", "s", 1);
+    reg("c2", "u", "s", 1);
+    reg("c3", "u", NULL, 1);
+    reg("c4", "u-s", NULL, 1);
+
+    rec_t r = {0};
+    worker_msg_t msg = {WORKER_MSG_BINARY, {NULL, "u", NULL}, (const uint8_t *)"\0\1", 2};
+    store_send(st, &msg, delivery_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(w.messages, 1, "one hand-off for all the connections");
+    cr_assert_eq(w.last, &msg, "the message as given");
+    cr_assert_eq(w.kind, WORKER_MSG_BINARY);
+    cr_assert_eq(r.d.connections, 3);
+    cr_assert_eq(r.d.workers, 1);
+    cr_assert_eq(r.d.unreachable, 0);
+
+    r = send_to(NULL, "u", "s");
+    cr_assert_eq(w.messages, 2);
+    cr_assert_eq(r.d.connections, 2);
+    cr_assert_eq(r.d.workers, 1);
+
+    r = send_to("c4", "u", "s"); /* id wins */
+    cr_assert_eq(w.messages, 3);
+    cr_assert_eq(r.d.connections, 1);
+    cr_assert_str_eq(w.target_id, "c4");
+
+    r = send_to(NULL, "nobody", NULL);
+    cr_assert_eq(w.messages, 3, "no connections: the worker is not bothered");
+    cr_assert_eq(r.d.connections, 0);
+    cr_assert_eq(r.d.workers, 0);
+    cr_assert_eq(r.d.unreachable, 0);
+
+    r = send_to("missing", NULL, NULL);
+    cr_assert_eq(w.messages, 3);
+    cr_assert_eq(r.d.connections + r.d.workers, 0);
+
+    r = send_to(NULL, "u", "t");
+    cr_assert_eq(r.d.connections, 0);
+    cr_assert_eq(w.resyncs, 0);
+}
+
+Test(store_memory, send_without_worker) {
+    reg("c1", "u", NULL, 1);
+    rec_t r = send_to(NULL, "u", NULL);
+    cr_assert_eq(r.d.connections, 0);
+    cr_assert_eq(r.d.workers, 0);
+}
+
+static void claims_of(const char *user, const char *session, size_t expect) {
+    info_rec_t r = info(NULL, user, session);
+    cr_assert_eq(r.claim_count, expect, "claims of %s/%s: %zu, expected %zu", user,
+                 session ? session : "-", r.claim_count, expect);
+}
+
+static void make_claims(void) {
+    int64_t exp = now_s() + 60;
+    cr_assert_eq(create_claim("k-ax", "a", "x", exp), STORE_OK);
+    cr_assert_eq(create_claim("k-ax2", "a", "x", exp), STORE_OK);
+    cr_assert_eq(create_claim("k-ay", "a", "y", exp), STORE_OK);
+    cr_assert_eq(create_claim("k-a", "a", NULL, exp), STORE_OK);
+    cr_assert_eq(create_claim("k-abx", "a-x", NULL, exp), STORE_OK);
+    cr_assert_eq(create_claim("k-ab-x", "a", "x-y", exp), STORE_OK);
+}
+
+Test(store_memory, disconnect_session_deletes_only_its_claims) {
+    wrec_t w = {0};
+    attach(&w);
+    reg("c1", "a", "x", 1);
+    reg("c2", "a", "y", 1);
+    make_claims();
+    rec_t r = disconnect(NULL, "a", "x", false);
+    cr_assert_eq(w.messages, 1);
+    cr_assert_eq(w.kind, WORKER_MSG_DISCONNECT);
+    cr_assert_str_eq(w.target_user, "a");
+    cr_assert_str_eq(w.target_session, "x");
+    cr_assert_eq(r.d.connections, 1);
+    cr_assert_eq(r.d.workers, 1);
+    claims_of("a", "x", 0);
+    claims_of("a", "y", 1);
+    claims_of("a", "x-y", 1);
+    claims_of("a-x", NULL, 1);
+    claims_of("a", NULL, 3);
+    cr_assert_eq(take_claim("k-ax").status, STORE_NOT_FOUND);
+    cr_assert_eq(store_memory_claim_count(st), 4);
+}
+
+Test(store_memory, disconnect_user_deletes_all_its_claims) {
+    make_claims();
+    rec_t r = disconnect(NULL, "a", NULL, false);
+    cr_assert_eq(r.d.connections, 0, "no connections: still deletes claims");
+    cr_assert_eq(r.d.workers, 0);
+    claims_of("a", NULL, 0);
+    claims_of("a-x", NULL, 1);
+    cr_assert_eq(store_memory_claim_count(st), 1);
+}
+
+Test(store_memory, disconnect_keep_claims) {
+    wrec_t w = {0};
+    attach(&w);
+    reg("c1", "a", "x", 1);
+    make_claims();
+    rec_t r = disconnect(NULL, "a", NULL, true);
+    cr_assert_eq(r.d.connections, 1);
+    cr_assert_eq(w.messages, 1);
+    cr_assert_eq(store_memory_claim_count(st), 6);
+    r = disconnect(NULL, "a", "x", true);
+    cr_assert_eq(store_memory_claim_count(st), 6);
+}
+
+Test(store_memory, disconnect_id_deletes_no_claims) {
+    wrec_t w = {0};
+    attach(&w);
+    reg("c1", "a", "x", 1);
+    make_claims();
+    rec_t r = disconnect("c1", "a", NULL, false);
+    cr_assert_eq(r.d.connections, 1);
+    cr_assert_eq(w.messages, 1);
+    cr_assert_str_eq(w.target_id, "c1");
+    cr_assert_eq(store_memory_claim_count(st), 6);
+}
+
+Test(store_memory, disconnect_while_worker_unregisters) {
+    /* The worker closes the connections (and unregisters them) inside on_message:
+     * the count is the one before the hand-off. */
+    const char *ids[] = {"c1", "c2", "c3", NULL};
+    wrec_t w = {.unregister_ids = ids};
+    attach(&w);
+    reg("c1", "a", "x", 1);
+    reg("c2", "a", "x", 1);
+    reg("c3", "a", NULL, 1);
+    reg("c4", "b", NULL, 1);
+    rec_t r = disconnect(NULL, "a", NULL, false);
+    cr_assert_eq(r.d.connections, 3);
+    cr_assert_eq(r.d.workers, 1);
+    cr_assert_eq(store_memory_conn_count(st), 1);
+    cr_assert_eq(info(NULL, "a", NULL).conn_count, 0);
+    cr_assert_eq(info(NULL, "a", "x").conn_count, 0);
+    cr_assert_eq(info(NULL, "b", NULL).conn_count, 1);
+}
