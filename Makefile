@@ -42,6 +42,7 @@ FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build-fuzz/%)
 
 .PHONY: all unit unit-build fuzz clean
+.SECONDARY:
 all: $(BUILD)/dsock
 
 $(BUILD)/dsock: $(OBJS) $(LLHTTP_OBJS) $(PROTO_OBJS)

@@ -24,6 +24,8 @@ typedef enum store_status {
     STORE_UNAVAILABLE = -1, /* backend down, timed out or failed */
     STORE_EXISTS = -2,      /* claim id already used */
     STORE_NOT_FOUND = -3,   /* claim missing (never created, taken, or expired) */
+    STORE_INVALID = -4,     /* claim_take: the stored claim is unreadable (bad expiration);
+                               it is consumed all the same */
 } store_status_t;
 
 /* A connection id wins; otherwise user, narrowed to session when session is
@@ -156,8 +158,9 @@ static inline int store_worker_attach(store_t *s, const char *worker_id,
 }
 
 /* Atomically takes (reads and deletes) a claim: of concurrent takes of one id,
- * exactly one gets STORE_OK. STORE_NOT_FOUND when missing. The caller checks the
- * expiration (a backend may keep an expired claim briefly). */
+ * exactly one gets STORE_OK. STORE_NOT_FOUND when missing, STORE_INVALID when its
+ * stored expiration is unreadable. The caller checks the expiration (a backend may
+ * keep an expired claim briefly). */
 static inline void store_claim_take(store_t *s, const char *claim_id, store_claim_cb cb,
                                     void *ud) {
     s->ops->claim_take(s, claim_id, cb, ud);

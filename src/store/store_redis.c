@@ -88,6 +88,8 @@ struct store_redis {
     unreg_t *retry_first, *retry_last;
     size_t retry_count;
 
+    struct op *wait_first, *wait_last; /* requests waiting for a connection */
+
     bool closing, finalizing;
     uint64_t close_deadline_ms;
     int open_conns;
@@ -158,6 +160,39 @@ static void op_issue(op_t *op) {
     if (redis_conn_send(op->s->cmd, &op->req, op->argc, op->argv, op->lens)) op_finish(op, NULL);
 }
 
+/* Requests made while the command connection is (re)connecting wait for it, in
+ * order, at most timeout_ms: a process that has just started, or a Redis that is
+ * coming back, is not an error yet. The request's FIFO link and send time are free
+ * until it is sent, so they hold its place here. */
+static void op_submit(op_t *op) {
+    store_redis_t *s = op->s;
+    if (redis_conn_ready(s->cmd) && !s->wait_first) {
+        op_issue(op);
+        return;
+    }
+    op->req.next = NULL;
+    op->req.sent_ms = uv_now(s->loop);
+    if (s->wait_last)
+        s->wait_last->req.next = &op->req;
+    else
+        s->wait_first = op;
+    s->wait_last = op;
+}
+
+/* Sends the waiting requests (ready), or fails those waiting since before
+ * `deadline` (all of them with UINT64_MAX). */
+static void waiting_drain(store_redis_t *s, bool ready, uint64_t deadline) {
+    while (s->wait_first && (ready || s->wait_first->req.sent_ms < deadline)) {
+        op_t *op = s->wait_first;
+        s->wait_first = (op_t *)op->req.next;
+        if (!s->wait_first) s->wait_last = NULL;
+        if (ready)
+            op_issue(op);
+        else
+            op_finish(op, NULL);
+    }
+}
+
 static void op_reply(redis_req_t *req, redisReply *reply) {
     op_t *op = (op_t *)req;
     /* Scripts are loaded at every connect, so this only follows a SCRIPT FLUSH:
@@ -216,11 +251,17 @@ static void finish_claim_take(op_t *op, redisReply *reply) {
         .user = reply->element[0]->str,
         .session = opt(reply->element[1]->str),
     };
-    /* An unreadable expiration becomes 0, i.e. long expired: the caller refuses it. */
+    /* Only an operator (or another program) can have written an unreadable
+     * expiration; the claim is consumed and reported as invalid. */
     char *end = NULL;
     const char *e = reply->element[2]->str;
+    errno = 0;
     long long v = strtoll(e, &end, 10);
-    c.expiration = end != e && *end == '\0' ? (int64_t)v : 0;
+    if (errno || end == e || *end != '\0') {
+        op->cb.claim(op->ud, STORE_INVALID, NULL);
+        return;
+    }
+    c.expiration = (int64_t)v;
     op->cb.claim(op->ud, STORE_OK, &c);
 }
 
@@ -438,6 +479,7 @@ static void cmd_on_ready(redis_conn_t *c, void *ud) {
     store_redis_t *s = ud;
     (void)c;
     retry_flush(s);
+    waiting_drain(s, true, 0);
     if (s->attached && !s->closing) resync(s);
 }
 
@@ -452,6 +494,7 @@ static void cmd_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
     }
     if (s->attached && redis_conn_ready(c) && !s->heartbeat_pending && now >= s->next_heartbeat_ms)
         send_heartbeat(s, false);
+    if (now > s->conn_cfg.timeout_ms) waiting_drain(s, false, now - s->conn_cfg.timeout_ms);
 }
 
 static void sub_on_connect(redis_conn_t *c, void *ud) {
@@ -529,6 +572,7 @@ static void finalize(store_redis_t *s) {
     if (s->retry_count)
         log_warn("redis: %zu unregistrations could not be sent before closing", s->retry_count);
     /* Pending callbacks run now, with NULL -> STORE_UNAVAILABLE. */
+    waiting_drain(s, false, UINT64_MAX);
     redis_conn_close(s->cmd);
     if (s->sub) redis_conn_close(s->sub);
 }
@@ -537,7 +581,7 @@ static void finalize(store_redis_t *s) {
 
 static void r_claim_create(store_t *st, const store_claim_t *c, store_status_cb cb, void *ud) {
     store_redis_t *s = (store_redis_t *)st;
-    if (!cmd_ready(s)) {
+    if (s->closing) {
         cb(ud, STORE_UNAVAILABLE);
         return;
     }
@@ -547,7 +591,7 @@ static void r_claim_create(store_t *st, const store_claim_t *c, store_status_cb 
                          (const char *[]){c->id, nz(c->user), nz(c->session), exp});
     op->cb.status = cb;
     op->ud = ud;
-    op_issue(op);
+    op_submit(op);
 }
 
 /* The payload is encoded once here; the script PUBLISHes the same bytes to every
@@ -556,7 +600,7 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
                     const uint8_t *body, size_t body_len, bool drop_claims, store_delivery_cb cb,
                     void *ud) {
     store_delivery_t none = {0};
-    if (!cmd_ready(s)) {
+    if (s->closing) {
         cb(ud, STORE_UNAVAILABLE, &none);
         return;
     }
@@ -583,7 +627,7 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
     dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, 3));
     op->cb.delivery = cb;
     op->ud = ud;
-    op_issue(op);
+    op_submit(op);
 }
 
 static void r_send(store_t *st, const worker_msg_t *msg, store_delivery_cb cb, void *ud) {
@@ -598,7 +642,7 @@ static void r_disconnect(store_t *st, const store_target_t *t, bool keep_claims,
 static void r_info(store_t *st, const store_target_t *t, store_info_cb cb, void *ud) {
     store_redis_t *s = (store_redis_t *)st;
     store_info_t none = {0};
-    if (!cmd_ready(s)) {
+    if (s->closing) {
         cb(ud, STORE_UNAVAILABLE, &none);
         return;
     }
@@ -613,7 +657,7 @@ static void r_info(store_t *st, const store_target_t *t, store_info_cb cb, void 
                          (const char *[]){nz(id), nz(user), nz(session)});
     op->cb.info = cb;
     op->ud = ud;
-    op_issue(op);
+    op_submit(op);
 }
 
 /* Worker side --------------------------------------------------------------- */
@@ -650,19 +694,19 @@ static int r_worker_attach(store_t *st, const char *worker_id, const store_worke
 
 static void r_claim_take(store_t *st, const char *claim_id, store_claim_cb cb, void *ud) {
     store_redis_t *s = (store_redis_t *)st;
-    if (!cmd_ready(s)) {
+    if (s->closing) {
         cb(ud, STORE_UNAVAILABLE, NULL);
         return;
     }
     op_t *op = script_op(s, OP_CLAIM_TAKE, REDIS_SCRIPT_CLAIM_TAKE, 1, (const char *[]){claim_id});
     op->cb.claim = cb;
     op->ud = ud;
-    op_issue(op);
+    op_submit(op);
 }
 
 static void r_conn_register(store_t *st, const store_conn_t *c, store_status_cb cb, void *ud) {
     store_redis_t *s = (store_redis_t *)st;
-    if (!cmd_ready(s)) {
+    if (s->closing) {
         cb(ud, STORE_UNAVAILABLE);
         return;
     }
@@ -676,7 +720,7 @@ static void r_conn_register(store_t *st, const store_conn_t *c, store_status_cb 
                                           nz(c->worker ? c->worker : s->worker_id), ping, ttl});
     op->cb.status = cb;
     op->ud = ud;
-    op_issue(op);
+    op_submit(op);
 }
 
 static void r_conn_unregister(store_t *st, const store_conn_t *c) {

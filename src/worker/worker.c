@@ -167,6 +167,8 @@ static void on_claim(void *ud, store_status_t status, const store_claim_t *claim
             conn_begin(w, r->hc, r->accept, claim->user, claim->session);
     } else if (status == STORE_NOT_FOUND) {
         http_conn_respond_error(r->hc, 401, "MISSING_CLAIM", "Missing claim");
+    } else if (status == STORE_INVALID) {
+        http_conn_respond_error(r->hc, 401, "INVALID_EXPIRATION", "The claim's expiration is invalid");
     } else {
         http_conn_respond_error(r->hc, 503, "ERROR_GETTING_CLAIM", "Error getting claim");
     }

@@ -22,7 +22,7 @@ static void add_header(req_builder_t *b, const char *key, const char *value) {
     h->value_len = strlen(value);
 }
 
-/* A valid upgrade request; override = {name, value} replaces (value NULL drops) one header. */
+/* A valid upgrade request in which header `name` gets `value` instead (NULL: left out). */
 static void build(req_builder_t *b, http_method_t method, const char *name, const char *value) {
     memset(b, 0, sizeof *b);
     b->req.method = method;
