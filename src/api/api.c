@@ -67,8 +67,8 @@ static bool token_matches(const api_t *a, const char *token, size_t len) {
 }
 
 static bool authorized(const api_t *a, const http_request_t *req) {
-    const http_kv_t *q = http_request_query(req, "token");
-    if (q) return token_matches(a, q->value, q->value_len);
+    const char *q = param(req, "token");
+    if (q) return token_matches(a, q, strlen(q));
     const http_kv_t *h = http_request_header(req, "authorization");
     if (!h || h->value_len < 7 || strncasecmp(h->value, "bearer ", 7) != 0) return false;
     const char *t = h->value + 7;

@@ -183,6 +183,11 @@ static const char *query_value(const http_request_t *req, const char *key) {
 
 bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
     if (!req->path || strcmp(req->path, "/connect") != 0) return false;
+    /* Routing comes before authentication (docs/api.md), as on the API's paths. */
+    if (req->method != HTTP_METHOD_GET) {
+        respond_error_hdr(hc, 405, "Allow: GET\r\n", "METHOD_NOT_ALLOWED", "method not allowed");
+        return true;
+    }
     if (w->closing) {
         http_conn_respond_error(hc, 503, "ERROR_SAVING_CONNECTION", "Worker is shutting down");
         return true;

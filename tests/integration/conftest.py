@@ -17,7 +17,9 @@ import pytest
 
 import dsock_helpers as h
 
-DEPLOYMENT_KINDS = ["redis"]  # later: ["redis", "standalone"]
+# Deployments every test runs against. Add "standalone" here once `dsock standalone`
+# is ready; DSOCK_IT_DEPLOYMENTS=redis,standalone overrides it for a run.
+DEPLOYMENT_KINDS = os.environ.get("DSOCK_IT_DEPLOYMENTS", "redis").split(",")
 _STATE = {"keep": False}
 
 

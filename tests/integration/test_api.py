@@ -61,6 +61,14 @@ def test_query_token_wins_over_wrong_header(cluster):
     r.expect(200)
 
 
+def test_empty_query_token_is_absent(cluster):
+    # An empty ?token= counts as absent, like every empty parameter: the header decides.
+    api = cluster.api()
+    r = api.request("GET", "/info", {"user": h.new_id()}, auth="query", token="",
+                    headers={"Authorization": f"Bearer {cluster.token}"})
+    r.expect(200)
+
+
 def test_auth_checked_before_parameters(cluster):
     # Token first: a request with no parameters and a bad token is 401, not 400.
     cluster.api().request("POST", "/claim", {}, auth=None).expect(401, "INVALID_AUTHORIZATION")

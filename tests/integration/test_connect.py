@@ -249,6 +249,13 @@ def test_connect_wrong_method(cluster):
     res.response().expect(405, "METHOD_NOT_ALLOWED")
 
 
+def test_connect_wrong_method_before_auth(cluster):
+    # Routing before authentication: a POST without credentials is 405, not 401.
+    res, ws = h.ws_handshake(cluster.worker(0), "", method="POST")
+    assert ws is None
+    res.response().expect(405, "METHOD_NOT_ALLOWED")
+
+
 def test_worker_unknown_path(cluster):
     res = h.raw_http(cluster.worker(0), b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
     res.response().expect(404, "NOT_FOUND")
