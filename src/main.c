@@ -145,6 +145,7 @@ int main(int argc, char **argv) {
         config_free(&app.cfg);
         return 1;
     }
+    config_write_default_file(&app.cfg);
     log_set_debug(app.cfg.debug);
     signal(SIGPIPE, SIG_IGN);
 

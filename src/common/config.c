@@ -512,8 +512,10 @@ static int load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) 
                 goto out;
             }
         } else if (cwd) {
-            cfg->source_file = write_default_file(cwd);
-            cfg->wrote_default = cfg->source_file != NULL;
+            /* Written by config_write_default_file once the whole configuration
+             * is known to be valid: a failed start leaves nothing behind. */
+            cfg->default_dir = cwd;
+            cwd = NULL;
         }
         free(cwd);
     }
@@ -547,6 +549,14 @@ int config_load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) 
     int rc = load(cfg, argc, argv, err, errlen);
     if (rc != CONFIG_OK) config_free(cfg);
     return rc;
+}
+
+void config_write_default_file(config_t *cfg) {
+    if (!cfg->default_dir) return;
+    cfg->source_file = write_default_file(cfg->default_dir);
+    cfg->wrote_default = cfg->source_file != NULL;
+    free(cfg->default_dir);
+    cfg->default_dir = NULL;
 }
 
 const char *config_origin(const config_t *cfg, const char *key) {
@@ -764,5 +774,6 @@ void config_free(config_t *cfg) {
         for (size_t i = 0; i < NKEYS; i++) free(cfg->origins[i]);
     free(cfg->origins);
     free(cfg->source_file);
+    free(cfg->default_dir);
     memset(cfg, 0, sizeof *cfg);
 }

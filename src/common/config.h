@@ -37,6 +37,7 @@ typedef struct config {
      * (wrote_default), or NULL when there was none and none could be written. */
     char *source_file;
     bool wrote_default;
+    char *default_dir;   /* no file found: where config_write_default_file will write */
     char **origins; /* private to config.c: see config_origin */
 } config_t;
 
@@ -70,6 +71,12 @@ int config_load(config_t *cfg, int argc, char **argv, char *err, size_t errlen);
  * be bindable (a socket is bound and closed at once), ping_timeout must exceed
  * ping_interval. 0 or -1 with a one-line message naming where the value came from. */
 int config_validate(const config_t *cfg, config_role_t role, char *err, size_t errlen);
+
+/* When no config file was found, writes the default config.toml (every key commented,
+ * no secret) into the working directory, as the seed says, and records it in
+ * source_file/wrote_default. Call after config_validate succeeded. A failure to
+ * write is only a warning. */
+void config_write_default_file(config_t *cfg);
 
 /* Where key's value came from: "default", "<file>:<line>", "DSOCK_<KEY>", "PORT"
  * or "--flag". NULL for an unknown key. Valid until config_free. */

@@ -19,7 +19,7 @@ import dsock_helpers as h
 
 # Deployments every test runs against. Add "standalone" here once `dsock standalone`
 # is ready; DSOCK_IT_DEPLOYMENTS=redis,standalone overrides it for a run.
-DEPLOYMENT_KINDS = os.environ.get("DSOCK_IT_DEPLOYMENTS", "redis").split(",")
+DEPLOYMENT_KINDS = os.environ.get("DSOCK_IT_DEPLOYMENTS", "redis,standalone").split(",")
 _STATE = {"keep": False}
 
 

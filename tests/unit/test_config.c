@@ -74,7 +74,11 @@ static void write_file(const char *rel, const char *text) {
     fclose(f);
 }
 
-static int load(int argc, char **argv) { return config_load(&cfg, argc, argv, err, sizeof err); }
+static int load(int argc, char **argv) {
+    int rc = config_load(&cfg, argc, argv, err, sizeof err);
+    if (rc == CONFIG_OK) config_write_default_file(&cfg); /* as main does once valid */
+    return rc;
+}
 #define LOAD(...)                                                      \
     ({                                                                 \
         char *argv_[] = {__VA_ARGS__, NULL};                           \
