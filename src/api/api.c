@@ -108,6 +108,16 @@ static target_kind_t read_target(const http_request_t *req, store_target_t *t) {
     return TARGET_USER;
 }
 
+/* The target of /send, /disconnect and /info; answers 400 when there is none. */
+static target_kind_t require_target(http_conn_t *c, const http_request_t *req,
+                                    store_target_t *t) {
+    target_kind_t kind = read_target(req, t);
+    if (kind == TARGET_NONE)
+        http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
+                                "an id or a user parameter is required");
+    return kind;
+}
+
 static void respond_json(http_conn_t *c, int status, cJSON *root) {
     char *body = cJSON_PrintUnformatted(root);
     if (!body) log_fatal("out of memory printing JSON");
@@ -246,12 +256,8 @@ static void delivery_done(void *ud, store_status_t status, const store_delivery_
 
 static void handle_send(api_t *a, http_conn_t *c, const http_request_t *req) {
     store_target_t t;
-    target_kind_t kind = read_target(req, &t);
-    if (kind == TARGET_NONE) {
-        http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
-                                "an id or a user parameter is required");
-        return;
-    }
+    target_kind_t kind = require_target(c, req, &t);
+    if (kind == TARGET_NONE) return;
     const char *type = param(req, "type");
     worker_msg_kind_t mk;
     if (type && !strcmp(type, "text")) {
@@ -278,12 +284,8 @@ static void handle_send(api_t *a, http_conn_t *c, const http_request_t *req) {
 
 static void handle_disconnect(api_t *a, http_conn_t *c, const http_request_t *req) {
     store_target_t t;
-    target_kind_t kind = read_target(req, &t);
-    if (kind == TARGET_NONE) {
-        http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
-                                "an id or a user parameter is required");
-        return;
-    }
+    target_kind_t kind = require_target(c, req, &t);
+    if (kind == TARGET_NONE) return;
     bool keep_claims = false;
     const char *keep = param(req, "keepClaims");
     if (keep && parse_bool(keep, &keep_claims)) {
@@ -331,12 +333,8 @@ static void info_done(void *ud, store_status_t status, const store_info_t *info)
 
 static void handle_info(api_t *a, http_conn_t *c, const http_request_t *req) {
     store_target_t t;
-    target_kind_t kind = read_target(req, &t);
-    if (kind == TARGET_NONE) {
-        http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
-                                "an id or a user parameter is required");
-        return;
-    }
+    target_kind_t kind = require_target(c, req, &t);
+    if (kind == TARGET_NONE) return;
     store_info(a->store, &t, info_done, request_new(c, kind));
 }
 
