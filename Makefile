@@ -41,7 +41,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=build-fuzz/%)
 
-.PHONY: all unit unit-build fuzz clean
+.PHONY: all unit unit-build fuzz bench clean
 .SECONDARY:
 all: $(BUILD)/dsock
 
@@ -87,6 +87,10 @@ build-fuzz/%: fuzz/%.c $(FUZZ_LIB_SRCS) build-fuzz/gen/dsock.pb-c.c
 build-fuzz/gen/%.pb-c.c: protos/%.proto
 	@mkdir -p build-fuzz/gen
 	protoc-c --proto_path=protos --c_out=build-fuzz/gen $<
+
+# The client-side benchmark (docs/benchmark.md): build/bench/dsock-bench.
+bench:
+	$(MAKE) -C bench BUILD=$(abspath $(BUILD))
 
 clean:
 	rm -rf build build-san build-fuzz

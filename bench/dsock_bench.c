@@ -1201,7 +1201,7 @@ static void cpu_mark(void) {
 static void cpu_print(void) {
     double wall = secs(now_ns() - cpu0_t);
     long hz = sysconf(_SC_CLK_TCK);
-    if (wall <= 0 || hz <= 0) return;
+    if (wall < 0.1 || hz <= 0) return; /* clock-tick granularity would make it noise */
     printf("    cpu (%% of one core):");
     for (size_t i = 0; i < NP; i++)
         if (P[i].pid)
