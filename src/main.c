@@ -69,16 +69,6 @@ static void on_signal(uv_signal_t *h, int signum) {
     http_server_close(app->server, server_closed, app);
 }
 
-static void print_help(void) {
-    printf("dsock %s — a distributed WebSocket broker\n\n"
-           "Usage: dsock [standalone|api|worker] [options]\n\n"
-           "  standalone  API and worker in one process on an in-memory store (the default)\n"
-           "  api         the HTTP API (needs Redis and a token)\n"
-           "  worker      the WebSocket worker, GET /connect (needs Redis)\n\n"
-           "  dsock <subcommand> --help   lists every option\n"
-           "  dsock --version             prints the version\n",
-           DSOCK_VERSION);
-}
 
 static void print_version(void) {
     printf("dsock %s (revision %s, built %s, libuv %s)\n", DSOCK_VERSION, DSOCK_REVISION,
@@ -92,7 +82,8 @@ int main(int argc, char **argv) {
         sub = argv[1];
         first_opt = 2;
     } else if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        print_help();
+        printf("dsock %s, a distributed WebSocket broker\n\n", DSOCK_VERSION);
+        config_usage(NULL);
         return 0;
     } else if (argc > 1 && !strcmp(argv[1], "--version")) {
         print_version();
