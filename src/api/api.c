@@ -19,6 +19,9 @@
 #include "protocol/utf8.h"
 
 #define CLAIM_DEFAULT_DURATION 60
+/* 9999-12-31T23:59:59Z. Later expirations are refused: they do not fit Redis's
+ * millisecond EXPIREAT, nor a JavaScript client's exact integers (2^53). */
+#define CLAIM_MAX_EXPIRATION INT64_C(253402300799)
 
 struct api {
     store_t *store;
@@ -87,6 +90,8 @@ static bool parse_int64(const char *s, int64_t *out) {
     return true;
 }
 
+static bool utf8_str(const char *s) { return !s || utf8_valid((const uint8_t *)s, strlen(s)); }
+
 /* Go's strconv.ParseBool set. */
 static int parse_bool(const char *s, bool *out) {
     static const char *yes[] = {"1", "t", "T", "TRUE", "true", "True"};
@@ -116,6 +121,47 @@ static target_kind_t require_target(http_conn_t *c, const http_request_t *req,
         http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
                                 "an id or a user parameter is required");
     return kind;
+}
+
+/* cJSON stores numbers as doubles and prints large ones in exponent notation
+ * (4.6116860184273879e+18): integers are written as raw decimal text instead. */
+static void json_add_int(cJSON *o, const char *name, int64_t v) {
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    cJSON_AddRawToObject(o, name, buf);
+}
+
+/* cJSON escapes quotes, backslashes and control characters but copies other bytes
+ * as they are: a string that is not UTF-8 (a JWT subject or a key written by
+ * another program) would make the whole answer invalid JSON. Such a string is
+ * written with U+FFFD in place of each invalid byte. */
+static void json_add_str(cJSON *o, const char *name, const char *v) {
+    size_t n = strlen(v);
+    if (utf8_valid((const uint8_t *)v, n)) {
+        cJSON_AddStringToObject(o, name, v);
+        return;
+    }
+    char *out = mem_alloc(n * 3 + 1);
+    size_t j = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = 1;
+        unsigned char b = (unsigned char)v[i];
+        if (b >= 0xf0) len = 4;
+        else if (b >= 0xe0) len = 3;
+        else if (b >= 0xc0) len = 2;
+        if (b < 0x80 || (i + len <= n && utf8_valid((const uint8_t *)v + i, len))) {
+            memcpy(out + j, v + i, len);
+            j += len;
+            i += len;
+        } else {
+            memcpy(out + j, "\xEF\xBF\xBD", 3);
+            j += 3;
+            i++;
+        }
+    }
+    out[j] = '\0';
+    cJSON_AddStringToObject(o, name, out);
+    free(out);
 }
 
 static void respond_json(http_conn_t *c, int status, cJSON *root) {
@@ -162,10 +208,10 @@ static void claim_done(void *ud, store_status_t status) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddBoolToObject(root, "success", 1);
         cJSON *claim = cJSON_AddObjectToObject(root, "claim");
-        cJSON_AddStringToObject(claim, "id", r->claim_id_given ? r->claim_id_given : r->claim_id);
-        cJSON_AddNumberToObject(claim, "expiration", (double)r->expiration);
-        cJSON_AddStringToObject(claim, "user", r->user);
-        if (r->session) cJSON_AddStringToObject(claim, "session", r->session);
+        json_add_str(claim, "id", r->claim_id_given ? r->claim_id_given : r->claim_id);
+        json_add_int(claim, "expiration", r->expiration);
+        json_add_str(claim, "user", r->user);
+        if (r->session) json_add_str(claim, "session", r->session);
         respond_json(r->conn, 200, root);
     }
     request_free(r);
@@ -194,6 +240,11 @@ static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
             http_conn_respond_error(c, 400, "INVALID_EXPIRATION", "expiration is in the past");
             return;
         }
+        if (expiration > CLAIM_MAX_EXPIRATION) {
+            http_conn_respond_error(c, 400, "INVALID_EXPIRATION",
+                                    "expiration is after the year 9999");
+            return;
+        }
     } else {
         int64_t duration = CLAIM_DEFAULT_DURATION;
         if (dur_s && !parse_int64(dur_s, &duration)) {
@@ -204,23 +255,30 @@ static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
             http_conn_respond_error(c, 400, "NEGATIVE_DURATION", "duration is negative");
             return;
         }
-        if (duration == 0 || duration > INT64_MAX - now) {
+        if (duration == 0 || duration > CLAIM_MAX_EXPIRATION - now) {
             http_conn_respond_error(c, 400, "INVALID_DURATION",
                                     duration == 0 ? "duration must be positive"
-                                                  : "duration is too large");
+                                                  : "duration ends after the year 9999");
             return;
         }
         expiration = now + duration;
     }
-    api_request_t *r = request_new(c, TARGET_USER);
     const char *id = param(req, "id");
+    const char *session = param(req, "session");
+    /* What a claim stores comes back in JSON answers and JWT-free connects: bytes
+     * that are not UTF-8 could not round-trip, so they are refused here. */
+    if (!utf8_str(user) || !utf8_str(session) || !utf8_str(id)) {
+        http_conn_respond_error(c, 400, "INVALID_UTF8",
+                                "user, session and id must be valid UTF-8");
+        return;
+    }
+    api_request_t *r = request_new(c, TARGET_USER);
     if (id) {
         r->claim_id_given = mem_strdup(id);
     } else {
         rand_id(r->claim_id);
     }
     r->user = mem_strdup(user);
-    const char *session = param(req, "session");
     r->session = session ? mem_strdup(session) : NULL;
     r->expiration = expiration;
     store_claim_t claim = {
@@ -310,21 +368,21 @@ static void info_done(void *ud, store_status_t status, const store_info_t *info)
     for (size_t i = 0; i < info->conn_count; i++) {
         const store_conn_t *sc = &info->conns[i];
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "id", sc->id);
-        cJSON_AddStringToObject(o, "worker", sc->worker);
-        cJSON_AddNumberToObject(o, "lastPing", (double)sc->last_ping);
-        cJSON_AddStringToObject(o, "user", sc->user);
-        if (sc->session && *sc->session) cJSON_AddStringToObject(o, "session", sc->session);
+        json_add_str(o, "id", sc->id);
+        json_add_str(o, "worker", sc->worker);
+        json_add_int(o, "lastPing", sc->last_ping);
+        json_add_str(o, "user", sc->user);
+        if (sc->session && *sc->session) json_add_str(o, "session", sc->session);
         cJSON_AddItemToArray(conns, o);
     }
     cJSON *claims = cJSON_AddArrayToObject(root, "claims");
     for (size_t i = 0; i < info->claim_count; i++) {
         const store_claim_t *cl = &info->claims[i];
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "id", cl->id);
-        cJSON_AddNumberToObject(o, "expiration", (double)cl->expiration);
-        cJSON_AddStringToObject(o, "user", cl->user);
-        if (cl->session && *cl->session) cJSON_AddStringToObject(o, "session", cl->session);
+        json_add_str(o, "id", cl->id);
+        json_add_int(o, "expiration", cl->expiration);
+        json_add_str(o, "user", cl->user);
+        if (cl->session && *cl->session) json_add_str(o, "session", cl->session);
         cJSON_AddItemToArray(claims, o);
     }
     respond_json(r->conn, 200, root);

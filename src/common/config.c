@@ -302,32 +302,41 @@ static char *find_config_file(char **cwd_out) {
     return NULL;
 }
 
-/* Writes the default config.toml into dir; never replaces an existing file. */
+/* Writes the default config.toml into dir; never replaces an existing file. The
+ * file is written under a temporary name and linked into place, so a process
+ * starting beside this one (same directory) never reads it half-written. */
 static char *write_default_file(const char *dir) {
-    char path[4300];
+    char path[4300], tmp[4400];
     snprintf(path, sizeof path, "%s/config.toml", dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    snprintf(tmp, sizeof tmp, "%s/.config.toml.XXXXXX", dir);
+    int fd = mkstemp(tmp);
     if (fd < 0) {
         log_warn("no config file found, and the default could not be written to %s: %s; "
                  "continuing with defaults", path, strerror(errno));
         return NULL;
     }
+    fchmod(fd, 0644);
     FILE *f = fdopen(fd, "w");
     if (!f) {
         close(fd);
-        unlink(path);
+        unlink(tmp);
         return NULL;
     }
     config_write_default(f);
-    if (fflush(f) != 0 || ferror(f)) {
-        int e = errno;
-        fclose(f);
-        unlink(path);
+    int failed = fflush(f) != 0 || ferror(f);
+    int e = errno;
+    fclose(f);
+    if (!failed && link(tmp, path) != 0) {
+        failed = 1;
+        e = errno;
+    }
+    unlink(tmp);
+    if (failed) {
+        if (e == EEXIST) return NULL; /* another process beside us wrote it first */
         log_warn("no config file found, and writing the default %s failed: %s; continuing "
                  "with defaults", path, strerror(e));
         return NULL;
     }
-    fclose(f);
     log_info("no config file found: wrote the defaults to %s", path);
     return mem_strdup(path);
 }

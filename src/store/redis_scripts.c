@@ -16,10 +16,11 @@
     "  end\n"                                                                            \
     "  return a\n"                                                                       \
     "end\n"                                                                              \
-    "local function conn_drop(id, u, s)\n"                                               \
+    "local function conn_drop(id, u, s, w)\n"                                            \
     "  redis.call('DEL', 'conn:' .. id)\n"                                               \
     "  redis.call('SREM', 'user:' .. u, id)\n"                                           \
     "  if s ~= '' then redis.call('SREM', 'user-session:' .. u .. '-' .. s, id) end\n"   \
+    "  if w and w ~= '' then redis.call('SREM', 'worker-conns:' .. w, id) end\n"         \
     "end\n"                                                                              \
     "local function claim_drop(id, u, s)\n"                                              \
     "  redis.call('DEL', 'claim:' .. id)\n"                                              \
@@ -41,7 +42,7 @@
     "    end\n"                                                                          \
     "    if set and (u ~= user or (session ~= '' and s ~= session)) then return end\n"   \
     "    if not w or not worker_alive(w) then\n"                                         \
-    "      conn_drop(cid, u, s)\n"                                                       \
+    "      conn_drop(cid, u, s, w)\n"                                                       \
     "      return\n"                                                                     \
     "    end\n"                                                                          \
     "    out[#out + 1] = {cid, u, s, w, f[4] or '0'}\n"                                  \
@@ -160,15 +161,70 @@ static const char conn_register_lua[] = PRELUDE
     "end\n"
     "redis.call('SADD', 'user:' .. u, id)\n"
     "if s ~= '' then redis.call('SADD', 'user-session:' .. u .. '-' .. s, id) end\n"
+    "redis.call('SADD', 'worker-conns:' .. w, id)\n"
+    "redis.call('SADD', 'workers', w)\n"
     "local ttl = tonumber(ARGV[6])\n"
     "if ttl > 0 and redis.call('SET', 'worker-alive:' .. w, '1', 'EX', ttl, 'NX') then\n"
     "  return 2\n"
     "end\n"
     "return 1\n";
 
+/* The worker named in the hash may differ from the caller's (a stale entry from a
+ * restored snapshot): both indexes are cleaned. */
 static const char conn_unregister_lua[] = PRELUDE
-    "conn_drop(ARGV[1], ARGV[2], ARGV[3])\n"
+    "local w = redis.call('HGET', 'conn:' .. ARGV[1], 'worker')\n"
+    "if w then redis.call('SREM', 'worker-conns:' .. w, ARGV[1]) end\n"
+    "conn_drop(ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
     "return 1\n";
+
+/* Resync, step 1: set the worker's index aside; the registrations that follow
+ * build it again from the worker's truth. */
+static const char resync_begin_lua[] = PRELUDE
+    "local set, old = 'worker-conns:' .. ARGV[1], 'worker-conns-old:' .. ARGV[1]\n"
+    "if redis.call('EXISTS', set) == 1 then\n"
+    "  redis.call('SUNIONSTORE', old, old, set)\n"
+    "  redis.call('DEL', set)\n"
+    "  redis.call('EXPIRE', old, ARGV[2])\n"
+    "end\n"
+    "return 1\n";
+
+/* Resync, step 2: what the worker did not register again is stale (a restored
+ * snapshot, a lost unregistration): dropped, at most ARGV[2] per call (-> 1 when
+ * some are left, 0 when done). A connection re-registered since is kept. */
+static const char resync_end_lua[] = PRELUDE
+    "local w, budget = ARGV[1], tonumber(ARGV[2])\n"
+    "local old = 'worker-conns-old:' .. w\n"
+    "for _, id in ipairs(redis.call('SPOP', old, budget)) do\n"
+    "  if redis.call('SISMEMBER', 'worker-conns:' .. w, id) == 0 then\n"
+    "    local f = redis.call('HMGET', 'conn:' .. id, 'user', 'session', 'worker')\n"
+    "    if f[1] and f[3] == w then conn_drop(id, f[1], f[2] or '', w) end\n"
+    "  end\n"
+    "end\n"
+    "return redis.call('EXISTS', old)\n";
+
+/* Run by every live worker at each heartbeat: the connections of workers whose
+ * alive key is gone (killed, never cleaned up) are deleted with their index
+ * entries, at most ARGV[1] per call, so that a user who is never looked up again
+ * leaves nothing behind. O(workers + budget), never O(keys). */
+static const char sweep_lua[] = PRELUDE
+    "local budget = tonumber(ARGV[1])\n"
+    "for _, w in ipairs(redis.call('SMEMBERS', 'workers')) do\n"
+    "  if budget <= 0 then break end\n"
+    "  if not worker_alive(w) then\n"
+    "    local set = 'worker-conns:' .. w\n"
+    "    local ids = redis.call('SPOP', set, budget)\n"
+    "    budget = budget - #ids\n"
+    "    for _, id in ipairs(ids) do\n"
+    "      local f = redis.call('HMGET', 'conn:' .. id, 'user', 'session', 'worker')\n"
+    "      if f[1] and f[3] == w then conn_drop(id, f[1], f[2] or '', w) end\n"
+    "    end\n"
+    "    if redis.call('EXISTS', set) == 0 and\n"
+    "       redis.call('EXISTS', 'worker-conns-old:' .. w) == 0 then\n"
+    "      redis.call('SREM', 'workers', w)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return budget\n";
 
 static const char conn_touch_lua[] = PRELUDE
     "local key = 'conn:' .. ARGV[1]\n"
@@ -184,4 +240,7 @@ const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT] = {
     [REDIS_SCRIPT_CONN_REGISTER] = {"conn_register", conn_register_lua},
     [REDIS_SCRIPT_CONN_UNREGISTER] = {"conn_unregister", conn_unregister_lua},
     [REDIS_SCRIPT_CONN_TOUCH] = {"conn_touch", conn_touch_lua},
+    [REDIS_SCRIPT_RESYNC_BEGIN] = {"resync_begin", resync_begin_lua},
+    [REDIS_SCRIPT_RESYNC_END] = {"resync_end", resync_end_lua},
+    [REDIS_SCRIPT_SWEEP] = {"sweep", sweep_lua},
 };

@@ -23,10 +23,16 @@ typedef enum redis_script_id {
     /* ARGV id, user, session, worker, lastPing, ttl (0: leave the worker key alone).
      * -> 1, or 2 when the worker key was missing and has been recreated. */
     REDIS_SCRIPT_CONN_REGISTER,
-    /* ARGV id, user, session. -> 1. */
+    /* ARGV id, user, session, worker. -> 1. */
     REDIS_SCRIPT_CONN_UNREGISTER,
     /* ARGV id, lastPing. -> 1, or 0 when the connection is unknown. */
     REDIS_SCRIPT_CONN_TOUCH,
+    /* ARGV worker, seconds to keep the set-aside index. -> 1. */
+    REDIS_SCRIPT_RESYNC_BEGIN,
+    /* ARGV worker, budget. -> 1 when stale entries are left (call again), else 0. */
+    REDIS_SCRIPT_RESYNC_END,
+    /* ARGV budget. -> what is left of the budget. */
+    REDIS_SCRIPT_SWEEP,
     REDIS_SCRIPT_COUNT
 } redis_script_id_t;
 

@@ -33,6 +33,8 @@ typedef enum op_kind {
     OP_HEARTBEAT,
     OP_READY_PING,  /* handshake: its answer means every step before it succeeded */
     OP_FIRE,        /* answer ignored */
+    OP_RESYNC_END,  /* repeated while it answers that stale entries are left */
+    OP_SWEEP,       /* repeated while it used its whole budget */
 } op_kind_t;
 
 /* One in-flight command. The arguments are copied into the same allocation so that
@@ -43,6 +45,7 @@ typedef struct op {
     op_kind_t kind;
     int script;      /* redis_script_id_t, or -1 */
     bool handshake;
+    bool sent;       /* handed to the connection (its effect may happen even if lost) */
     union {
         store_status_cb status;
         store_claim_cb claim;
@@ -58,7 +61,7 @@ typedef struct op {
 /* An unregistration that could not be sent: retried after the next reconnect. */
 typedef struct unreg {
     struct unreg *next;
-    char *id, *user, *session; /* in the same allocation */
+    char *id, *user, *session, *worker; /* in the same allocation */
 } unreg_t;
 
 struct store_redis {
@@ -157,7 +160,11 @@ static op_t *script_op(store_redis_t *s, op_kind_t kind, redis_script_id_t scrip
 static void op_finish(op_t *op, redisReply *reply);
 
 static void op_issue(op_t *op) {
-    if (redis_conn_send(op->s->cmd, &op->req, op->argc, op->argv, op->lens)) op_finish(op, NULL);
+    op->sent = true;
+    if (redis_conn_send(op->s->cmd, &op->req, op->argc, op->argv, op->lens)) {
+        op->sent = false;
+        op_finish(op, NULL);
+    }
 }
 
 /* Requests made while the command connection is (re)connecting wait for it, in
@@ -210,8 +217,9 @@ static void op_reply(redis_req_t *req, redisReply *reply) {
 }
 
 static void unregister_later(store_redis_t *s, const char *id, const char *user,
-                             const char *session);
+                             const char *session, const char *worker);
 static void resync(store_redis_t *s);
+static void send_budgeted(store_redis_t *s, op_kind_t kind);
 static void send_heartbeat(store_redis_t *s, bool handshake);
 
 /* Logs an unexpected answer; a NULL one (connection lost) is not news. */
@@ -346,6 +354,12 @@ static void op_finish(op_t *op, redisReply *reply) {
         break;
     case OP_REGISTER: {
         bool ok = reply && reply->type == REDIS_REPLY_INTEGER;
+        /* Lost in flight: Redis may still run it (a paused Redis reads the closed
+         * socket when it resumes), leaving a connection the worker has dropped.
+         * Undo it after the reconnect; if the worker re-registers the connection,
+         * its resync comes after this. */
+        if (!reply && op->sent)
+            unregister_later(s, op_arg(op, 0), op_arg(op, 1), op_arg(op, 2), op_arg(op, 3));
         op->cb.status(op->ud, ok ? STORE_OK : bad_reply(op, reply));
         if (ok && reply->integer == 2 && s->attached && !s->closing) {
             log_warn("redis lost this worker's registrations; registering them again");
@@ -355,7 +369,7 @@ static void op_finish(op_t *op, redisReply *reply) {
     }
     case OP_UNREGISTER:
         if (!reply)
-            unregister_later(s, op_arg(op, 0), op_arg(op, 1), op_arg(op, 2));
+            unregister_later(s, op_arg(op, 0), op_arg(op, 1), op_arg(op, 2), op_arg(op, 3));
         else if (reply->type == REDIS_REPLY_ERROR)
             bad_reply(op, reply);
         break;
@@ -376,7 +390,18 @@ static void op_finish(op_t *op, redisReply *reply) {
         } else if (reply && reply->type == REDIS_REPLY_ERROR) {
             bad_reply(op, reply);
         }
-        if (reply && reply->type != REDIS_REPLY_ERROR) s->announced = true;
+        if (reply && reply->type != REDIS_REPLY_ERROR) {
+            s->announced = true;
+            if (!s->closing) send_budgeted(s, OP_SWEEP);
+        }
+        break;
+    case OP_RESYNC_END:
+    case OP_SWEEP:
+        if (reply && reply->type == REDIS_REPLY_INTEGER && !s->closing &&
+            (op->kind == OP_RESYNC_END ? reply->integer == 1 : reply->integer <= 0))
+            send_budgeted(s, op->kind); /* more to do: another bounded step */
+        else if (reply && reply->type == REDIS_REPLY_ERROR)
+            bad_reply(op, reply);
         break;
     case OP_SCRIPT_LOAD:
     case OP_READY_PING:
@@ -408,27 +433,49 @@ static void send_heartbeat(store_redis_t *s, bool handshake) {
     op_issue(op);
 }
 
+/* Each step of a clean-up script touches at most this many connections, so that
+ * Redis is never blocked for long by a dead worker's thousands of entries. */
+#define CLEANUP_BUDGET "1000"
+
+static void send_budgeted(store_redis_t *s, op_kind_t kind) {
+    op_t *op = kind == OP_SWEEP
+                   ? script_op(s, OP_SWEEP, REDIS_SCRIPT_SWEEP, 1, (const char *[]){CLEANUP_BUDGET})
+                   : script_op(s, OP_RESYNC_END, REDIS_SCRIPT_RESYNC_END, 2,
+                               (const char *[]){s->worker_id, CLEANUP_BUDGET});
+    op_submit(op);
+}
+
+/* The worker registers every live connection again between two steps that drop
+ * what it did not register (stale entries of a restored snapshot or of a lost
+ * unregistration). One FIFO carries all of it, so the steps see the registrations
+ * in between; the registrations are pipelined, not one round trip each. */
 static void resync(store_redis_t *s) {
-    if (s->handlers.on_resync) s->handlers.on_resync(s->handlers.ud);
+    if (!s->handlers.on_resync) return;
+    op_submit(script_op(s, OP_FIRE, REDIS_SCRIPT_RESYNC_BEGIN, 2,
+                        (const char *[]){s->worker_id, "3600"}));
+    s->handlers.on_resync(s->handlers.ud);
+    send_budgeted(s, OP_RESYNC_END);
 }
 
 /* Unregistrations that failed are sent again once connected, before the resync,
  * so a connection closed during an outage is not reported for long. */
 static void unregister_send(store_redis_t *s, const char *id, const char *user,
-                            const char *session) {
-    op_t *op = script_op(s, OP_UNREGISTER, REDIS_SCRIPT_CONN_UNREGISTER, 3,
-                         (const char *[]){id, user, session});
+                            const char *session, const char *worker) {
+    op_t *op = script_op(s, OP_UNREGISTER, REDIS_SCRIPT_CONN_UNREGISTER, 4,
+                         (const char *[]){id, user, session, worker});
     op_issue(op);
 }
 
 static void unregister_later(store_redis_t *s, const char *id, const char *user,
-                             const char *session) {
+                             const char *session, const char *worker) {
     size_t a = strlen(id) + 1, b = strlen(user) + 1, c = strlen(session) + 1;
-    unreg_t *u = mem_alloc(sizeof *u + a + b + c);
+    size_t d = strlen(worker) + 1;
+    unreg_t *u = mem_alloc(sizeof *u + a + b + c + d);
     u->next = NULL;
     u->id = memcpy((char *)(u + 1), id, a);
     u->user = memcpy(u->id + a, user, b);
     u->session = memcpy(u->user + b, session, c);
+    u->worker = memcpy(u->session + c, worker, d);
     if (s->retry_last)
         s->retry_last->next = u;
     else
@@ -445,7 +492,7 @@ static void retry_flush(store_redis_t *s) {
     s->retry_count = 0;
     while (u) {
         unreg_t *next = u->next;
-        unregister_send(s, u->id, u->user, u->session);
+        unregister_send(s, u->id, u->user, u->session, u->worker);
         free(u);
         u = next;
     }
@@ -727,11 +774,12 @@ static void r_conn_unregister(store_t *st, const store_conn_t *c) {
     store_redis_t *s = (store_redis_t *)st;
     if (s->finalizing) return;
     const char *user = nz(c->user), *session = nz(opt(c->session));
+    const char *worker = c->worker ? c->worker : nz(s->worker_id);
     /* While closing, still send what we can: store_close waits for it. */
     if (redis_conn_ready(s->cmd))
-        unregister_send(s, c->id, user, session);
+        unregister_send(s, c->id, user, session, worker);
     else
-        unregister_later(s, c->id, user, session);
+        unregister_later(s, c->id, user, session, worker);
 }
 
 static void r_conn_touch(store_t *st, const char *conn_id, int64_t last_ping) {
