@@ -65,7 +65,7 @@ typedef struct write_req {
 } write_req_t;
 
 static void conn_close(http_conn_t *c);
-static void conn_process(http_conn_t *c, const char *data, size_t len);
+static bool conn_process(http_conn_t *c, const char *data, size_t len);
 
 /* ---- bookkeeping --------------------------------------------------------- */
 
@@ -262,8 +262,10 @@ static void conn_parse_error(http_conn_t *c) {
 /* ---- reading and dispatch ----------------------------------------------- */
 
 /* Feeds bytes to the parser; on a complete request keeps what follows in
- * c->pending and calls the handler, which must be the last thing done with c. */
-static void conn_process(http_conn_t *c, const char *data, size_t len) {
+ * c->pending and calls the handler, which must be the last thing done with c
+ * (it may detach and free it). Returns true only when the parser wants more
+ * bytes: then c is still valid and reading. */
+static bool conn_process(http_conn_t *c, const char *data, size_t len) {
     http_server_t *s = c->server;
     if (!c->parser) c->parser = http_parser_new(&s->cfg.limits);
     bool was_in_progress = http_parser_in_progress(c->parser);
@@ -277,14 +279,14 @@ static void conn_process(http_conn_t *c, const char *data, size_t len) {
     }
     if (st == HTTP_PARSE_ERROR) {
         conn_parse_error(c);
-        return;
+        return false;
     }
     if (st == HTTP_PARSE_NEED_MORE) {
         if (http_parser_wants_continue(c->parser)) {
             send_continue(c);
             http_parser_continue_sent(c->parser);
         }
-        return;
+        return true;
     }
     /* DONE: keep the bytes that follow, stop reading, hand the request over. */
     if (used < len) {
@@ -299,6 +301,7 @@ static void conn_process(http_conn_t *c, const char *data, size_t len) {
     c->state = CONN_HANDLER;
     c->in_handler = true;
     s->handler(s->ud, c, http_parser_request(c->parser));
+    return false;
 }
 
 /* After a response: parse what was already received, else read again. */
@@ -307,9 +310,10 @@ static void conn_resume(http_conn_t *c) {
         /* conn_process may keep a new remainder in c->pending: take the buffer. */
         buf_t in = c->pending;
         c->pending = (buf_t)BUF_INIT;
-        conn_process(c, in.data, in.len);
+        bool wants_more = conn_process(c, in.data, in.len);
         buf_free(&in);
-        return;
+        /* A pipelined request cut short: its rest is still on the socket. */
+        if (!wants_more) return;
     }
     buf_free(&c->pending);
     if (uv_read_start((uv_stream_t *)c->tcp, read_buffer_alloc, conn_read) < 0) conn_close(c);
@@ -353,6 +357,13 @@ static void format_peer(http_conn_t *c) {
     snprintf(c->peer, sizeof c->peer, v6 ? "[%s]:%d" : "%s:%d", host, port);
 }
 
+#define TOO_MANY_BODY \
+    "{\"success\":false,\"error\":\"Too many connections\",\"errorCode\":\"TOO_MANY_CONNECTIONS\"}"
+static const char too_many_response[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    "Content-Length: 83\r\nConnection: close\r\n\r\n" TOO_MANY_BODY;
+_Static_assert(sizeof TOO_MANY_BODY - 1 == 83, "Content-Length of the 503 body");
+
 static void on_connection(uv_stream_t *listener, int status) {
     http_server_t *s = listener->data;
     if (status < 0) {
@@ -362,9 +373,17 @@ static void on_connection(uv_stream_t *listener, int status) {
     uv_tcp_t *tcp = mem_alloc(sizeof *tcp);
     uv_tcp_init(s->loop, tcp);
     s->open_handles++;
-    if (uv_accept(listener, (uv_stream_t *)tcp) < 0 ||
-        (s->cfg.max_connections && s->conn_count >= s->cfg.max_connections)) {
-        tcp->data = s;
+    tcp->data = s;
+    if (uv_accept(listener, (uv_stream_t *)tcp) < 0) {
+        uv_close((uv_handle_t *)tcp, reject_closed);
+        return;
+    }
+    if (s->cfg.max_connections && s->conn_count >= s->cfg.max_connections) {
+        /* Over the limit: one best-effort answer from static bytes, no state kept.
+         * A fresh socket's send buffer takes it whole; a client that already sent
+         * its request may see a reset instead. */
+        uv_buf_t b = uv_buf_init((char *)too_many_response, sizeof too_many_response - 1);
+        (void)uv_try_write((uv_stream_t *)tcp, &b, 1);
         uv_close((uv_handle_t *)tcp, reject_closed);
         return;
     }
@@ -561,3 +580,7 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
 }
 
 const char *http_conn_peer(const http_conn_t *c) { return c->peer; }
+
+size_t http_conn_max_connections(const http_conn_t *c) {
+    return c->server ? c->server->cfg.max_connections : 0;
+}

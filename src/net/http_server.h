@@ -27,7 +27,10 @@ typedef struct http_conn http_conn_t;
 typedef struct http_server_config {
     http_limits_t limits;
     unsigned idle_timeout_ms;  /* keep-alive idle and slow-request bound */
-    size_t max_connections;    /* over it new connections are accepted and closed at once; 0: no limit */
+    size_t max_connections;    /* HTTP connections held (detached ones not counted). Over
+                                * it a new connection is answered 503 TOO_MANY_CONNECTIONS
+                                * (best effort, from static bytes) and closed at once;
+                                * 0: no limit. */
 } http_server_config_t;
 
 typedef void (*http_handler_fn)(void *ud, http_conn_t *c, const http_request_t *req);
@@ -78,5 +81,9 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len);
 
 /* Peer address as text ("127.0.0.1:5555"), for logs. */
 const char *http_conn_peer(const http_conn_t *c);
+
+/* The max_connections of the server that holds c (0: no limit, or the server is
+ * gone). A role that detaches sockets applies the same limit to what it keeps. */
+size_t http_conn_max_connections(const http_conn_t *c);
 
 #endif

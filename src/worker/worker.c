@@ -158,6 +158,7 @@ static void on_claim(void *ud, store_status_t status, const store_claim_t *claim
     claim_req_t *r = ud;
     worker_t *w = r->w;
     w->pending_ops--;
+    w->connecting--; /* the slot it reserved becomes the connection, or nothing */
     if (w->closing) {
         http_conn_respond_error(r->hc, 503, "ERROR_GETTING_CLAIM", "Worker is shutting down");
     } else if (status == STORE_OK && claim) {
@@ -192,6 +193,16 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
         http_conn_respond_error(hc, 503, "ERROR_SAVING_CONNECTION", "Worker is shutting down");
         return true;
     }
+    /* Every socket the worker keeps (opening, open or closing) and every claim being
+     * taken counts, so concurrent connects cannot overshoot; refused before the
+     * claim is touched, so the client can retry with it. */
+    size_t limit = http_conn_max_connections(hc);
+    if (limit && w->live + w->connecting >= limit) {
+        w->stats.refused++;
+        respond_error_hdr(hc, 503, "Retry-After: 1\r\n", "TOO_MANY_CONNECTIONS",
+                          "Too many connections on this worker");
+        return true;
+    }
     const char *claim = query_value(req, "claim");
     const char *jwt = query_value(req, "jwt");
     if (!claim && !jwt) {
@@ -221,6 +232,7 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
         r->hc = hc;
         memcpy(r->accept, accept, sizeof accept);
         w->pending_ops++;
+        w->connecting++;
         store_claim_take(w->store, claim, on_claim, r);
     } else {
         conn_begin(w, hc, accept, jc.sub, jc.sid);
@@ -278,12 +290,13 @@ static void on_resync_registered(void *ud, store_status_t status) {
 /* The store lost our registrations: give it every live connection again. */
 static void on_resync(void *ud) {
     worker_t *w = ud;
-    uint32_t now = worker_now(w);
     int64_t wall = (int64_t)time(NULL);
     size_t n = 0;
     for (worker_conn_t *c = w->conns; c; c = c->next) {
         if (!c->indexed) continue;
-        int64_t last = wall - (int64_t)((now - c->last_client_ping) / WORKER_TICKS_PER_S);
+        /* A PENDING connection has no lastPing yet: it registers as of now. */
+        int64_t last = c->state == CONN_OPEN ? (int64_t)c->last_client_ping : wall;
+        c->touch_due = false;
         store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, last};
         c->registered = true; /* undo it on close even if it was PENDING */
         w->pending_ops++;
@@ -309,10 +322,13 @@ static void on_sweep(uv_timer_t *t) {
                 w->stats.dead_closes++;
                 log_debug("client id=%s silent for %us: closing", c->ix.id, w->ping_timeout_s);
                 worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "ping timeout");
-            } else if (!w->closing && interval && now - c->last_ping_tx >= interval) {
-                if (!ping) ping = worker_frame_new(WS_OP_PING, NULL, 0);
-                c->last_ping_tx = now;
-                worker_conn_send(c, ping);
+            } else {
+                worker_conn_flush_touch(c, now);
+                if (!w->closing && interval && now - c->last_ping_tx >= interval) {
+                    if (!ping) ping = worker_frame_new(WS_OP_PING, NULL, 0);
+                    c->last_ping_tx = now;
+                    worker_conn_send(c, ping);
+                }
             }
         } else if (c->state == CONN_CLOSING && (int32_t)(now - c->close_deadline) >= 0) {
             worker_conn_kill(c);

@@ -34,7 +34,10 @@ typedef struct worker_config {
 worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg);
 
 /* Handles the request if it is for the worker (path /connect) and returns true;
- * returns false without touching the connection otherwise. */
+ * returns false without touching the connection otherwise. The worker keeps at
+ * most the HTTP server's max_connections sockets (http_conn_max_connections);
+ * past that a connect is refused with 503 TOO_MANY_CONNECTIONS before the
+ * upgrade and before authentication. */
 bool worker_handle(worker_t *w, http_conn_t *c, const http_request_t *req);
 
 /* Number of open WebSocket connections. */
@@ -49,6 +52,7 @@ typedef struct worker_stats {
     uint64_t slow_closes;     /* closed with 1008: over max_queued_bytes */
     uint64_t dead_closes;     /* closed after ping_timeout of silence */
     uint64_t protocol_closes; /* closed for a protocol violation (1002/1007/1009) */
+    uint64_t refused;         /* 503 TOO_MANY_CONNECTIONS: at max_connections */
 } worker_stats_t;
 
 void worker_get_stats(const worker_t *w, worker_stats_t *out);

@@ -43,8 +43,9 @@ typedef struct worker_conn {
     ws_parser_t parser;
     uint32_t last_rx;              /* last bytes from the client */
     uint32_t last_ping_tx;         /* last server ping */
-    uint32_t last_client_ping;     /* last client ping/pong (lastPing) */
-    uint32_t last_touch;           /* last store_conn_touch */
+    uint32_t last_client_ping;     /* lastPing: wall clock seconds of the last client
+                                      ping/pong (or of the 101); uint32 lasts to 2106 */
+    uint32_t last_touch;           /* tick of the last store_conn_touch */
     uint32_t close_deadline;       /* CLOSING: hard close at this tick */
     uint16_t close_after_open;     /* PENDING: close with this code once open */
     uint8_t state;
@@ -52,6 +53,7 @@ typedef struct worker_conn {
     bool writing;
     bool peer_closed;              /* the client's close frame arrived */
     bool rx_done;                  /* protocol error or close seen: input is discarded */
+    bool touch_due;                /* lastPing changed since the last store_conn_touch */
     bool registered;               /* store registration to undo */
     bool indexed;                  /* in w->index */
     char strings[];                /* id \0 user \0 session \0 */
@@ -73,6 +75,7 @@ struct worker {
     size_t live;                   /* allocated connections */
     size_t open;                   /* OPEN connections */
     size_t pending_ops;            /* store callbacks still to come */
+    size_t connecting;             /* claim takes in flight (each may become a connection) */
     worker_qpool_t pool;
     uv_timer_t sweep;
     bool closing;
@@ -91,6 +94,10 @@ void worker_conn_send(worker_conn_t *c, worker_frame_t *f);
 
 /* Starts the closing handshake with code (PENDING: once open). */
 void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason);
+
+/* Writes a lastPing that the rate limit held back (at most one store write per
+ * connection per second). Called by the sweep for every open connection. */
+void worker_conn_flush_touch(worker_conn_t *c, uint32_t now);
 
 /* Closes the socket now, without a close frame. */
 void worker_conn_kill(worker_conn_t *c);

@@ -122,25 +122,27 @@ static void slow_close(worker_conn_t *c) {
     worker_conn_start_close(c, WS_CLOSE_POLICY, close_reason(WS_CLOSE_POLICY));
 }
 
-void worker_conn_send(worker_conn_t *c, worker_frame_t *f) {
+/* May the connection take a frame now? */
+static bool can_send(const worker_conn_t *c) {
+    return c->state == CONN_OPEN || (c->state == CONN_PENDING && !c->close_after_open);
+}
+
+/* The common case costs no allocation: nothing queued, the socket takes the bytes
+ * at once. Returns how many were written (len: all), or -1 when the connection was
+ * killed. Only when OPEN with an empty queue may bytes bypass the queue. */
+static ssize_t write_direct(worker_conn_t *c, const uint8_t *data, size_t len) {
+    if (c->state != CONN_OPEN || c->q.head) return 0;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int r = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
+    if (r >= 0) return r;
+    if (r == UV_EAGAIN) return 0;
+    worker_conn_kill(c);
+    return -1;
+}
+
+/* Queues the unwritten part of f (from off) behind everything else. */
+static void enqueue(worker_conn_t *c, worker_frame_t *f, size_t off) {
     worker_t *w = c->w;
-    if (c->state == CONN_PENDING) {
-        if (c->close_after_open) return;
-    } else if (c->state != CONN_OPEN) {
-        return;
-    }
-    size_t off = 0;
-    if (c->state == CONN_OPEN && !c->q.head) {
-        uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
-        int r = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
-        if (r >= 0 && (size_t)r == f->len) return;
-        if (r >= 0) {
-            off = (size_t)r;
-        } else if (r != UV_EAGAIN) {
-            worker_conn_kill(c);
-            return;
-        }
-    }
     /* Queue first: a partly written frame must be finished before a close frame. */
     worker_queue_push(&c->q, &w->pool, f, off);
     if (c->q.bytes > w->max_queued) {
@@ -148,6 +150,27 @@ void worker_conn_send(worker_conn_t *c, worker_frame_t *f) {
         return;
     }
     if (c->state == CONN_OPEN) start_write(c);
+}
+
+void worker_conn_send(worker_conn_t *c, worker_frame_t *f) {
+    if (!can_send(c)) return;
+    ssize_t n = write_direct(c, f->data, f->len);
+    if (n < 0 || (size_t)n == f->len) return;
+    enqueue(c, f, (size_t)n);
+}
+
+/* A small control frame (a pong) built on the stack; allocated only when it has
+ * to wait in the queue. */
+static void send_control(worker_conn_t *c, int opcode, const uint8_t *payload, size_t len) {
+    if (!can_send(c) || len > 125) return;
+    uint8_t frame[WS_FRAME_HEADER_MAX + 125];
+    size_t hlen = ws_frame_header(frame, opcode, len);
+    if (len) memcpy(frame + hlen, payload, len);
+    ssize_t n = write_direct(c, frame, hlen + len);
+    if (n < 0 || (size_t)n == hlen + len) return;
+    worker_frame_t *f = worker_frame_raw(frame, hlen + len);
+    enqueue(c, f, (size_t)n);
+    worker_frame_unref(f);
 }
 
 void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason) {
@@ -174,11 +197,26 @@ void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason
     start_write(c);
 }
 
-static void touch(worker_conn_t *c, uint32_t now) {
-    c->last_client_ping = now;
-    if (now - c->last_touch < WORKER_TICKS_PER_S) return;
+static void store_touch(worker_conn_t *c, uint32_t now) {
+    c->touch_due = false;
     c->last_touch = now;
-    store_conn_touch(c->w->store, c->ix.id, (int64_t)time(NULL));
+    store_conn_touch(c->w->store, c->ix.id, (int64_t)c->last_client_ping);
+}
+
+/* lastPing: at most one store write per connection per second; a ping inside that
+ * second is not lost but written by the sweep (worker_conn_flush_touch). */
+static void touch(worker_conn_t *c, uint32_t now) {
+    c->last_client_ping = (uint32_t)time(NULL);
+    if (now - c->last_touch < WORKER_TICKS_PER_S) {
+        c->touch_due = true;
+        return;
+    }
+    store_touch(c, now);
+}
+
+void worker_conn_flush_touch(worker_conn_t *c, uint32_t now) {
+    if (c->touch_due && c->state == CONN_OPEN && now - c->last_touch >= WORKER_TICKS_PER_S)
+        store_touch(c, now);
 }
 
 static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
@@ -186,10 +224,8 @@ static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
     switch (ev->type) {
     case WS_EVENT_PING:
         if (c->state == CONN_OPEN) {
-            worker_frame_t *f = worker_frame_new(WS_OP_PONG, ev->payload, ev->payload_len);
-            worker_conn_send(c, f);
-            worker_frame_unref(f);
-            touch(c, now);
+            touch(c, now); /* first: the pong may end the connection (slow client) */
+            send_control(c, WS_OP_PONG, ev->payload, ev->payload_len);
         }
         break;
     case WS_EVENT_PONG:
@@ -253,7 +289,8 @@ void worker_conn_open(worker_conn_t *c, uv_tcp_t *tcp, char *rest, size_t rest_l
     tcp->data = c;
     c->hc = NULL;
     c->state = CONN_OPEN;
-    c->last_rx = c->last_ping_tx = c->last_client_ping = now;
+    c->last_rx = c->last_ping_tx = c->last_touch = now; /* registered with lastPing now */
+    c->last_client_ping = (uint32_t)time(NULL);
     w->open++;
     w->stats.connects++;
     int r = uv_read_start((uv_stream_t *)tcp, read_buffer_alloc, on_read);
