@@ -641,6 +641,16 @@ static void r_claim_create(store_t *st, const store_claim_t *c, store_status_cb 
     op_submit(op);
 }
 
+/* The target's precedence (store.h): an id wins, else the user and its session.
+ * False when there is no target at all. */
+static bool resolve_target(const store_target_t *t, const char **id, const char **user,
+                           const char **session) {
+    *id = opt(t->id);
+    *user = *id ? NULL : opt(t->user);
+    *session = *user ? opt(t->session) : NULL;
+    return *id || *user;
+}
+
 /* The payload is encoded once here; the script PUBLISHes the same bytes to every
  * worker. */
 static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target_t *t,
@@ -651,10 +661,8 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
         cb(ud, STORE_UNAVAILABLE, &none);
         return;
     }
-    const char *id = opt(t->id);
-    const char *user = id ? NULL : opt(t->user);
-    const char *session = user ? opt(t->session) : NULL;
-    if (!id && !user) {
+    const char *id, *user, *session;
+    if (!resolve_target(t, &id, &user, &session)) {
         cb(ud, STORE_OK, &none); /* no target: nothing to reach */
         return;
     }
@@ -693,10 +701,8 @@ static void r_info(store_t *st, const store_target_t *t, store_info_cb cb, void 
         cb(ud, STORE_UNAVAILABLE, &none);
         return;
     }
-    const char *id = opt(t->id);
-    const char *user = id ? NULL : opt(t->user);
-    const char *session = user ? opt(t->session) : NULL;
-    if (!id && !user) {
+    const char *id, *user, *session;
+    if (!resolve_target(t, &id, &user, &session)) {
         cb(ud, STORE_OK, &none);
         return;
     }
