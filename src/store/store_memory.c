@@ -401,7 +401,7 @@ static store_delivery_t deliver(store_memory_t *s, const worker_msg_t *msg, bool
     } else {
         table_each_of_user(&sh->conns, &msg->target, resolve_conn, s, &rs);
     }
-    for (unsigned i = 0; rs.views >> i; i++) {
+    for (unsigned i = 0; i < STORE_MEMORY_MAX_VIEWS && rs.views >> i; i++) {
         store_memory_t *v = (rs.views >> i) & 1 ? sh->views[i] : NULL;
         if (!v || !v->attached) continue;
         if (v == s) {
