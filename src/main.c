@@ -1,11 +1,15 @@
 /* dsock's entry point: reads the configuration, wires a role (api, worker or
- * both) to a store (Redis or memory) on one libuv loop, and runs it until
- * SIGTERM/SIGINT, then shuts down in order: stop accepting, close clients,
- * flush the store, close the loop. */
+ * both) to a store (Redis or memory) on `threads` libuv loops, one per thread,
+ * and runs them until SIGTERM/SIGINT (handled on the main thread only), then
+ * shuts down in order: stop accepting, close clients, flush the store, close the
+ * loops, join the threads. */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "api/api.h"
@@ -18,45 +22,112 @@
 #include "store/store_redis.h"
 #include "worker/worker.h"
 
-typedef struct app {
-    uv_loop_t *loop;
-    config_t cfg;
+/* One loop thread: its own loop, HTTP server (all listening on one address with
+ * SO_REUSEPORT), API, worker and store (a view of the shared memory store, or
+ * its own Redis connection). Only its thread touches these after startup. */
+typedef struct shard {
+    struct app *app;
+    uv_loop_t loop;
+    pthread_t thread;
+    uv_async_t ctl;       /* main -> shard: run the next shutdown phase */
+    atomic_int phase_req; /* the phase main asked for */
+    int phase_run;        /* the last phase this shard started (its thread only) */
     store_t *store;
     http_server_t *server;
     api_t *api;
     worker_t *worker;
+} shard_t;
+
+typedef struct app {
+    uv_loop_t *loop; /* the main thread's: signals and shutdown only */
+    config_t cfg;
+    unsigned nshards;
+    shard_t *shards;
+    store_memory_shared_t *mem; /* standalone: the records every shard's view shares */
+    atomic_size_t http_slots;   /* max_connections: HTTP connections of all shards */
+    atomic_size_t ws_slots;     /* max_connections: WebSocket connections of all shards */
+    pthread_mutex_t phase_lock;
+    pthread_cond_t phase_cond;  /* signalled when a shard finishes a phase */
+    unsigned phase_finished;    /* shards done with phase 1 */
     uv_signal_t sigterm, sigint;
     bool stopping;
 } app_t;
 
+/* Shutdown runs in two phases over every shard, each phase started by main once
+ * every shard finished the previous one:
+ *   1. close the HTTP server and free the API: no request, hence no send, is left
+ *      anywhere (a send may hand messages to any shard's store view);
+ *   2. close the worker (clients get 1001, connections are unregistered), then the
+ *      store; the shard's last handle goes and its loop ends. */
+static void phase_finished(shard_t *sh) {
+    app_t *app = sh->app;
+    pthread_mutex_lock(&app->phase_lock);
+    app->phase_finished++;
+    pthread_cond_signal(&app->phase_cond);
+    pthread_mutex_unlock(&app->phase_lock);
+}
+
 static void route(void *ud, http_conn_t *c, const http_request_t *req) {
-    app_t *app = ud;
-    if (app->api && api_handle(app->api, c, req)) return;
-    if (app->worker && worker_handle(app->worker, c, req)) return;
+    shard_t *sh = ud;
+    if (sh->api && api_handle(sh->api, c, req)) return;
+    if (sh->worker && worker_handle(sh->worker, c, req)) return;
     http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
 }
 
 static void store_closed(void *ud) {
-    app_t *app = ud;
-    app->store = NULL;
+    shard_t *sh = ud;
+    sh->store = NULL;
+    uv_close((uv_handle_t *)&sh->ctl, NULL); /* the loop's last handle */
 }
 
 static void worker_closed(void *ud) {
-    app_t *app = ud;
-    app->worker = NULL;
+    shard_t *sh = ud;
+    sh->worker = NULL;
     /* The worker unregistered its connections: now the store may flush and go. */
-    store_close(app->store, store_closed, app);
+    store_close(sh->store, store_closed, sh);
 }
 
 static void server_closed(void *ud) {
-    app_t *app = ud;
-    app->server = NULL;
-    api_free(app->api);
-    app->api = NULL;
-    if (app->worker)
-        worker_close(app->worker, worker_closed, app);
-    else
-        store_close(app->store, store_closed, app);
+    shard_t *sh = ud;
+    sh->server = NULL;
+    api_free(sh->api);
+    sh->api = NULL;
+    phase_finished(sh);
+}
+
+static void on_ctl(uv_async_t *h) {
+    shard_t *sh = h->data;
+    int want = atomic_load(&sh->phase_req);
+    if (want >= 1 && sh->phase_run < 1) {
+        sh->phase_run = 1;
+        http_server_close(sh->server, server_closed, sh);
+    }
+    if (want >= 2 && sh->phase_run < 2) {
+        sh->phase_run = 2;
+        if (sh->worker)
+            worker_close(sh->worker, worker_closed, sh);
+        else
+            store_close(sh->store, store_closed, sh);
+    }
+}
+
+static void request_phase(app_t *app, int phase) {
+    for (unsigned i = 0; i < app->nshards; i++) {
+        atomic_store(&app->shards[i].phase_req, phase);
+        uv_async_send(&app->shards[i].ctl);
+    }
+}
+
+/* On the main thread, once its loop is done: phase 1 on every shard, wait for
+ * all, phase 2, join the threads (each ends when its loop has no handle left). */
+static void shutdown_shards(app_t *app) {
+    request_phase(app, 1);
+    pthread_mutex_lock(&app->phase_lock);
+    while (app->phase_finished < app->nshards)
+        pthread_cond_wait(&app->phase_cond, &app->phase_lock);
+    pthread_mutex_unlock(&app->phase_lock);
+    request_phase(app, 2);
+    for (unsigned i = 0; i < app->nshards; i++) pthread_join(app->shards[i].thread, NULL);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -64,11 +135,42 @@ static void on_signal(uv_signal_t *h, int signum) {
     if (app->stopping) return;
     app->stopping = true;
     log_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* The main loop ends with its last handles; main then shuts the shards down. */
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
-    http_server_close(app->server, server_closed, app);
 }
 
+static void *shard_main(void *arg) {
+    shard_t *sh = arg;
+    uv_run(&sh->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&sh->loop);
+    if (rc) log_error("event loop closed with open handles: %s", uv_strerror(rc));
+    return NULL;
+}
+
+/* threads = 0: one per online CPU, at most 16. A worker on Redis always runs one:
+ * the Redis store resyncs per worker id, so one id must not span threads (run a
+ * worker process per core instead). */
+static unsigned shard_count(const config_t *cfg, config_role_t role) {
+    if (role == CONFIG_ROLE_WORKER) return 1;
+    long n = cfg->threads;
+    if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
+    if (n > 16) n = 16;
+    return (unsigned)n;
+}
+
+/* The address every shard after the first listens on: the first one's, with the
+ * port it actually got (the configured port may be 0). */
+static void bound_address(const char *address, int port, char *out, size_t outlen) {
+    char host[256];
+    int ignored;
+    if (config_split_address(address, host, sizeof host, &ignored) < 0) {
+        snprintf(out, outlen, "%s", address);
+        return;
+    }
+    snprintf(out, outlen, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
 
 static void print_version(void) {
     printf("dsock %s (revision %s, built %s, libuv %s)\n", DSOCK_VERSION, DSOCK_REVISION,
@@ -141,18 +243,14 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     app.loop = uv_default_loop();
-    if (role == CONFIG_ROLE_STANDALONE) {
-        app.store = store_memory_new(app.loop);
-    } else {
-        store_redis_config_t rc_cfg = {
-            .host = app.cfg.redis_host,
-            .password = app.cfg.redis_password,
-            .db = (int)app.cfg.redis_db,
-            .timeout_ms = (unsigned)app.cfg.redis_timeout_ms,
-            .worker_ttl_s = (unsigned)app.cfg.worker_ttl,
-        };
-        app.store = store_redis_new(app.loop, &rc_cfg);
-    }
+    app.nshards = shard_count(&app.cfg, role);
+    app.shards = mem_calloc(app.nshards, sizeof *app.shards);
+    bool threaded = app.nshards > 1;
+    if (role == CONFIG_ROLE_STANDALONE) app.mem = store_memory_shared_new();
+    atomic_init(&app.http_slots, 0);
+    atomic_init(&app.ws_slots, 0);
+    pthread_mutex_init(&app.phase_lock, NULL);
+    pthread_cond_init(&app.phase_cond, NULL);
 
     http_server_config_t scfg = {
         .limits = {.max_header_bytes = (size_t)app.cfg.max_header_bytes,
@@ -160,35 +258,85 @@ int main(int argc, char **argv) {
                    .max_body_bytes = (size_t)app.cfg.max_body_bytes},
         .idle_timeout_ms = (unsigned)(app.cfg.idle_timeout * 1000),
         .max_connections = (size_t)app.cfg.max_connections,
+        .shared_count = threaded ? &app.http_slots : NULL,
+        .reuse_port = threaded,
     };
-    app.server = http_server_new(app.loop, &scfg, route, &app);
-
+    store_redis_config_t rc_cfg = {
+        .host = app.cfg.redis_host,
+        .password = app.cfg.redis_password,
+        .db = (int)app.cfg.redis_db,
+        .timeout_ms = (unsigned)app.cfg.redis_timeout_ms,
+        .worker_ttl_s = (unsigned)app.cfg.worker_ttl,
+    };
+    /* One worker id for the process, whatever the number of threads. */
     char worker_id[RAND_UUID_LEN + 1] = "-";
-    if (role != CONFIG_ROLE_WORKER) {
-        api_config_t acfg = {.token = app.cfg.token};
-        app.api = api_new(app.store, &acfg);
-    }
-    if (role != CONFIG_ROLE_API) {
-        rand_uuid4(worker_id);
-        worker_config_t wcfg = {
-            .id = worker_id,
-            .jwt_secret = app.cfg.jwt_secret,
-            .ping_interval_s = (unsigned)app.cfg.ping_interval,
-            .ping_timeout_s = (unsigned)app.cfg.ping_timeout,
-            .max_message_bytes = (uint64_t)app.cfg.max_message_bytes,
-            .max_queued_bytes = (uint64_t)app.cfg.max_queued_bytes,
-        };
-        app.worker = worker_new(app.loop, app.store, &wcfg);
+    if (role != CONFIG_ROLE_API) rand_uuid4(worker_id);
+
+    /* Everything is built and bound here, on the main thread; a shard's thread
+     * starts only once its objects exist (pthread_create orders the writes). */
+    int exit_code = 0;
+    char listen_addr[300];
+    snprintf(listen_addr, sizeof listen_addr, "%s", app.cfg.address);
+    unsigned built = 0;
+    for (unsigned i = 0; i < app.nshards; i++) {
+        shard_t *sh = &app.shards[i];
+        sh->app = &app;
+        uv_loop_init(&sh->loop);
+        atomic_init(&sh->phase_req, 0);
+        uv_async_init(&sh->loop, &sh->ctl, on_ctl);
+        sh->ctl.data = sh;
+        sh->store = app.mem ? store_memory_view_new(app.mem, &sh->loop)
+                            : store_redis_new(&sh->loop, &rc_cfg);
+        sh->server = http_server_new(&sh->loop, &scfg, route, sh);
+        if (role != CONFIG_ROLE_WORKER) {
+            api_config_t acfg = {.token = app.cfg.token};
+            sh->api = api_new(sh->store, &acfg);
+        }
+        if (role != CONFIG_ROLE_API) {
+            worker_config_t wcfg = {
+                .id = worker_id,
+                .jwt_secret = app.cfg.jwt_secret,
+                .ping_interval_s = (unsigned)app.cfg.ping_interval,
+                .ping_timeout_s = (unsigned)app.cfg.ping_timeout,
+                .max_message_bytes = (uint64_t)app.cfg.max_message_bytes,
+                .max_queued_bytes = (uint64_t)app.cfg.max_queued_bytes,
+                .shared_slots = threaded ? &app.ws_slots : NULL,
+            };
+            sh->worker = worker_new(&sh->loop, sh->store, &wcfg);
+        }
+        built++;
+        if (http_server_listen(sh->server, listen_addr, err, sizeof err)) {
+            log_error("%s", err);
+            exit_code = 1;
+            break;
+        }
+        if (i == 0)
+            bound_address(app.cfg.address, http_server_port(sh->server), listen_addr,
+                          sizeof listen_addr);
     }
 
-    if (http_server_listen(app.server, app.cfg.address, err, sizeof err)) {
-        log_error("%s", err);
-        app.stopping = true;
-        http_server_close(app.server, server_closed, &app);
-        uv_run(app.loop, UV_RUN_DEFAULT);
+    /* Signals reach the main thread only: the shards' threads block them. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (unsigned i = 0; i < built; i++) {
+        shard_t *sh = &app.shards[i];
+        int prc = pthread_create(&sh->thread, NULL, shard_main, sh);
+        if (prc) log_fatal("cannot start a thread: %s", strerror(prc));
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    app.nshards = built;
+
+    if (exit_code) {
+        /* Listening failed: close what was built, in the usual order. */
+        shutdown_shards(&app);
         uv_loop_close(app.loop);
+        store_memory_shared_free(app.mem);
+        free(app.shards);
         config_free(&app.cfg);
-        return 1;
+        return exit_code;
     }
 
     uv_signal_init(app.loop, &app.sigterm);
@@ -197,16 +345,21 @@ int main(int argc, char **argv) {
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
 
-    log_info("dsock %s %s listening on %s, store %s, worker %s, config %s%s%s%s%s", DSOCK_VERSION,
-             sub, app.cfg.address, store_describe(app.store), worker_id,
-             app.cfg.source_file ? app.cfg.source_file : "none",
+    log_info("dsock %s %s listening on %s, store %s, worker %s, threads %u, config %s%s%s%s%s",
+             DSOCK_VERSION, sub, app.cfg.address, store_describe(app.shards[0].store), worker_id,
+             app.nshards, app.cfg.source_file ? app.cfg.source_file : "none",
              app.cfg.wrote_default ? " (defaults written)" : "",
              app.cfg.jwt_secret ? ", JWT enabled" : "",
              generated_token[0] ? ", generated token " : "", generated_token);
 
     uv_run(app.loop, UV_RUN_DEFAULT);
+    shutdown_shards(&app);
     int close_rc = uv_loop_close(app.loop);
     if (close_rc) log_error("event loop closed with open handles: %s", uv_strerror(close_rc));
+    store_memory_shared_free(app.mem);
+    pthread_mutex_destroy(&app.phase_lock);
+    pthread_cond_destroy(&app.phase_cond);
+    free(app.shards);
     config_free(&app.cfg);
     log_info("stopped");
     return close_rc ? 1 : 0;

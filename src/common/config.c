@@ -63,6 +63,9 @@ static const config_key_t keys[] = {
      "HTTP connections, and WebSocket connections, each per process (503 above)"},
     {"idle_timeout", T_INT, OFF(idle_timeout), "60", 1, 86400, false,
      "seconds an HTTP connection may idle or take to send a request"},
+    {"threads", T_INT, OFF(threads), "0", 0, 16, false,
+     "event-loop threads of standalone and api (0: one per online CPU, at most 16); "
+     "a worker always runs one"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

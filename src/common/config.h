@@ -31,6 +31,7 @@ typedef struct config {
     int64_t max_queued_bytes; /* unsent bytes per WebSocket before it is closed (1008) */
     int64_t max_connections;  /* per process */
     int64_t idle_timeout;     /* seconds an HTTP connection may idle or dawdle */
+    int64_t threads;          /* loop threads (standalone, api); 0: online CPUs, max 16 */
 
     /* Where the configuration came from, for the startup line: the config file read
      * (as found or as given to --config), or the default file this start wrote

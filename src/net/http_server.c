@@ -6,11 +6,14 @@
  * discarding what the client still sends, so it reads the error instead of a reset. */
 #include "net/http_server.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -96,6 +99,19 @@ static void list_remove(http_server_t *s, http_conn_t *c) {
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     s->conn_count--;
+    if (s->cfg.shared_count) atomic_fetch_sub(s->cfg.shared_count, 1);
+}
+
+/* Takes a place for a new connection; false at max_connections. With a shared
+ * counter the place is taken atomically, so threads accepting at once cannot
+ * overshoot together. */
+static bool conn_slot_take(http_server_t *s) {
+    size_t max = s->cfg.max_connections;
+    if (!s->cfg.shared_count) return !max || s->conn_count < max;
+    size_t held = atomic_fetch_add(s->cfg.shared_count, 1);
+    if (!max || held < max) return true;
+    atomic_fetch_sub(s->cfg.shared_count, 1);
+    return false;
 }
 
 static void conn_free(http_conn_t *c) {
@@ -378,7 +394,7 @@ static void on_connection(uv_stream_t *listener, int status) {
         uv_close((uv_handle_t *)tcp, reject_closed);
         return;
     }
-    if (s->cfg.max_connections && s->conn_count >= s->cfg.max_connections) {
+    if (!conn_slot_take(s)) {
         /* Over the limit: one best-effort answer from static bytes, no state kept.
          * A fresh socket's send buffer takes it whole; a client that already sent
          * its request may see a reset instead. */
@@ -470,6 +486,25 @@ static int split_address(const char *address, char *host, size_t hostlen, int *p
     return 0;
 }
 
+/* libuv 1.44 cannot set SO_REUSEPORT: make the socket here and hand it over. */
+static int bind_reuse_port(uv_tcp_t *listener, const struct sockaddr_storage *ss) {
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        bind(fd, (const struct sockaddr *)ss, len) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    int rc = uv_tcp_open(listener, fd);
+    if (rc < 0) close(fd);
+    return rc;
+}
+
 int http_server_listen(http_server_t *s, const char *address, char *err, size_t errlen) {
     char host[256];
     int port;
@@ -499,7 +534,8 @@ int http_server_listen(http_server_t *s, const char *address, char *err, size_t 
         else ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
         freeaddrinfo(res);
     }
-    int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+    int rc = s->cfg.reuse_port ? bind_reuse_port(&s->listener, &ss)
+                               : uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
     if (rc < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", address, uv_strerror(rc));

@@ -15,6 +15,7 @@
 #ifndef DSOCK_HTTP_SERVER_H
 #define DSOCK_HTTP_SERVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -31,6 +32,11 @@ typedef struct http_server_config {
                                 * it a new connection is answered 503 TOO_MANY_CONNECTIONS
                                 * (best effort, from static bytes) and closed at once;
                                 * 0: no limit. */
+    atomic_size_t *shared_count; /* NULL, or a counter several servers (threads) share:
+                                  * then max_connections bounds their sum. The caller
+                                  * keeps it alive while any of them exists. */
+    bool reuse_port;           /* SO_REUSEPORT: several servers (one per thread) listen on
+                                * one address and the kernel spreads connections */
 } http_server_config_t;
 
 typedef void (*http_handler_fn)(void *ud, http_conn_t *c, const http_request_t *req);

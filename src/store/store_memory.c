@@ -1,19 +1,29 @@
 /* The in-memory store for standalone mode. Claims and connections are records in
  * two tables, each indexed by id and by user, with a per-user map of sessions, so
- * user and session match exactly (no "$user-$session" keys). Everything answers
- * synchronously: one process, one loop, one worker, so a send is a function call
- * into the worker. A one-second sweep frees expired claims nobody asks about. */
+ * user and session match exactly (no "$user-$session" keys). The tables live in a
+ * shared core behind one mutex; each loop thread has its own view (store_t), and
+ * every connection record remembers the view that registered it. A send resolves
+ * its target under the lock to the views holding matching connections: the
+ * caller's own view gets the message synchronously (a function call into its
+ * worker), every other view gets a refcounted copy through its lock-free MPSC
+ * inbox and a uv_async wake-up. A one-second sweep frees expired claims nobody
+ * asks about. */
 #include "store/store_memory.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/hmap.h"
+#include "common/log.h"
 #include "common/mem.h"
+#include "common/mpsc.h"
 
 #define SWEEP_MS 1000
 
@@ -49,6 +59,7 @@ typedef struct record {
     const char *user;
     const char *session; /* NULL when none */
     const char *worker;  /* connections only */
+    struct store_memory *view; /* connections only: the view (thread) that registered it */
     size_t id_len, user_len, session_len;
     int64_t time;
 } record_t;
@@ -69,28 +80,50 @@ typedef struct table {
     size_t count;
 } table_t;
 
-/* The arrays handed to an info callback. */
-typedef struct info_buf {
-    store_conn_t *conns;
-    size_t conn_cap;
-    store_claim_t *claims;
-    size_t claim_cap;
-} info_buf_t;
+typedef struct store_memory store_memory_t;
 
-typedef struct store_memory {
-    store_t base; /* first: store_t * converts to store_memory_t * */
-    uv_timer_t sweep;
+/* What several threads share: the records, behind one mutex (every operation
+ * holds it for a few hash lookups), and the views, so a send can find the
+ * thread that holds a connection. */
+struct store_memory_shared {
+    pthread_mutex_t lock;
     table_t claims;
     table_t conns;
+    store_memory_t *views[STORE_MEMORY_MAX_VIEWS]; /* by index; NULL once closed */
+    size_t view_count;                             /* indexes handed out */
+};
+
+/* A message on its way to other threads: one copy, one reference per receiving
+ * view. The strings and the body follow the struct. */
+typedef struct msg_copy {
+    atomic_uint refs;
+    worker_msg_t msg;
+} msg_copy_t;
+
+/* One per receiving view: queue nodes cannot be shared between queues. */
+typedef struct hand_off {
+    mpsc_node_t node; /* first: a popped node converts to hand_off_t */
+    msg_copy_t *copy;
+} hand_off_t;
+
+/* A view: the store_t one loop thread uses. */
+struct store_memory {
+    store_t base; /* first: store_t * converts to store_memory_t * */
+    store_memory_shared_t *sh;
+    bool owns_shared; /* store_memory_new: the shared core goes with this view */
+    unsigned index;
+    uv_timer_t sweep; /* only the first view sweeps: one sweep per shared core */
+    uv_async_t wake;  /* rung by other threads after pushing onto inbox */
+    mpsc_t inbox;
+    atomic_uint senders; /* other threads between resolving this view and ringing it */
     bool attached;
     char *worker_id;
     store_worker_handlers_t handlers;
-    info_buf_t info; /* reused across calls; a nested info call gets its own */
-    bool info_busy;
     bool closing;
+    int open_handles;
     void (*done)(void *ud);
     void *done_ud;
-} store_memory_t;
+};
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
@@ -242,22 +275,70 @@ static store_claim_t claim_view(const record_t *r) {
     return (store_claim_t){r->id, r->user, r->session, r->time};
 }
 
-static store_conn_t conn_view(const record_t *r) {
-    return (store_conn_t){r->id, r->user, r->session, r->worker, r->time};
-}
+static void sh_lock(store_memory_t *s) { pthread_mutex_lock(&s->sh->lock); }
+static void sh_unlock(store_memory_t *s) { pthread_mutex_unlock(&s->sh->lock); }
 
 /* Timer ------------------------------------------------------------------- */
 
 static void on_sweep(uv_timer_t *timer) {
     store_memory_t *s = timer->data;
     int64_t now = now_s();
-    for (link_t *l = s->claims.all.next; l != &s->claims.all;) {
+    sh_lock(s);
+    table_t *claims = &s->sh->claims;
+    for (link_t *l = claims->all.next; l != &claims->all;) {
         link_t *next = l->next;
         record_t *r = record_of(l, offsetof(record_t, all));
-        if (!claim_live(r, now)) claim_delete(&s->claims, r);
+        if (!claim_live(r, now)) claim_delete(claims, r);
         l = next;
     }
+    sh_unlock(s);
 }
+
+/* Hand-off between threads ---------------------------------------------------- */
+
+static char *copy_str(char **p, const char *str) {
+    if (!str) return NULL;
+    size_t n = strlen(str) + 1;
+    char *out = memcpy(*p, str, n);
+    *p += n;
+    return out;
+}
+
+/* One allocation: the copy, then one queue node per receiving view, then the
+ * target strings and the body. */
+static msg_copy_t *copy_new(const worker_msg_t *m, unsigned views, hand_off_t **nodes) {
+    const store_target_t *t = &m->target;
+    size_t strs = (t->id ? strlen(t->id) + 1 : 0) + (t->user ? strlen(t->user) + 1 : 0) +
+                  (t->session ? strlen(t->session) + 1 : 0);
+    size_t head = sizeof(msg_copy_t) + views * sizeof(hand_off_t);
+    msg_copy_t *c = mem_alloc(head + strs + m->body_len);
+    atomic_init(&c->refs, views);
+    *nodes = (hand_off_t *)(c + 1);
+    char *p = (char *)c + head;
+    c->msg = (worker_msg_t){.kind = m->kind, .body_len = m->body_len};
+    c->msg.target.id = copy_str(&p, t->id);
+    c->msg.target.user = copy_str(&p, t->user);
+    c->msg.target.session = copy_str(&p, t->session);
+    if (m->body_len) c->msg.body = memcpy(p, m->body, m->body_len);
+    for (unsigned i = 0; i < views; i++) (*nodes)[i].copy = c;
+    return c;
+}
+
+static void copy_unref(msg_copy_t *c) {
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) free(c);
+}
+
+/* Hands every message in the inbox to the worker (or drops it once closing). */
+static void inbox_drain(store_memory_t *s) {
+    mpsc_node_t *n;
+    while ((n = mpsc_pop(&s->inbox))) {
+        msg_copy_t *c = ((hand_off_t *)n)->copy;
+        if (s->attached && !s->closing) s->handlers.on_message(s->handlers.ud, &c->msg);
+        copy_unref(c);
+    }
+}
+
+static void on_wake(uv_async_t *h) { inbox_drain(h->data); }
 
 /* API side ---------------------------------------------------------------- */
 
@@ -269,40 +350,85 @@ static void mem_claim_create(store_t *base, const store_claim_t *c, store_status
     }
     assert(c->id && c->user);
     int64_t now = now_s();
-    record_t *old = table_get(&s->claims, c->id);
-    if (old) {
-        if (claim_live(old, now)) {
-            cb(ud, STORE_EXISTS);
-            return;
-        }
-        claim_delete(&s->claims, old);
+    store_status_t st = STORE_OK;
+    sh_lock(s);
+    table_t *claims = &s->sh->claims;
+    record_t *old = table_get(claims, c->id);
+    if (old && claim_live(old, now)) {
+        st = STORE_EXISTS;
+    } else {
+        if (old) claim_delete(claims, old);
+        /* A claim born expired would be invisible and swept at once: keep nothing. */
+        if (c->expiration > now)
+            table_insert(claims, record_new(c->id, c->user, opt(c->session), NULL, c->expiration));
     }
-    /* A claim born expired would be invisible and swept at once: keep nothing. */
-    if (c->expiration > now)
-        table_insert(&s->claims, record_new(c->id, c->user, opt(c->session), NULL, c->expiration));
-    cb(ud, STORE_OK);
+    sh_unlock(s);
+    cb(ud, st);
 }
 
-static void count_conn(store_memory_t *s, table_t *t, record_t *r, void *arg) {
-    (*(size_t *)arg)++;
+/* Where a target's connections are: how many, and the bit of each view holding
+ * some. With `drop`, the records are removed as well (a disconnect). */
+typedef struct resolve {
+    size_t n;
+    uint64_t views;
+    bool drop;
+} resolve_t;
+
+static void resolve_conn(store_memory_t *s, table_t *t, record_t *r, void *arg) {
+    resolve_t *rs = arg;
+    rs->n++;
+    rs->views |= UINT64_C(1) << r->view->index;
+    if (rs->drop) {
+        table_remove(t, r);
+        free(r);
+    }
 }
 
-/* Registered connections of the target. */
-static size_t target_conn_count(store_memory_t *s, const store_target_t *tg) {
-    if (opt(tg->id)) return table_get(&s->conns, tg->id) ? 1 : 0;
-    size_t n = 0;
-    table_each_of_user(&s->conns, tg, count_conn, s, &n);
-    return n;
-}
-
-/* Hands msg to the worker when the target has connections. Counted before the
- * hand-off: the worker may unregister connections while handling it (a disconnect
- * does exactly that). */
-static store_delivery_t deliver(store_memory_t *s, const worker_msg_t *msg) {
-    size_t n = target_conn_count(s, &msg->target);
-    if (!n || !s->attached) return (store_delivery_t){0, 0, 0};
-    s->handlers.on_message(s->handlers.ud, msg);
-    return (store_delivery_t){n, 1, 0};
+/* Hands msg to every attached view holding target connections: other views
+ * through their inboxes, this one synchronously (after what its inbox already
+ * holds, so sends that completed earlier on other threads stay ahead). Counted
+ * under the lock, before any hand-off. */
+static store_delivery_t deliver(store_memory_t *s, const worker_msg_t *msg, bool drop) {
+    store_memory_shared_t *sh = s->sh;
+    resolve_t rs = {0, 0, drop};
+    store_memory_t *others[STORE_MEMORY_MAX_VIEWS];
+    unsigned n_others = 0;
+    bool self = false;
+    sh_lock(s);
+    if (opt(msg->target.id)) {
+        record_t *r = table_get(&sh->conns, msg->target.id);
+        if (r) resolve_conn(s, &sh->conns, r, &rs);
+    } else {
+        table_each_of_user(&sh->conns, &msg->target, resolve_conn, s, &rs);
+    }
+    for (unsigned i = 0; i < STORE_MEMORY_MAX_VIEWS && rs.views >> i; i++) {
+        store_memory_t *v = (rs.views >> i) & 1 ? sh->views[i] : NULL;
+        if (!v || !v->attached) continue;
+        if (v == s) {
+            self = true;
+        } else {
+            /* Keeps v (its inbox and wake handle) open until we have rung it. */
+            atomic_fetch_add_explicit(&v->senders, 1, memory_order_relaxed);
+            others[n_others++] = v;
+        }
+    }
+    sh_unlock(s);
+    if (!self && !n_others) return (store_delivery_t){0, 0, 0};
+    if (n_others) {
+        hand_off_t *nodes;
+        copy_new(msg, n_others, &nodes);
+        for (unsigned i = 0; i < n_others; i++) {
+            mpsc_push(&others[i]->inbox, &nodes[i].node);
+            uv_async_send(&others[i]->wake);
+            atomic_fetch_sub_explicit(&others[i]->senders, 1, memory_order_release);
+        }
+    }
+    if (self) {
+        inbox_drain(s);
+        s->handlers.on_message(s->handlers.ud, msg);
+    }
+    /* One process, one worker id: the views are threads of one worker. */
+    return (store_delivery_t){rs.n, 1, 0};
 }
 
 static void mem_send(store_t *base, const worker_msg_t *msg, store_delivery_cb cb, void *ud) {
@@ -312,7 +438,7 @@ static void mem_send(store_t *base, const worker_msg_t *msg, store_delivery_cb c
         cb(ud, STORE_UNAVAILABLE, &d);
         return;
     }
-    d = deliver(s, msg);
+    d = deliver(s, msg, false);
     cb(ud, STORE_OK, &d);
 }
 
@@ -330,25 +456,45 @@ static void mem_disconnect(store_t *base, const store_target_t *t, bool keep_cla
     }
     /* Claims first, so nothing can connect with one once the connections are told
      * to close. Claims belong to users: an id target deletes none. */
-    if (!keep_claims && !opt(t->id)) table_each_of_user(&s->claims, t, delete_claim_cb, s, NULL);
+    if (!keep_claims && !opt(t->id)) {
+        sh_lock(s);
+        table_each_of_user(&s->sh->claims, t, delete_claim_cb, s, NULL);
+        sh_unlock(s);
+    }
+    /* The records go at once, as when the worker closes them on this thread, so an
+     * /info right after the answer no longer reports connections that another
+     * thread has yet to close. */
     worker_msg_t msg = {.kind = WORKER_MSG_DISCONNECT, .target = *t, .body = NULL, .body_len = 0};
-    d = deliver(s, &msg);
+    d = deliver(s, &msg, true);
     cb(ud, STORE_OK, &d);
 }
 
+/* The info callback gets a snapshot (one allocation: arrays, then strings), so it
+ * runs without the lock and may call the store again. */
 typedef struct info_fill {
-    info_buf_t *buf;
-    size_t n;
+    record_t **conns, **claims;
+    size_t n_conns, n_claims, cap_conns, cap_claims;
+    size_t str_bytes;
     int64_t now;
 } info_fill_t;
 
+static size_t record_str_bytes(const record_t *r) {
+    return r->id_len + 1 + r->user_len + 1 + (r->session ? r->session_len + 1 : 0) +
+           (r->worker ? strlen(r->worker) + 1 : 0);
+}
+
+static void add_rec(record_t ***arr, size_t *n, size_t *cap, record_t *r) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *arr = mem_realloc(*arr, *cap * sizeof **arr);
+    }
+    (*arr)[(*n)++] = r;
+}
+
 static void add_conn(store_memory_t *s, table_t *t, record_t *r, void *arg) {
     info_fill_t *f = arg;
-    if (f->n == f->buf->conn_cap) {
-        f->buf->conn_cap = f->buf->conn_cap ? f->buf->conn_cap * 2 : 16;
-        f->buf->conns = mem_realloc(f->buf->conns, f->buf->conn_cap * sizeof *f->buf->conns);
-    }
-    f->buf->conns[f->n++] = conn_view(r);
+    add_rec(&f->conns, &f->n_conns, &f->cap_conns, r);
+    f->str_bytes += record_str_bytes(r);
 }
 
 /* Expired claims met here are freed on the way, as a take would. */
@@ -358,11 +504,8 @@ static void add_claim(store_memory_t *s, table_t *t, record_t *r, void *arg) {
         claim_delete(t, r);
         return;
     }
-    if (f->n == f->buf->claim_cap) {
-        f->buf->claim_cap = f->buf->claim_cap ? f->buf->claim_cap * 2 : 16;
-        f->buf->claims = mem_realloc(f->buf->claims, f->buf->claim_cap * sizeof *f->buf->claims);
-    }
-    f->buf->claims[f->n++] = claim_view(r);
+    add_rec(&f->claims, &f->n_claims, &f->cap_claims, r);
+    f->str_bytes += record_str_bytes(r);
 }
 
 static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, void *ud) {
@@ -372,32 +515,37 @@ static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, v
         cb(ud, STORE_UNAVAILABLE, &info);
         return;
     }
-    /* The shared buffer is in use if this call comes from inside another info
-     * callback: that caller's arrays must stay intact, so take a private one. */
-    info_buf_t local = {NULL, 0, NULL, 0};
-    bool nested = s->info_busy;
-    info_buf_t *buf = nested ? &local : &s->info;
-    info_fill_t f = {buf, 0, now_s()};
+    info_fill_t f = {.now = now_s()};
+    sh_lock(s);
     if (opt(t->id)) {
-        record_t *r = table_get(&s->conns, t->id);
-        if (r) add_conn(s, &s->conns, r, &f);
-        info.conn_count = f.n;
+        record_t *r = table_get(&s->sh->conns, t->id);
+        if (r) add_conn(s, &s->sh->conns, r, &f);
     } else {
-        table_each_of_user(&s->conns, t, add_conn, s, &f);
-        info.conn_count = f.n;
-        f.n = 0;
-        table_each_of_user(&s->claims, t, add_claim, s, &f);
-        info.claim_count = f.n;
+        table_each_of_user(&s->sh->conns, t, add_conn, s, &f);
+        table_each_of_user(&s->sh->claims, t, add_claim, s, &f);
     }
-    info.conns = info.conn_count ? buf->conns : NULL;
-    info.claims = info.claim_count ? buf->claims : NULL;
-    s->info_busy = true;
+    size_t arrays = f.n_conns * sizeof(store_conn_t) + f.n_claims * sizeof(store_claim_t);
+    char *block = (arrays || f.str_bytes) ? mem_alloc(arrays + f.str_bytes) : NULL;
+    store_conn_t *conns = (store_conn_t *)block;
+    store_claim_t *claims = (store_claim_t *)(block + f.n_conns * sizeof(store_conn_t));
+    char *p = block + arrays;
+    for (size_t i = 0; i < f.n_conns; i++) {
+        const record_t *r = f.conns[i];
+        conns[i] = (store_conn_t){copy_str(&p, r->id), copy_str(&p, r->user),
+                                  copy_str(&p, r->session), copy_str(&p, r->worker), r->time};
+    }
+    for (size_t i = 0; i < f.n_claims; i++) {
+        const record_t *r = f.claims[i];
+        claims[i] = (store_claim_t){copy_str(&p, r->id), copy_str(&p, r->user),
+                                    copy_str(&p, r->session), r->time};
+    }
+    sh_unlock(s);
+    free(f.conns);
+    free(f.claims);
+    info = (store_info_t){f.n_conns ? conns : NULL, f.n_conns, f.n_claims ? claims : NULL,
+                          f.n_claims};
     cb(ud, STORE_OK, &info);
-    s->info_busy = nested;
-    if (nested) {
-        free(local.conns);
-        free(local.claims);
-    }
+    free(block);
 }
 
 /* Worker side ------------------------------------------------------------- */
@@ -408,7 +556,9 @@ static int mem_worker_attach(store_t *base, const char *worker_id, const store_w
     if (!h || !h->on_message) return -EINVAL;
     s->handlers = *h;
     s->worker_id = mem_strdup(worker_id ? worker_id : "");
+    sh_lock(s); /* other threads read `attached` under the lock */
     s->attached = true;
+    sh_unlock(s);
     return 0;
 }
 
@@ -418,13 +568,16 @@ static void mem_claim_take(store_t *base, const char *claim_id, store_claim_cb c
         cb(ud, STORE_UNAVAILABLE, NULL);
         return;
     }
-    record_t *r = claim_id ? table_get(&s->claims, claim_id) : NULL;
+    sh_lock(s);
+    record_t *r = claim_id ? table_get(&s->sh->claims, claim_id) : NULL;
+    /* Out of the indexes before the callback: whatever it does, the claim is used,
+     * and of concurrent takes on several threads exactly one finds it. */
+    if (r) table_remove(&s->sh->claims, r);
+    sh_unlock(s);
     if (!r) {
         cb(ud, STORE_NOT_FOUND, NULL);
         return;
     }
-    /* Out of the indexes before the callback: whatever it does, the claim is used. */
-    table_remove(&s->claims, r);
     if (claim_live(r, now_s())) {
         store_claim_t c = claim_view(r);
         cb(ud, STORE_OK, &c);
@@ -441,44 +594,47 @@ static void mem_conn_register(store_t *base, const store_conn_t *conn, store_sta
         return;
     }
     assert(conn->id && conn->user);
-    record_t *old = table_get(&s->conns, conn->id);
-    if (old) {
-        table_remove(&s->conns, old);
-        free(old);
-    }
     const char *worker = conn->worker ? conn->worker : s->worker_id ? s->worker_id : "";
-    table_insert(&s->conns,
-                 record_new(conn->id, conn->user, opt(conn->session), worker, conn->last_ping));
+    record_t *r = record_new(conn->id, conn->user, opt(conn->session), worker, conn->last_ping);
+    r->view = s;
+    sh_lock(s);
+    record_t *old = table_get(&s->sh->conns, conn->id);
+    if (old) table_remove(&s->sh->conns, old);
+    table_insert(&s->sh->conns, r);
+    sh_unlock(s);
+    free(old);
     cb(ud, STORE_OK);
 }
 
 static void mem_conn_unregister(store_t *base, const store_conn_t *conn) {
     store_memory_t *s = (store_memory_t *)base;
     if (s->closing || !conn->id) return;
-    record_t *r = table_get(&s->conns, conn->id);
-    if (!r) return;
-    table_remove(&s->conns, r);
+    sh_lock(s);
+    record_t *r = table_get(&s->sh->conns, conn->id);
+    if (r) table_remove(&s->sh->conns, r);
+    sh_unlock(s);
     free(r);
 }
 
 static void mem_conn_touch(store_t *base, const char *conn_id, int64_t last_ping) {
     store_memory_t *s = (store_memory_t *)base;
     if (s->closing || !conn_id) return;
-    record_t *r = table_get(&s->conns, conn_id);
+    sh_lock(s);
+    record_t *r = table_get(&s->sh->conns, conn_id);
     if (r) r->time = last_ping;
+    sh_unlock(s);
 }
 
 /* Lifecycle --------------------------------------------------------------- */
 
-/* Memory is released only here, once libuv is done with the timer handle. */
-static void on_timer_closed(uv_handle_t *h) {
+/* Memory is released only here, once libuv is done with both handles. */
+static void on_handle_closed(uv_handle_t *h) {
     store_memory_t *s = h->data;
+    if (--s->open_handles) return;
     void (*done)(void *) = s->done;
     void *done_ud = s->done_ud;
-    table_clear(&s->claims);
-    table_clear(&s->conns);
-    free(s->info.conns);
-    free(s->info.claims);
+    inbox_drain(s); /* closing: frees what is left undelivered */
+    if (s->owns_shared) store_memory_shared_free(s->sh);
     free(s->worker_id);
     free(s);
     if (done) done(done_ud);
@@ -490,8 +646,28 @@ static void mem_close(store_t *base, void (*done)(void *ud), void *ud) {
     s->closing = true;
     s->done = done;
     s->done_ud = ud;
+    /* Out of the shared core: no send can resolve to this view any more, and
+     * records it left behind no longer point at it. */
+    sh_lock(s);
+    s->sh->views[s->index] = NULL;
+    table_t *conns = &s->sh->conns;
+    for (link_t *l = conns->all.next; l != &conns->all;) {
+        link_t *next = l->next;
+        record_t *r = record_of(l, offsetof(record_t, all));
+        if (r->view == s) {
+            table_remove(conns, r);
+            free(r);
+        }
+        l = next;
+    }
+    sh_unlock(s);
+    /* A sender that resolved this view before is about to ring it: a few
+     * instructions away, so waiting here is short. */
+    while (atomic_load_explicit(&s->senders, memory_order_acquire)) sched_yield();
     uv_timer_stop(&s->sweep);
-    uv_close((uv_handle_t *)&s->sweep, on_timer_closed);
+    s->open_handles = 2;
+    uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
+    uv_close((uv_handle_t *)&s->wake, on_handle_closed);
 }
 
 static const char *mem_describe(store_t *base) { return "memory"; }
@@ -510,23 +686,64 @@ static const store_ops_t memory_ops = {
     .describe = mem_describe,
 };
 
-store_t *store_memory_new(uv_loop_t *loop) {
+store_memory_shared_t *store_memory_shared_new(void) {
+    store_memory_shared_t *sh = mem_calloc(1, sizeof *sh);
+    pthread_mutex_init(&sh->lock, NULL);
+    table_init(&sh->claims);
+    table_init(&sh->conns);
+    return sh;
+}
+
+void store_memory_shared_free(store_memory_shared_t *sh) {
+    if (!sh) return;
+    for (size_t i = 0; i < sh->view_count; i++) assert(!sh->views[i]);
+    table_clear(&sh->claims);
+    table_clear(&sh->conns);
+    pthread_mutex_destroy(&sh->lock);
+    free(sh);
+}
+
+store_t *store_memory_view_new(store_memory_shared_t *sh, uv_loop_t *loop) {
     store_memory_t *s = mem_calloc(1, sizeof *s);
     s->base.ops = &memory_ops;
-    table_init(&s->claims);
-    table_init(&s->conns);
+    s->sh = sh;
+    mpsc_init(&s->inbox);
+    atomic_init(&s->senders, 0);
     uv_timer_init(loop, &s->sweep);
     s->sweep.data = s;
-    uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    /* Housekeeping only: the store alone must not keep the loop running. */
+    uv_async_init(loop, &s->wake, on_wake);
+    s->wake.data = s;
+    /* Housekeeping and wake-ups only: the store alone must not keep the loop running. */
     uv_unref((uv_handle_t *)&s->sweep);
+    uv_unref((uv_handle_t *)&s->wake);
+    pthread_mutex_lock(&sh->lock);
+    if (sh->view_count == STORE_MEMORY_MAX_VIEWS)
+        log_fatal("store_memory_view_new: more than %d views", STORE_MEMORY_MAX_VIEWS);
+    s->index = (unsigned)sh->view_count++;
+    sh->views[s->index] = s;
+    pthread_mutex_unlock(&sh->lock);
+    if (s->index == 0) uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     return &s->base;
 }
 
-size_t store_memory_claim_count(const store_t *s) {
-    return ((const store_memory_t *)s)->claims.count;
+store_t *store_memory_new(uv_loop_t *loop) {
+    store_t *base = store_memory_view_new(store_memory_shared_new(), loop);
+    ((store_memory_t *)base)->owns_shared = true;
+    return base;
 }
 
-size_t store_memory_conn_count(const store_t *s) {
-    return ((const store_memory_t *)s)->conns.count;
+size_t store_memory_claim_count(const store_t *base) {
+    store_memory_t *s = (store_memory_t *)base;
+    sh_lock(s);
+    size_t n = s->sh->claims.count;
+    sh_unlock(s);
+    return n;
+}
+
+size_t store_memory_conn_count(const store_t *base) {
+    store_memory_t *s = (store_memory_t *)base;
+    sh_lock(s);
+    size_t n = s->sh->conns.count;
+    sh_unlock(s);
+    return n;
 }

@@ -34,6 +34,20 @@ uint32_t worker_now(const worker_t *w) {
 
 size_t worker_connection_count(const worker_t *w) { return w->open; }
 
+/* Takes a place for a connect; false at the limit. A shared counter is taken
+ * atomically so workers on several threads cannot overshoot together. */
+static bool slot_take(worker_t *w, size_t limit) {
+    if (!w->shared_slots) return !limit || w->live + w->connecting < limit;
+    size_t held = atomic_fetch_add(w->shared_slots, 1);
+    if (!limit || held < limit) return true;
+    atomic_fetch_sub(w->shared_slots, 1);
+    return false;
+}
+
+void worker_slot_release(worker_t *w) {
+    if (w->shared_slots) atomic_fetch_sub(w->shared_slots, 1);
+}
+
 void worker_get_stats(const worker_t *w, worker_stats_t *out) { *out = w->stats; }
 
 /* Responses ---------------------------------------------------------------- */
@@ -159,13 +173,14 @@ static void on_claim(void *ud, store_status_t status, const store_claim_t *claim
     worker_t *w = r->w;
     w->pending_ops--;
     w->connecting--; /* the slot it reserved becomes the connection, or nothing */
+    bool begun = false;
     if (w->closing) {
         http_conn_respond_error(r->hc, 503, "ERROR_GETTING_CLAIM", "Worker is shutting down");
     } else if (status == STORE_OK && claim) {
         if (claim->expiration <= (int64_t)time(NULL))
             http_conn_respond_error(r->hc, 401, "EXPIRED_CLAIM", "Expired claim");
         else
-            conn_begin(w, r->hc, r->accept, claim->user, claim->session);
+            begun = true;
     } else if (status == STORE_NOT_FOUND) {
         http_conn_respond_error(r->hc, 401, "MISSING_CLAIM", "Missing claim");
     } else if (status == STORE_INVALID) {
@@ -173,6 +188,8 @@ static void on_claim(void *ud, store_status_t status, const store_claim_t *claim
     } else {
         http_conn_respond_error(r->hc, 503, "ERROR_GETTING_CLAIM", "Error getting claim");
     }
+    if (begun) conn_begin(w, r->hc, r->accept, claim->user, claim->session);
+    else worker_slot_release(w);
     free(r);
     worker_maybe_finish(w);
 }
@@ -196,8 +213,7 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
     /* Every socket the worker keeps (opening, open or closing) and every claim being
      * taken counts, so concurrent connects cannot overshoot; refused before the
      * claim is touched, so the client can retry with it. */
-    size_t limit = http_conn_max_connections(hc);
-    if (limit && w->live + w->connecting >= limit) {
+    if (!slot_take(w, http_conn_max_connections(hc))) {
         w->stats.refused++;
         respond_error_hdr(hc, 503, "Retry-After: 1\r\n", "TOO_MANY_CONNECTIONS",
                           "Too many connections on this worker");
@@ -206,6 +222,7 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
     const char *claim = query_value(req, "claim");
     const char *jwt = query_value(req, "jwt");
     if (!claim && !jwt) {
+        worker_slot_release(w);
         http_conn_respond_error(hc, 401, "MISSING_AUTHENTICATION", "Missing authentication");
         return true;
     }
@@ -214,6 +231,7 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
         const char *why = "JWT authentication is not enabled";
         if (!w->secret || jwt_verify(jwt, strlen(jwt), w->secret, w->secret_len,
                                      (int64_t)time(NULL), &jc, &why) != 0) {
+            worker_slot_release(w);
             http_conn_respond_error(hc, 401, "INVALID_JWT", why ? why : "Invalid JWT");
             return true;
         }
@@ -223,6 +241,7 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
     ws_handshake_status_t st = ws_handshake_check(req, accept, &why);
     if (st != WS_HANDSHAKE_OK) {
         if (!claim) jwt_claims_free(&jc);
+        worker_slot_release(w);
         respond_handshake_error(hc, st, why);
         return true;
     }
@@ -352,6 +371,7 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
     w->ping_timeout_s = cfg->ping_timeout_s;
     w->max_message = cfg->max_message_bytes;
     w->max_queued = cfg->max_queued_bytes ? cfg->max_queued_bytes : UINT64_MAX;
+    w->shared_slots = cfg->shared_slots;
     w->t0_ms = uv_now(loop);
     w->index = (worker_index_t)WORKER_INDEX_INIT;
     w->pool = (worker_qpool_t)WORKER_QPOOL_INIT(QPOOL_MAX);

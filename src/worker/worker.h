@@ -10,6 +10,7 @@
 #ifndef DSOCK_WORKER_H
 #define DSOCK_WORKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,9 @@ typedef struct worker_config {
     unsigned ping_timeout_s;
     uint64_t max_message_bytes;   /* client message limit: close 1009 above */
     uint64_t max_queued_bytes;    /* per connection unsent bytes: close 1008 above */
+    atomic_size_t *shared_slots;  /* NULL, or a counter (starting at 0) that several
+                                   * workers of one process share, so max_connections
+                                   * bounds their sum; kept alive by the caller */
 } worker_config_t;
 
 /* Attaches to the store (store_worker_attach) and starts the sweep timer.

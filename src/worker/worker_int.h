@@ -14,6 +14,7 @@
 #ifndef DSOCK_WORKER_INT_H
 #define DSOCK_WORKER_INT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -76,6 +77,8 @@ struct worker {
     size_t open;                   /* OPEN connections */
     size_t pending_ops;            /* store callbacks still to come */
     size_t connecting;             /* claim takes in flight (each may become a connection) */
+    atomic_size_t *shared_slots;   /* NULL, or live + connecting of every worker sharing
+                                      max_connections (threads of one process) */
     worker_qpool_t pool;
     uv_timer_t sweep;
     bool closing;
@@ -86,6 +89,9 @@ struct worker {
 };
 
 uint32_t worker_now(const worker_t *w);
+
+/* Gives back the max_connections place of a connection (or connect) that ends. */
+void worker_slot_release(worker_t *w);
 
 /* Queues a frame for the connection (it takes its own reference): written at once
  * when nothing is queued, else after the rest. Over max_queued the client is

@@ -47,6 +47,7 @@ void worker_conn_free(worker_conn_t *c) {
         w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->live--;
+    worker_slot_release(w);
     free(c);
     worker_maybe_finish(w);
 }

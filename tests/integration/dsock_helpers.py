@@ -22,7 +22,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DSOCK_BIN = os.environ.get("DSOCK_BIN", os.path.join(REPO, "build", "dsock"))
 REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 HOST = "127.0.0.1"
-SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error")
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error")
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # Processes started for the running test (and the session processes it uses), with
@@ -338,7 +338,10 @@ def start_deployment(kind, log_dir, redis=None, apis=1, workers=1, token=None,
                 dep.workers.append((HOST, port))
         elif kind == "standalone":
             port = free_port()
-            opts = dict(api_opts or {})
+            # Two loop threads, explicitly (the default follows the CPU count): every
+            # test then also covers connections and API calls on different threads.
+            opts = {"threads": 2}
+            opts.update(api_opts or {})
             opts.update(worker_opts or {})
             argv = [DSOCK_BIN, "standalone", "--address", f"{HOST}:{port}", "--token", token]
             if jwt_secret is not None:
