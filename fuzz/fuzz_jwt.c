@@ -12,27 +12,10 @@
 #include <openssl/hmac.h>
 
 #include "protocol/jwt.h"
+#include "../tests/support/reference.h"
 
 static const uint8_t SECRET[] = "fuzz-secret";
 #define NOW 1700000000LL
-
-static size_t b64url(const uint8_t *d, size_t n, char *out) {
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
-        out[o++] = abc[v >> 18], out[o++] = abc[(v >> 12) & 63];
-        out[o++] = abc[(v >> 6) & 63], out[o++] = abc[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)d[i] << 16;
-        out[o++] = abc[v >> 18], out[o++] = abc[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8;
-        out[o++] = abc[v >> 18], out[o++] = abc[(v >> 12) & 63], out[o++] = abc[(v >> 6) & 63];
-    }
-    return o;
-}
 
 static void check_result(int rc, jwt_claims_t *c, const char *why) {
     if (rc == 0) {
@@ -63,14 +46,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const EVP_MD *md = mds[data[1] % 3];
 
     char *tok = malloc((rlen + 3) / 3 * 4 + 200);
-    size_t n = b64url(rest, hl, tok);
+    size_t n = ref_b64url(rest, hl, tok);
     tok[n++] = '.';
-    n += b64url(nl + 1, pl, tok + n);
+    n += ref_b64url(nl + 1, pl, tok + n);
     uint8_t mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;
     HMAC(md, SECRET, (int)(sizeof SECRET - 1), (const uint8_t *)tok, n, mac, &mac_len);
     tok[n++] = '.';
-    n += b64url(mac, mac_len, tok + n);
+    n += ref_b64url(mac, mac_len, tok + n);
 
     int rc = jwt_verify(tok, n, SECRET, sizeof SECRET - 1, NOW, &c, &why);
     check_result(rc, &c, why);

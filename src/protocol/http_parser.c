@@ -149,21 +149,34 @@ static int parse_target(http_parser_t *p) {
 
 static bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
+/* Walks a comma-separated header value list (RFC 9110 5.6.1): returns false at
+ * the end, else sets the next element, trimmed of optional whitespace (possibly
+ * empty), and advances *pos. */
+static bool list_next(const char *v, size_t len, size_t *pos, const char **item,
+                      size_t *item_len) {
+    size_t i = *pos;
+    if (i >= len) return false;
+    size_t a = i;
+    while (i < len && v[i] != ',') i++;
+    size_t b = i;
+    while (a < b && is_ows(v[a])) a++;
+    while (b > a && is_ows(v[b - 1])) b--;
+    *item = v + a;
+    *item_len = b - a;
+    *pos = i + 1;
+    return true;
+}
+
 /* Checks one Transfer-Encoding value: only "chunked" is implemented, and only once. */
 static void check_transfer_encoding(http_parser_t *p, const char *v, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        size_t start = i;
-        while (i < len && v[i] != ',') i++;
-        size_t a = start, b = i;
-        while (a < b && is_ows(v[a])) a++;
-        while (b > a && is_ows(v[b - 1])) b--;
-        if (b - a == 7 && strncasecmp(v + a, "chunked", 7) == 0) {
+    size_t pos = 0, n;
+    const char *item;
+    while (list_next(v, len, &pos, &item, &n)) {
+        if (n == 7 && strncasecmp(item, "chunked", 7) == 0) {
             if (++p->chunked_codings > 1) parser_fail(p, 400, "chunked applied more than once");
-        } else if (b > a) {
+        } else if (n > 0) {
             parser_fail(p, 501, "transfer coding not implemented (only chunked is)");
         }
-        i++;
     }
 }
 
@@ -516,18 +529,10 @@ const http_kv_t *http_request_header(const http_request_t *r, const char *lower_
 
 bool http_header_has_token(const http_kv_t *h, const char *token) {
     if (!h) return false;
-    size_t tlen = strlen(token);
-    const char *v = h->value;
-    size_t len = h->value_len, i = 0;
-    while (i < len) {
-        size_t start = i;
-        while (i < len && v[i] != ',') i++;
-        size_t a = start, b = i;
-        while (a < b && is_ows(v[a])) a++;
-        while (b > a && is_ows(v[b - 1])) b--;
-        if (b - a == tlen && strncasecmp(v + a, token, tlen) == 0) return true;
-        i++;
-    }
+    size_t tlen = strlen(token), pos = 0, n;
+    const char *item;
+    while (list_next(h->value, h->value_len, &pos, &item, &n))
+        if (n == tlen && strncasecmp(item, token, tlen) == 0) return true;
     return false;
 }
 
