@@ -1,7 +1,8 @@
 /* libFuzzer target for JWT verification with a fixed secret. Mode 0 verifies the
  * input as a raw token. Mode 1 treats it as "header JSON \n payload JSON", encodes
  * and signs it properly, so the claim rules behind the signature check get
- * exercised; that token must then fail under any other secret. */
+ * exercised; that token must then fail under any other secret. An accepted
+ * token's sub and sid are always valid identifiers (protocol/validate.h). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 #include <openssl/hmac.h>
 
 #include "protocol/jwt.h"
+#include "protocol/validate.h"
 #include "../tests/support/reference.h"
 
 static const uint8_t SECRET[] = "fuzz-secret";
@@ -21,6 +23,10 @@ static void check_result(int rc, jwt_claims_t *c, const char *why) {
     if (rc == 0) {
         if (!c->sub || !c->sub[0]) abort();
         if (c->sid && !c->sid[0]) abort();
+        /* A decoded sub or sid is always an identifier: valid UTF-8, no control
+         * character (so no "\u0000" escape made it in to cut it short). */
+        if (!ident_valid(c->sub, strlen(c->sub))) abort();
+        if (c->sid && !ident_valid(c->sid, strlen(c->sid))) abort();
         jwt_claims_free(c);
     } else {
         if (rc != -1 || !why || c->sub || c->sid) abort();

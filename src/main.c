@@ -267,6 +267,7 @@ int main(int argc, char **argv) {
         .db = (int)app.cfg.redis_db,
         .timeout_ms = (unsigned)app.cfg.redis_timeout_ms,
         .worker_ttl_s = (unsigned)app.cfg.worker_ttl,
+        .max_body_bytes = (uint64_t)app.cfg.max_body_bytes,
     };
     /* One worker id for the process, whatever the number of threads. */
     char worker_id[RAND_UUID_LEN + 1] = "-";

@@ -17,6 +17,7 @@
 #include "common/mem.h"
 #include "common/rand.h"
 #include "protocol/utf8.h"
+#include "protocol/validate.h"
 
 #define CLAIM_DEFAULT_DURATION 60
 /* 9999-12-31T23:59:59Z. Later expirations are refused: they do not fit Redis's
@@ -55,10 +56,12 @@ void api_free(api_t *a) {
     free(a);
 }
 
-/* Non-empty query parameter value, or NULL: an empty parameter counts as absent. */
+/* A parameter's value, or NULL. When a key is repeated the first non-empty value
+ * wins, and an empty value counts as absent (docs/api.md). Values never hold a
+ * NUL (the parser refuses %00), so strlen is their length. */
 static const char *param(const http_request_t *req, const char *key) {
-    const http_kv_t *kv = http_request_query(req, key);
-    return kv && kv->value_len ? kv->value : NULL;
+    const http_kv_t *kv = http_request_param(req, key);
+    return kv ? kv->value : NULL;
 }
 
 /* Digests make the comparison constant-time regardless of the presented length. */
@@ -79,18 +82,28 @@ static bool authorized(const api_t *a, const http_request_t *req) {
     return token_matches(a, t, h->value_len - (size_t)(t - h->value));
 }
 
-/* Strict decimal integer, as Go's strconv.ParseInt: optional sign, digits, nothing else. */
-static bool parse_int64(const char *s, int64_t *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || s[0] == ' ' || s[0] == '\t') return false;
-    *out = v;
-    return true;
-}
+/* Optional sign and digits, nothing else (protocol/validate.h). */
+static bool int_param(const char *s, int64_t *out) { return s && parse_int64(s, strlen(s), out); }
 
-static bool utf8_str(const char *s) { return !s || utf8_valid((const uint8_t *)s, strlen(s)); }
+static ident_status_t ident(const char *s) { return s ? ident_check(s, strlen(s)) : IDENT_OK; }
+
+/* The answer for an identifier parameter that /claim would store; true if refused. */
+static bool refuse_ident(http_conn_t *c, const char *user, const char *session, const char *id) {
+    ident_status_t st[] = {ident(user), ident(session), ident(id)};
+    for (size_t i = 0; i < 3; i++)
+        if (st[i] == IDENT_NOT_UTF8) {
+            http_conn_respond_error(c, 400, "INVALID_UTF8",
+                                    "user, session and id must be valid UTF-8");
+            return true;
+        }
+    for (size_t i = 0; i < 3; i++)
+        if (st[i] == IDENT_CONTROL) {
+            http_conn_respond_error(c, 400, "INVALID_CHARACTERS",
+                                    "user, session and id must not hold control characters");
+            return true;
+        }
+    return false;
+}
 
 /* Go's strconv.ParseBool set. */
 static int parse_bool(const char *s, bool *out) {
@@ -121,6 +134,15 @@ static target_kind_t require_target(http_conn_t *c, const http_request_t *req,
         http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
                                 "an id or a user parameter is required");
     return kind;
+}
+
+/* Nothing the store holds was created with an id that fails the identifier rule
+ * (claims and JWTs refuse them), so such a target matches nothing: it gets the
+ * answer of an unknown target without asking the store, and never reaches the
+ * bus, where workers would drop it. */
+static bool target_can_match(const store_target_t *t) {
+    return t->id ? ident(t->id) == IDENT_OK
+                 : ident(t->user) == IDENT_OK && ident(t->session) == IDENT_OK;
 }
 
 /* cJSON stores numbers as doubles and prints large ones in exponent notation
@@ -228,7 +250,7 @@ static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
     const char *exp_s = param(req, "expiration");
     const char *dur_s = param(req, "duration");
     if (exp_s) {
-        if (!parse_int64(exp_s, &expiration)) {
+        if (!int_param(exp_s, &expiration)) {
             http_conn_respond_error(c, 400, "INVALID_EXPIRATION", "expiration is not an integer");
             return;
         }
@@ -247,7 +269,7 @@ static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
         }
     } else {
         int64_t duration = CLAIM_DEFAULT_DURATION;
-        if (dur_s && !parse_int64(dur_s, &duration)) {
+        if (dur_s && !int_param(dur_s, &duration)) {
             http_conn_respond_error(c, 400, "INVALID_DURATION", "duration is not an integer");
             return;
         }
@@ -265,13 +287,9 @@ static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
     }
     const char *id = param(req, "id");
     const char *session = param(req, "session");
-    /* What a claim stores comes back in JSON answers and JWT-free connects: bytes
-     * that are not UTF-8 could not round-trip, so they are refused here. */
-    if (!utf8_str(user) || !utf8_str(session) || !utf8_str(id)) {
-        http_conn_respond_error(c, 400, "INVALID_UTF8",
-                                "user, session and id must be valid UTF-8");
-        return;
-    }
+    /* What a claim stores comes back in JSON answers and becomes the identity of a
+     * connection: it must be an identifier (protocol/validate.h). */
+    if (refuse_ident(c, user, session, id)) return;
     api_request_t *r = request_new(c, TARGET_USER);
     if (id) {
         r->claim_id_given = mem_strdup(id);
@@ -331,6 +349,10 @@ static void handle_send(api_t *a, http_conn_t *c, const http_request_t *req) {
         http_conn_respond_error(c, 400, "INVALID_UTF8", "a text message must be valid UTF-8");
         return;
     }
+    if (!target_can_match(&t)) {
+        delivery_done(request_new(c, kind), STORE_OK, &(store_delivery_t){0});
+        return;
+    }
     worker_msg_t msg = {
         .kind = mk,
         .target = t,
@@ -348,6 +370,10 @@ static void handle_disconnect(api_t *a, http_conn_t *c, const http_request_t *re
     const char *keep = param(req, "keepClaims");
     if (keep && parse_bool(keep, &keep_claims)) {
         http_conn_respond_error(c, 400, "INVALID_KEEP_CLAIMS", "keepClaims must be true or false");
+        return;
+    }
+    if (!target_can_match(&t)) {
+        delivery_done(request_new(c, kind), STORE_OK, &(store_delivery_t){0});
         return;
     }
     store_disconnect(a->store, &t, keep_claims, delivery_done, request_new(c, kind));
@@ -393,6 +419,10 @@ static void handle_info(api_t *a, http_conn_t *c, const http_request_t *req) {
     store_target_t t;
     target_kind_t kind = require_target(c, req, &t);
     if (kind == TARGET_NONE) return;
+    if (!target_can_match(&t)) {
+        info_done(request_new(c, kind), STORE_OK, &(store_info_t){0});
+        return;
+    }
     store_info(a->store, &t, info_done, request_new(c, kind));
 }
 

@@ -521,6 +521,12 @@ const http_kv_t *http_request_query(const http_request_t *r, const char *key) {
     return NULL;
 }
 
+const http_kv_t *http_request_param(const http_request_t *r, const char *key) {
+    for (size_t i = 0; i < r->query_count; i++)
+        if (r->query[i].value_len && strcmp(r->query[i].key, key) == 0) return &r->query[i];
+    return NULL;
+}
+
 const http_kv_t *http_request_header(const http_request_t *r, const char *lower_name) {
     for (size_t i = 0; i < r->header_count; i++)
         if (strcasecmp(r->headers[i].key, lower_name) == 0) return &r->headers[i];

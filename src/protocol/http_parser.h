@@ -104,6 +104,11 @@ void http_parser_reset(http_parser_t *p);
 const http_kv_t *http_request_query(const http_request_t *r, const char *key);
 const http_kv_t *http_request_header(const http_request_t *r, const char *lower_name);
 
+/* The rule for every parameter of the API and of /connect (docs/api.md): the first
+ * occurrence of key with a non-empty value, or NULL. An empty value counts as
+ * absent, so "?token=&token=T" means T, as a single "?token=T" does. */
+const http_kv_t *http_request_param(const http_request_t *r, const char *key);
+
 /* Does the comma-separated header value list contain token (case-insensitive)? */
 bool http_header_has_token(const http_kv_t *h, const char *token);
 

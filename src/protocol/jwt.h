@@ -10,7 +10,10 @@
  * exp/iat/nbf must be finite numbers (fractions allowed); sub must be a non-empty
  * string; sid must be a string when present, and "" counts as no session. The
  * signature is checked before the payload is looked at. An empty secret rejects
- * every token.
+ * every token. sub and sid are decoded with their exact length and must be
+ * identifiers (protocol/validate.h: UTF-8, no C0/DEL/C1 control, so no NUL); a
+ * top-level member name holding a NUL, or a member we read (alg, crit; sub, sid,
+ * exp, iat, nbf) given twice, rejects the token.
  *
  * Ownership: on success the caller owns out->sub/out->sid and frees them with
  * jwt_claims_free(). On failure nothing needs freeing. */

@@ -14,10 +14,15 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "dsock.pb-c.h"
+#include "protocol/utf8.h"
+#include "protocol/validate.h"
 #include "store/redis_conn.h"
 #include "store/redis_scripts.h"
 
 #define SHA_LEN 40
+/* At most one warning about dropped bus messages per this many ms: a flood of bad
+ * messages is counted, not logged one by one. */
+#define BUS_DROP_LOG_MS 10000
 
 typedef struct store_redis store_redis_t;
 
@@ -87,6 +92,10 @@ struct store_redis {
     bool heartbeat_plain; /* Redis < 6.2: SET without GET */
     uint64_t next_heartbeat_ms;
     uint64_t next_probe_ms;
+    uint64_t max_body;           /* 0: no bound on bus message bodies */
+    store_redis_stats_t stats;
+    uint64_t drops_unlogged;     /* dropped since the last warning */
+    uint64_t next_drop_log_ms;   /* no drop warning before this loop time */
 
     unreg_t *retry_first, *retry_last;
     size_t retry_count;
@@ -560,34 +569,80 @@ static void sub_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
     redis_conn_subscribe(c, s->channel);
 }
 
+/* Counts a dropped bus message and warns, at most once per BUS_DROP_LOG_MS; the
+ * warning after a quiet spell reports how many were dropped since the last one. */
+static void bus_drop(store_redis_t *s, const char *why, size_t len) {
+    s->stats.bus_dropped_invalid++;
+    s->drops_unlogged++;
+    uint64_t now = uv_now(s->loop);
+    if (now < s->next_drop_log_ms) return;
+    s->next_drop_log_ms = now + BUS_DROP_LOG_MS;
+    log_warn("redis: dropped %llu invalid message(s) on %s since the last warning "
+             "(latest: %s, %zu bytes; %llu in all)",
+             (unsigned long long)s->drops_unlogged, s->channel, why, len,
+             (unsigned long long)s->stats.bus_dropped_invalid);
+    s->drops_unlogged = 0;
+}
+
+/* A target id from the bus: absent when empty, else it must be an identifier. */
+static bool bus_id_ok(const ProtobufCBinaryData *b) {
+    return b->len == 0 || ident_valid((const char *)b->data, b->len);
+}
+
+/* Anyone who can PUBLISH on Redis can write to this channel, so a message is
+ * checked as strictly as the API checks a request before any connection sees it
+ * (docs/redis.md): what fails is dropped and counted in bus_dropped_invalid. */
 static void sub_on_message(void *ud, const char *data, size_t len) {
     store_redis_t *s = ud;
     if (s->closing) return;
     Dsock__WorkerMessage *m = dsock__worker_message__unpack(NULL, len, (const uint8_t *)data);
     if (!m) {
-        log_warn("redis: dropped an undecodable message of %zu bytes on %s", len, s->channel);
+        bus_drop(s, "not a WorkerMessage", len);
         return;
     }
-    worker_msg_t msg = {
-        .target = {.id = opt(m->connection), .user = opt(m->user), .session = opt(m->session)},
-        .body = m->body.data,
-        .body_len = m->body.len,
-    };
+    worker_msg_t msg = {.body = m->body.data, .body_len = m->body.len};
+    const char *why = NULL;
     switch (m->kind) {
     case DSOCK__WORKER_MESSAGE__KIND__TEXT: msg.kind = WORKER_MSG_TEXT; break;
     case DSOCK__WORKER_MESSAGE__KIND__BINARY: msg.kind = WORKER_MSG_BINARY; break;
     case DSOCK__WORKER_MESSAGE__KIND__DISCONNECT: msg.kind = WORKER_MSG_DISCONNECT; break;
-    default:
-        log_warn("redis: dropped a message of unknown kind %d on %s", (int)m->kind, s->channel);
+    default: why = "unknown kind"; break;
+    }
+    if (why)
+        ;
+    else if (!bus_id_ok(&m->connection) || !bus_id_ok(&m->user) || !bus_id_ok(&m->session))
+        why = "a target id is not a valid identifier";
+    else if (!m->connection.len && !m->user.len)
+        why = "no target";
+    else if (msg.kind == WORKER_MSG_DISCONNECT && m->body.len)
+        why = "a disconnect with a body";
+    else if (s->max_body && m->body.len > s->max_body)
+        why = "body over max_body_bytes";
+    else if (msg.kind == WORKER_MSG_TEXT && !utf8_valid(m->body.data, m->body.len))
+        why = "text body is not UTF-8";
+    if (why) {
+        bus_drop(s, why, len);
         dsock__worker_message__free_unpacked(m, NULL);
         return;
     }
-    if (!msg.target.id && !msg.target.user) {
-        log_warn("redis: dropped a message without target on %s", s->channel);
-    } else if (s->handlers.on_message) {
-        s->handlers.on_message(s->handlers.ud, &msg);
+    /* The checked ids hold no NUL: one allocation makes C strings of all three. */
+    char *ids = mem_alloc(m->connection.len + m->user.len + m->session.len + 3);
+    char *p = ids;
+    const ProtobufCBinaryData *src[] = {&m->connection, &m->user, &m->session};
+    const char **dst[] = {&msg.target.id, &msg.target.user, &msg.target.session};
+    for (size_t i = 0; i < 3; i++) {
+        if (src[i]->len) memcpy(p, src[i]->data, src[i]->len);
+        p[src[i]->len] = '\0';
+        *dst[i] = src[i]->len ? p : NULL;
+        p += src[i]->len + 1;
     }
+    if (s->handlers.on_message) s->handlers.on_message(s->handlers.ud, &msg);
+    free(ids);
     dsock__worker_message__free_unpacked(m, NULL);
+}
+
+void store_redis_get_stats(const store_t *st, store_redis_stats_t *out) {
+    *out = ((const store_redis_t *)st)->stats;
 }
 
 static void free_store(store_redis_t *s) {
@@ -670,9 +725,9 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
     m.kind = kind == WORKER_MSG_BINARY       ? DSOCK__WORKER_MESSAGE__KIND__BINARY
              : kind == WORKER_MSG_DISCONNECT ? DSOCK__WORKER_MESSAGE__KIND__DISCONNECT
                                              : DSOCK__WORKER_MESSAGE__KIND__TEXT;
-    m.connection = (char *)nz(id);
-    m.user = (char *)nz(user);
-    m.session = (char *)nz(session);
+    m.connection = (ProtobufCBinaryData){strlen(nz(id)), (uint8_t *)nz(id)};
+    m.user = (ProtobufCBinaryData){strlen(nz(user)), (uint8_t *)nz(user)};
+    m.session = (ProtobufCBinaryData){strlen(nz(session)), (uint8_t *)nz(session)};
     m.body.data = (uint8_t *)body;
     m.body.len = body ? body_len : 0;
     size_t packed = dsock__worker_message__get_packed_size(&m);
@@ -867,6 +922,7 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
     parse_host(cfg->host, &s->host, &port);
     s->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
     s->ttl_s = cfg->worker_ttl_s ? cfg->worker_ttl_s : 10;
+    s->max_body = cfg->max_body_bytes;
     s->refresh_ms = s->ttl_s * 1000u / 3;
     if (s->refresh_ms == 0) s->refresh_ms = 1;
     s->conn_cfg = (redis_conn_config_t){

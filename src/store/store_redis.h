@@ -14,10 +14,24 @@ typedef struct store_redis_config {
     unsigned timeout_ms;    /* bound on every wait for a reply; also connect timeout
                                (0: 2000) */
     unsigned worker_ttl_s;  /* a worker not heard of for this long is dead (0: 10) */
+    uint64_t max_body_bytes;/* worker side: a bus message with a longer body is dropped
+                               (0: no bound); the API's own limit on /send bodies */
 } store_redis_config_t;
 
 /* Never NULL: connects in the background and reconnects with back-off; until
  * connected, operations answer STORE_UNAVAILABLE. Freed by store_close(). */
 store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg);
+
+/* Counters since store_redis_new (for logs and, later, metrics). */
+typedef struct store_redis_stats {
+    /* Messages on this worker's channel that were dropped unprocessed: not a
+     * WorkerMessage, unknown kind, no target, a target id that fails the
+     * identifier rule, a TEXT body that is not UTF-8, a DISCONNECT with a body,
+     * or a body over max_body_bytes. */
+    uint64_t bus_dropped_invalid;
+} store_redis_stats_t;
+
+/* st must come from store_redis_new. */
+void store_redis_get_stats(const store_t *st, store_redis_stats_t *out);
 
 #endif

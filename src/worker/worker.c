@@ -13,6 +13,7 @@
 #include "common/mem.h"
 #include "common/rand.h"
 #include "protocol/jwt.h"
+#include "protocol/validate.h"
 #include "protocol/ws_handshake.h"
 #include "worker/worker_int.h"
 
@@ -194,9 +195,10 @@ static void on_claim(void *ud, store_status_t status, const store_claim_t *claim
     worker_maybe_finish(w);
 }
 
+/* First non-empty value; empty is the same as absent (docs/api.md). */
 static const char *query_value(const http_request_t *req, const char *key) {
-    const http_kv_t *kv = http_request_query(req, key);
-    return kv && kv->value_len ? kv->value : NULL; /* empty is the same as absent */
+    const http_kv_t *kv = http_request_param(req, key);
+    return kv ? kv->value : NULL;
 }
 
 bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
@@ -243,6 +245,13 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
         if (!claim) jwt_claims_free(&jc);
         worker_slot_release(w);
         respond_handshake_error(hc, st, why);
+        return true;
+    }
+    /* No claim can have an id that fails the identifier rule: refused like an
+     * unknown claim, without a store round trip. */
+    if (claim && !ident_valid(claim, strlen(claim))) {
+        worker_slot_release(w);
+        http_conn_respond_error(hc, 401, "MISSING_CLAIM", "Missing claim");
         return true;
     }
     if (claim) {

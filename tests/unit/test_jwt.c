@@ -443,3 +443,86 @@ Test(jwt, nbf_rules) {
     expect_reject_payload("{\"sub\":\"u\",\"exp\":1700000100,\"nbf\":1700000001}", NOW, "not yet");
     expect_reject_payload("{\"sub\":\"u\",\"exp\":1700000100,\"nbf\":\"0\"}", NOW, "nbf");
 }
+
+/* ---- identifiers inside claims (sub, sid): exact lengths, no controls ---- */
+
+Test(jwt, sub_with_nul_is_refused) {
+    /* It used to come out as "victim", the connection then received victim's messages. */
+    expect_reject_payload("{\"sub\":\"victim\\u0000-attacker\",\"exp\":1700000100}", NOW,
+                          "sub is not a valid identifier");
+    expect_reject_payload("{\"sub\":\"victim\\u0000\",\"exp\":1700000100}", NOW, NULL);
+    expect_reject_payload("{\"sub\":\"\\u0000victim\",\"exp\":1700000100}", NOW, NULL);
+}
+
+Test(jwt, sub_and_sid_with_controls_are_refused) {
+    static const char *bad[] = {"\\u0001", "\\n", "\\r", "\\t", "\\b", "\\f", "\\u001f",
+                                "\\u007F", "\\u0080", "\\u0085", "\\u009f", "\x7f",
+                                "\xc2\x85", "\xc2\x9b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char pl[200];
+        snprintf(pl, sizeof pl, "{\"sub\":\"a%sb\",\"exp\":1700000100}", bad[i]);
+        expect_reject_payload(pl, NOW, "sub is not a valid identifier");
+        snprintf(pl, sizeof pl, "{\"sub\":\"u\",\"sid\":\"s%s\",\"exp\":1700000100}", bad[i]);
+        expect_reject_payload(pl, NOW, "sid is not a valid identifier");
+    }
+}
+
+Test(jwt, escaped_ids_are_decoded_exactly) {
+    jwt_claims_t c;
+    expect_accept_payload("{\"sub\":\"\\u0076ic\\/tim\\\\ \\\"q\\\"\",\"sid\":\"\\ud83d\\ude00\","
+                          "\"exp\":1700000100}", NOW, &c);
+    cr_assert_str_eq(c.sub, "vic/tim\\ \"q\"");
+    cr_assert_str_eq(c.sid, "\xf0\x9f\x98\x80");
+    jwt_claims_free(&c);
+    expect_accept_payload("{\"sub\":\"\\u00a0caf\xc3\xa9\",\"sid\":\"\",\"exp\":1700000100}", NOW, &c);
+    cr_assert_str_eq(c.sub, "\xc2\xa0" "caf\xc3\xa9");
+    cr_assert_null(c.sid);
+    jwt_claims_free(&c);
+}
+
+Test(jwt, other_claims_may_hold_anything) {
+    /* Only what we read is checked; nested members and other claims are opaque. */
+    jwt_claims_t c;
+    expect_accept_payload("{\"note\":\"a\\u0000b\\n\",\"x\":{\"sub\":\"no\",\"sub\":\"dup\","
+                          "\"k\\u0000\":[\"sub\"]},\"sub\":\"u\",\"exp\":1700000100}", NOW, &c);
+    cr_assert_str_eq(c.sub, "u");
+    jwt_claims_free(&c);
+}
+
+Test(jwt, member_names_with_nul_are_refused) {
+    /* cJSON would answer a lookup of "sub" with this member. */
+    expect_reject_payload("{\"sub\\u0000x\":\"victim\",\"exp\":1700000100}", NOW,
+                          "duplicate or NUL member name");
+    expect_reject_payload("{\"sub\\u0000\":\"victim\",\"sub\":\"attacker\",\"exp\":1700000100}",
+                          NOW, "duplicate or NUL member name");
+    expect_reject_payload("{\"sub\":\"u\",\"ex\\u0000\":1,\"exp\":1700000100}", NOW,
+                          "duplicate or NUL member name");
+    char *tok = make(EVP_sha256(), "{\"alg\\u0000\":\"HS256\"}", "{\"sub\":\"u\",\"exp\":1700000100}");
+    expect_reject(tok, NOW, "duplicate or NUL member name");
+    free(tok);
+}
+
+Test(jwt, duplicate_claims_are_refused) {
+    /* RFC 7519 section 4: refuse, rather than pick one another library would not. */
+    expect_reject_payload("{\"sub\":\"a\",\"sub\":\"b\",\"exp\":1700000100}", NOW,
+                          "duplicate or NUL member name");
+    expect_reject_payload("{\"sub\":\"a\",\"s\\u0075b\":\"b\",\"exp\":1700000100}", NOW,
+                          "duplicate or NUL member name");
+    expect_reject_payload("{\"sub\":\"a\",\"exp\":1700000100,\"exp\":1}", NOW, NULL);
+    expect_reject_payload("{\"sub\":\"a\",\"sid\":\"x\",\"sid\":\"y\",\"exp\":1700000100}", NOW, NULL);
+    char *tok = make(EVP_sha256(), "{\"alg\":\"HS256\",\"alg\":\"HS256\"}",
+                     "{\"sub\":\"u\",\"exp\":1700000100}");
+    expect_reject(tok, NOW, "duplicate or NUL member name");
+    free(tok);
+}
+
+Test(jwt, alg_with_nul_is_not_hs256) {
+    char *tok = make(EVP_sha256(), "{\"alg\":\"HS256\\u0000x\"}", "{\"sub\":\"u\",\"exp\":1700000100}");
+    expect_reject(tok, NOW, "unsupported alg");
+    free(tok);
+    tok = make(EVP_sha256(), "{\"alg\":\"\\u0048S256\"}", "{\"sub\":\"u\",\"exp\":1700000100}");
+    jwt_claims_t c;
+    cr_assert_eq(verify_at(tok, NOW, &c, NULL), 0);
+    jwt_claims_free(&c);
+    free(tok);
+}
