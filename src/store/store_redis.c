@@ -225,11 +225,13 @@ static void send_heartbeat(store_redis_t *s, bool handshake);
 /* Logs an unexpected answer; a NULL one (connection lost) is not news. */
 static store_status_t bad_reply(const op_t *op, const redisReply *reply) {
     if (reply && reply->type == REDIS_REPLY_ERROR)
-        log_warn("redis %s: %s",
-                 op->script >= 0 ? redis_scripts[op->script].name : op->argv[0], reply->str);
+        log_warn("redis error",
+                 LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
+                 LOG_B("error", reply->str, reply->len));
     else if (reply)
-        log_warn("redis %s: unexpected answer of type %d",
-                 op->script >= 0 ? redis_scripts[op->script].name : op->argv[0], reply->type);
+        log_warn("redis: unexpected answer",
+                 LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
+                 LOG_I("type", reply->type));
     return STORE_UNAVAILABLE;
 }
 
@@ -384,7 +386,8 @@ static void op_finish(op_t *op, redisReply *reply) {
                    op->argc == 6 && !s->closing) {
             /* Redis before 6.2 has no SET ... GET: refresh without it; data loss is
              * then noticed by registrations and reconnects only. */
-            log_warn("redis refused SET ... GET (%s): Redis 6.2+ is recommended", reply->str);
+            log_warn("redis refused SET ... GET: Redis 6.2+ is recommended",
+                     LOG_B("error", reply->str, reply->len));
             s->heartbeat_plain = true;
             send_heartbeat(s, op->handshake);
         } else if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -485,7 +488,8 @@ static void unregister_later(store_redis_t *s, const char *id, const char *user,
 }
 
 static void retry_flush(store_redis_t *s) {
-    if (s->retry_count) log_info("redis: sending %zu postponed unregistrations", s->retry_count);
+    if (s->retry_count)
+        log_info("redis: sending postponed unregistrations", LOG_U("count", s->retry_count));
     /* Detach the list first: a send that fails at once re-queues its entry. */
     unreg_t *u = s->retry_first;
     s->retry_first = s->retry_last = NULL;
@@ -565,7 +569,8 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
     if (s->closing) return;
     Dsock__WorkerMessage *m = dsock__worker_message__unpack(NULL, len, (const uint8_t *)data);
     if (!m) {
-        log_warn("redis: dropped an undecodable message of %zu bytes on %s", len, s->channel);
+        log_warn("redis: dropped an undecodable message", LOG_U("bytes", len),
+                 LOG_S("channel", s->channel));
         return;
     }
     worker_msg_t msg = {
@@ -578,12 +583,13 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
     case DSOCK__WORKER_MESSAGE__KIND__BINARY: msg.kind = WORKER_MSG_BINARY; break;
     case DSOCK__WORKER_MESSAGE__KIND__DISCONNECT: msg.kind = WORKER_MSG_DISCONNECT; break;
     default:
-        log_warn("redis: dropped a message of unknown kind %d on %s", (int)m->kind, s->channel);
+        log_warn("redis: dropped a message of unknown kind", LOG_I("kind", m->kind),
+                 LOG_S("channel", s->channel));
         dsock__worker_message__free_unpacked(m, NULL);
         return;
     }
     if (!msg.target.id && !msg.target.user) {
-        log_warn("redis: dropped a message without target on %s", s->channel);
+        log_warn("redis: dropped a message without target", LOG_S("channel", s->channel));
     } else if (s->handlers.on_message) {
         s->handlers.on_message(s->handlers.ud, &msg);
     }
@@ -617,7 +623,8 @@ static void finalize(store_redis_t *s) {
     if (s->finalizing) return;
     s->finalizing = true;
     if (s->retry_count)
-        log_warn("redis: %zu unregistrations could not be sent before closing", s->retry_count);
+        log_warn("redis: unregistrations could not be sent before closing",
+                 LOG_U("count", s->retry_count));
     /* Pending callbacks run now, with NULL -> STORE_UNAVAILABLE. */
     waiting_drain(s, false, UINT64_MAX);
     redis_conn_close(s->cmd);
