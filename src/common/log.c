@@ -158,6 +158,21 @@ static bool put_string(writer_t *w, const char *key, const char *s, size_t n) {
     if (room < 2 + 3 + 1) goto undo; /* quotes, "..." and one byte at least */
     size_t budget = room - 2 < LOG_VALUE_MAX ? room - 2 : LOG_VALUE_MAX;
     const unsigned char *u = (const unsigned char *)s;
+    /* Fast path, the usual case: short printable ASCII without '"' or '\', copied
+     * as it is (quoted when it holds a space or '='). */
+    if (n <= budget) {
+        bool quote = w->fmt == LOG_FORMAT_JSON || n == 0, simple = true;
+        for (size_t i = 0; i < n && simple; i++) {
+            simple = u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\';
+            quote |= u[i] == ' ' || u[i] == '=';
+        }
+        if (simple) {
+            if (quote) put(w, "\"", 1);
+            put(w, s, n);
+            if (quote) put(w, "\"", 1);
+            return true;
+        }
+    }
     /* Measure: the escaped length up to the budget, and whether quotes are needed. */
     size_t total = 0, i = 0, in;
     bool quote = w->fmt == LOG_FORMAT_JSON || n == 0, plain;
