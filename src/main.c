@@ -134,7 +134,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     app_t *app = h->data;
     if (app->stopping) return;
     app->stopping = true;
-    log_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_info("shutting down", LOG_S("signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"));
     /* The main loop ends with its last handles; main then shuts the shards down. */
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
@@ -144,7 +144,7 @@ static void *shard_main(void *arg) {
     shard_t *sh = arg;
     uv_run(&sh->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&sh->loop);
-    if (rc) log_error("event loop closed with open handles: %s", uv_strerror(rc));
+    if (rc) log_error("event loop closed with open handles", LOG_S("error", uv_strerror(rc)));
     return NULL;
 }
 
@@ -238,8 +238,16 @@ int main(int argc, char **argv) {
         config_free(&app.cfg);
         return 1;
     }
-    config_write_default_file(&app.cfg);
+    log_format_t log_format;
+    if (log_format_parse(app.cfg.log_format, &log_format)) {
+        fprintf(stderr, "dsock: log_format (%s) must be logfmt or json\n",
+                config_origin(&app.cfg, "log_format"));
+        config_free(&app.cfg);
+        return 1;
+    }
+    log_set_format(log_format);
     log_set_debug(app.cfg.debug);
+    config_write_default_file(&app.cfg);
     signal(SIGPIPE, SIG_IGN);
 
     app.loop = uv_default_loop();
@@ -271,7 +279,10 @@ int main(int argc, char **argv) {
     };
     /* One worker id for the process, whatever the number of threads. */
     char worker_id[RAND_UUID_LEN + 1] = "-";
-    if (role != CONFIG_ROLE_API) rand_uuid4(worker_id);
+    if (role != CONFIG_ROLE_API) {
+        rand_uuid4(worker_id);
+        log_set_worker(worker_id); /* on every line from now on */
+    }
 
     /* Everything is built and bound here, on the main thread; a shard's thread
      * starts only once its objects exist (pthread_create orders the writes). */
@@ -307,7 +318,7 @@ int main(int argc, char **argv) {
         }
         built++;
         if (http_server_listen(sh->server, listen_addr, err, sizeof err)) {
-            log_error("%s", err);
+            log_error("listening failed", LOG_S("error", err));
             exit_code = 1;
             break;
         }
@@ -325,7 +336,7 @@ int main(int argc, char **argv) {
     for (unsigned i = 0; i < built; i++) {
         shard_t *sh = &app.shards[i];
         int prc = pthread_create(&sh->thread, NULL, shard_main, sh);
-        if (prc) log_fatal("cannot start a thread: %s", strerror(prc));
+        if (prc) log_fatal("cannot start a thread", LOG_S("error", strerror(prc)));
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     app.nshards = built;
@@ -346,17 +357,20 @@ int main(int argc, char **argv) {
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
 
-    log_info("dsock %s %s listening on %s, store %s, worker %s, threads %u, config %s%s%s%s%s",
-             DSOCK_VERSION, sub, app.cfg.address, store_describe(app.shards[0].store), worker_id,
-             app.nshards, app.cfg.source_file ? app.cfg.source_file : "none",
-             app.cfg.wrote_default ? " (defaults written)" : "",
-             app.cfg.jwt_secret ? ", JWT enabled" : "",
-             generated_token[0] ? ", generated token " : "", generated_token);
+    /* The generated token is the one secret ever logged, on purpose and once: the
+     * operator has no other way to learn it (docs/logging.md). */
+    log_info("listening", LOG_S("version", DSOCK_VERSION), LOG_S("address", listen_addr),
+             LOG_S("store", store_describe(app.shards[0].store)), LOG_U("threads", app.nshards),
+             LOG_S("config", app.cfg.source_file),
+             LOG_BOOL("defaults_written", app.cfg.wrote_default),
+             LOG_BOOL("jwt", app.cfg.jwt_secret != NULL),
+             LOG_S("generated_token", generated_token[0] ? generated_token : NULL));
 
     uv_run(app.loop, UV_RUN_DEFAULT);
     shutdown_shards(&app);
     int close_rc = uv_loop_close(app.loop);
-    if (close_rc) log_error("event loop closed with open handles: %s", uv_strerror(close_rc));
+    if (close_rc)
+        log_error("event loop closed with open handles", LOG_S("error", uv_strerror(close_rc)));
     store_memory_shared_free(app.mem);
     pthread_mutex_destroy(&app.phase_lock);
     pthread_cond_destroy(&app.phase_cond);

@@ -43,6 +43,8 @@ static const config_key_t keys[] = {
     {"jwt_secret", T_STRING, OFF(jwt_secret), NULL, 0, 0, true,
      "HMAC secret; when set, workers accept JWTs"},
     {"debug", T_BOOL, OFF(debug), "false", 0, 0, false, "log debug lines"},
+    {"log_format", T_STRING, OFF(log_format), "logfmt", 0, 0, false,
+     "log line format: logfmt or json (docs/logging.md)"},
     {"redis_timeout_ms", T_INT, OFF(redis_timeout_ms), "2000", 10, 600000, false,
      "bound on every Redis wait, in milliseconds"},
     {"worker_ttl", T_INT, OFF(worker_ttl), "10", 2, 3600, false,
@@ -298,7 +300,8 @@ static char *find_config_file(char **cwd_out) {
             if (!found)
                 found = mem_strdup(path);
             else
-                log_warn("config file %s is ignored: %s is used", path, found);
+                log_warn("config file ignored: another one is used", LOG_S("ignored", path),
+                         LOG_S("used", found));
         }
         if (found) return found;
     }
@@ -314,8 +317,8 @@ static char *write_default_file(const char *dir) {
     snprintf(tmp, sizeof tmp, "%s/.config.toml.XXXXXX", dir);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        log_warn("no config file found, and the default could not be written to %s: %s; "
-                 "continuing with defaults", path, strerror(errno));
+        log_warn("no config file found, and the default could not be written; continuing "
+                 "with defaults", LOG_S("path", path), LOG_S("error", strerror(errno)));
         return NULL;
     }
     fchmod(fd, 0644);
@@ -336,11 +339,11 @@ static char *write_default_file(const char *dir) {
     unlink(tmp);
     if (failed) {
         if (e == EEXIST) return NULL; /* another process beside us wrote it first */
-        log_warn("no config file found, and writing the default %s failed: %s; continuing "
-                 "with defaults", path, strerror(e));
+        log_warn("no config file found, and writing the default failed; continuing with "
+                 "defaults", LOG_S("path", path), LOG_S("error", strerror(e)));
         return NULL;
     }
-    log_info("no config file found: wrote the defaults to %s", path);
+    log_info("no config file found: wrote the defaults", LOG_S("path", path));
     return mem_strdup(path);
 }
 
@@ -378,7 +381,8 @@ static void warn_unknown_env(void) {
         if (known) continue;
         char hint[96];
         suggest_key(name, env_name, hint, sizeof hint);
-        log_warn("unknown environment variable %s is ignored%s", name, hint);
+        log_warn("unknown environment variable ignored", LOG_S("name", name),
+                 LOG_S("hint", hint[0] ? hint : NULL));
     }
 }
 

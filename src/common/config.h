@@ -21,6 +21,7 @@ typedef struct config {
     char *token;              /* API bearer token; NULL when unset (never "") */
     char *jwt_secret;         /* NULL: JWT authentication disabled (never "") */
     bool debug;
+    char *log_format;         /* "logfmt" or "json" (checked by log_format_parse) */
     int64_t redis_timeout_ms; /* bound on every Redis wait */
     int64_t worker_ttl;       /* seconds before a silent worker counts as dead */
     int64_t ping_interval;    /* seconds between server pings */

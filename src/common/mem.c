@@ -7,19 +7,19 @@
 
 void *mem_alloc(size_t n) {
     void *p = malloc(n ? n : 1);
-    if (!p) log_fatal("out of memory allocating %zu bytes", n);
+    if (!p) log_fatal("out of memory", LOG_U("bytes", n));
     return p;
 }
 
 void *mem_calloc(size_t n, size_t s) {
     void *p = calloc(n ? n : 1, s ? s : 1);
-    if (!p) log_fatal("out of memory allocating %zu x %zu bytes", n, s);
+    if (!p) log_fatal("out of memory", LOG_U("count", n), LOG_U("size", s));
     return p;
 }
 
 void *mem_realloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
-    if (!q) log_fatal("out of memory reallocating to %zu bytes", n);
+    if (!q) log_fatal("out of memory reallocating", LOG_U("bytes", n));
     return q;
 }
 

@@ -13,7 +13,7 @@ void rand_bytes(void *out, size_t n) {
         ssize_t r = getrandom(p, n, 0);
         if (r < 0) {
             if (errno == EINTR) continue;
-            log_fatal("getrandom failed: errno %d", errno);
+            log_fatal("getrandom failed", LOG_I("errno", errno));
         }
         p += r;
         n -= (size_t)r;

@@ -266,7 +266,8 @@ static const char *parse_error_code(int status) {
 
 static void conn_parse_error(http_conn_t *c) {
     int status = http_parser_error_status(c->parser);
-    log_debug("http: %d for %s: %s", status, c->peer, http_parser_error_message(c->parser));
+    log_debug("http parse error", LOG_I("status", status), LOG_S("peer", c->peer),
+              LOG_S("error", http_parser_error_message(c->parser)));
     buf_t b = BUF_INIT;
     error_body(&b, parse_error_code(status), http_parser_error_message(c->parser));
     uv_read_stop((uv_stream_t *)c->tcp);
@@ -383,7 +384,7 @@ _Static_assert(sizeof TOO_MANY_BODY - 1 == 83, "Content-Length of the 503 body")
 static void on_connection(uv_stream_t *listener, int status) {
     http_server_t *s = listener->data;
     if (status < 0) {
-        log_warn("accept failed: %s", uv_strerror(status));
+        log_warn("accept failed", LOG_S("error", uv_strerror(status)));
         return;
     }
     uv_tcp_t *tcp = mem_alloc(sizeof *tcp);

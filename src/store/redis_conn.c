@@ -74,11 +74,13 @@ static void schedule_retry(redis_conn_t *c) {
 static void note_failure(redis_conn_t *c, const char *what, const char *why) {
     c->failures++;
     if (c->failures == 1)
-        log_warn("redis %s connection to %s:%d %s: %s; retrying", c->name, c->host, c->port,
-                 what, why ? why : "unknown error");
+        log_warn("redis connection failed; retrying", LOG_S("conn", c->name),
+                 LOG_S("host", c->host), LOG_I("port", c->port), LOG_S("what", what),
+                 LOG_S("error", why ? why : "unknown error"));
     else
-        log_debug("redis %s connection to %s:%d %s: %s (attempt %u)", c->name, c->host, c->port,
-                  what, why ? why : "unknown error", c->failures);
+        log_debug("redis connection failed again", LOG_S("conn", c->name),
+                  LOG_S("host", c->host), LOG_I("port", c->port), LOG_S("what", what),
+                  LOG_S("error", why ? why : "unknown error"), LOG_U("attempt", c->failures));
 }
 
 /* Forgets the context first, so that callbacks run while hiredis frees it see
@@ -149,8 +151,9 @@ static void on_disconnect_cb(const redisAsyncContext *ac, int status) {
     c->state = C_DOWN;
     c->sub_pending = false;
     if (was_ready)
-        log_warn("redis %s connection to %s:%d lost (%s); reconnecting", c->name, c->host,
-                 c->port, ac->errstr[0] ? ac->errstr : "closed");
+        log_warn("redis connection lost; reconnecting", LOG_S("conn", c->name),
+                 LOG_S("host", c->host), LOG_I("port", c->port),
+                 LOG_S("error", ac->errstr[0] ? ac->errstr : "closed"));
     else
         note_failure(c, "closed during handshake", ac->errstr);
     schedule_retry(c);
@@ -277,10 +280,11 @@ void redis_conn_set_ready(redis_conn_t *c) {
     c->state = C_READY;
     c->backoff_ms = BACKOFF_MIN_MS;
     if (c->failures)
-        log_info("redis %s connection to %s:%d ready again after %u failed attempt%s", c->name,
-                 c->host, c->port, c->failures, c->failures == 1 ? "" : "s");
+        log_info("redis connection ready again", LOG_S("conn", c->name), LOG_S("host", c->host),
+                 LOG_I("port", c->port), LOG_U("failed_attempts", c->failures));
     else
-        log_info("redis %s connection to %s:%d ready", c->name, c->host, c->port);
+        log_info("redis connection ready", LOG_S("conn", c->name), LOG_S("host", c->host),
+                 LOG_I("port", c->port));
     c->failures = 0;
     if (c->hooks.on_ready) c->hooks.on_ready(c, c->hooks.ud);
 }
@@ -292,8 +296,8 @@ bool redis_conn_busy(const redis_conn_t *c) { return c->first != NULL; }
 void redis_conn_fail(redis_conn_t *c, const char *reason) {
     if (!c->ac) return;
     if (c->state == C_READY)
-        log_warn("redis %s connection to %s:%d dropped: %s; reconnecting", c->name, c->host,
-                 c->port, reason);
+        log_warn("redis connection dropped; reconnecting", LOG_S("conn", c->name),
+                 LOG_S("host", c->host), LOG_I("port", c->port), LOG_S("error", reason));
     else
         note_failure(c, "failed", reason);
     schedule_retry(c);

@@ -718,7 +718,7 @@ store_t *store_memory_view_new(store_memory_shared_t *sh, uv_loop_t *loop) {
     uv_unref((uv_handle_t *)&s->wake);
     pthread_mutex_lock(&sh->lock);
     if (sh->view_count == STORE_MEMORY_MAX_VIEWS)
-        log_fatal("store_memory_view_new: more than %d views", STORE_MEMORY_MAX_VIEWS);
+        log_fatal("store_memory_view_new: too many views", LOG_I("max", STORE_MEMORY_MAX_VIEWS));
     s->index = (unsigned)sh->view_count++;
     sh->views[s->index] = s;
     pthread_mutex_unlock(&sh->lock);

@@ -234,11 +234,13 @@ static void send_heartbeat(store_redis_t *s, bool handshake);
 /* Logs an unexpected answer; a NULL one (connection lost) is not news. */
 static store_status_t bad_reply(const op_t *op, const redisReply *reply) {
     if (reply && reply->type == REDIS_REPLY_ERROR)
-        log_warn("redis %s: %s",
-                 op->script >= 0 ? redis_scripts[op->script].name : op->argv[0], reply->str);
+        log_warn("redis error",
+                 LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
+                 LOG_B("error", reply->str, reply->len));
     else if (reply)
-        log_warn("redis %s: unexpected answer of type %d",
-                 op->script >= 0 ? redis_scripts[op->script].name : op->argv[0], reply->type);
+        log_warn("redis: unexpected answer",
+                 LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
+                 LOG_I("type", reply->type));
     return STORE_UNAVAILABLE;
 }
 
@@ -393,7 +395,8 @@ static void op_finish(op_t *op, redisReply *reply) {
                    op->argc == 6 && !s->closing) {
             /* Redis before 6.2 has no SET ... GET: refresh without it; data loss is
              * then noticed by registrations and reconnects only. */
-            log_warn("redis refused SET ... GET (%s): Redis 6.2+ is recommended", reply->str);
+            log_warn("redis refused SET ... GET: Redis 6.2+ is recommended",
+                     LOG_B("error", reply->str, reply->len));
             s->heartbeat_plain = true;
             send_heartbeat(s, op->handshake);
         } else if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -494,7 +497,8 @@ static void unregister_later(store_redis_t *s, const char *id, const char *user,
 }
 
 static void retry_flush(store_redis_t *s) {
-    if (s->retry_count) log_info("redis: sending %zu postponed unregistrations", s->retry_count);
+    if (s->retry_count)
+        log_info("redis: sending postponed unregistrations", LOG_U("count", s->retry_count));
     /* Detach the list first: a send that fails at once re-queues its entry. */
     unreg_t *u = s->retry_first;
     s->retry_first = s->retry_last = NULL;
@@ -577,10 +581,10 @@ static void bus_drop(store_redis_t *s, const char *why, size_t len) {
     uint64_t now = uv_now(s->loop);
     if (now < s->next_drop_log_ms) return;
     s->next_drop_log_ms = now + BUS_DROP_LOG_MS;
-    log_warn("redis: dropped %llu invalid message(s) on %s since the last warning "
-             "(latest: %s, %zu bytes; %llu in all)",
-             (unsigned long long)s->drops_unlogged, s->channel, why, len,
-             (unsigned long long)s->stats.bus_dropped_invalid);
+    log_warn("redis: dropped invalid bus messages since the last warning",
+             LOG_U("dropped", s->drops_unlogged), LOG_S("channel", s->channel),
+             LOG_S("latest", why), LOG_U("latest_bytes", len),
+             LOG_U("dropped_total", s->stats.bus_dropped_invalid));
     s->drops_unlogged = 0;
 }
 
@@ -672,7 +676,8 @@ static void finalize(store_redis_t *s) {
     if (s->finalizing) return;
     s->finalizing = true;
     if (s->retry_count)
-        log_warn("redis: %zu unregistrations could not be sent before closing", s->retry_count);
+        log_warn("redis: unregistrations could not be sent before closing",
+                 LOG_U("count", s->retry_count));
     /* Pending callbacks run now, with NULL -> STORE_UNAVAILABLE. */
     waiting_drain(s, false, UINT64_MAX);
     redis_conn_close(s->cmd);

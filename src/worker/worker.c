@@ -101,21 +101,22 @@ static void on_registered(void *ud, store_status_t status) {
     w->pending_ops--;
     if (status == STORE_OK) c->registered = true;
     if (status != STORE_OK || w->closing) {
-        if (status != STORE_OK) log_warn("registering connection %s failed (store)", c->ix.id);
+        if (status != STORE_OK)
+            log_warn("registering a connection failed (store)", LOG_S("id", c->ix.id));
         worker_conn_unroute(c);
         http_conn_respond_error(c->hc, 503, "ERROR_SAVING_CONNECTION",
                                 w->closing ? "Worker is shutting down" : "Error saving connection");
         worker_conn_free(c);
         return;
     }
-    if (log_debug_enabled())
-        log_debug("connect id=%s user=%s session=%s peer=%s", c->ix.id, c->ix.user,
-                  c->ix.session ? c->ix.session : "", http_conn_peer(c->hc));
+    log_debug("connect", LOG_S("id", c->ix.id), LOG_S("user", c->ix.user),
+              LOG_S("session", c->ix.session), LOG_S("peer", http_conn_peer(c->hc)));
     char *rest = NULL;
     size_t rest_len = 0;
     uv_tcp_t *tcp = http_conn_detach(c->hc, &rest, &rest_len);
     if (!tcp) { /* the client left while we were registering it */
-        log_debug("disconnect id=%s user=%s (gone before the upgrade)", c->ix.id, c->ix.user);
+        log_debug("disconnect: gone before the upgrade", LOG_S("id", c->ix.id),
+                  LOG_S("user", c->ix.user));
         worker_conn_unroute(c);
         worker_conn_free(c);
         return;
@@ -331,7 +332,7 @@ static void on_resync(void *ud) {
         n++;
         store_conn_register(w->store, &sc, on_resync_registered, w);
     }
-    log_info("store resync: registering %zu connections again", n);
+    log_info("store resync: registering connections again", LOG_U("connections", n));
 }
 
 /* Sweep ------------------------------------------------------------------------ */
@@ -348,7 +349,8 @@ static void on_sweep(uv_timer_t *t) {
         if (c->state == CONN_OPEN) {
             if (timeout && now - c->last_rx >= timeout) {
                 w->stats.dead_closes++;
-                log_debug("client id=%s silent for %us: closing", c->ix.id, w->ping_timeout_s);
+                log_debug("client silent: closing", LOG_S("id", c->ix.id),
+                          LOG_U("silent_s", w->ping_timeout_s));
                 worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "ping timeout");
             } else {
                 worker_conn_flush_touch(c, now);
@@ -389,7 +391,7 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
     uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     store_worker_handlers_t h = {on_message, on_resync, w};
     int r = store_worker_attach(store, w->id, &h);
-    if (r < 0) log_error("worker %s: attaching to the store failed (%d)", w->id, r);
+    if (r < 0) log_error("attaching to the store failed", LOG_I("rc", r));
     return w;
 }
 
@@ -415,7 +417,7 @@ void worker_close(worker_t *w, void (*done)(void *ud), void *ud) {
     w->closing = true;
     w->done = done;
     w->done_ud = ud;
-    log_debug("worker closing: %zu connections", w->open);
+    log_debug("worker closing", LOG_U("connections", w->open));
     worker_conn_t *next;
     for (worker_conn_t *c = w->conns; c; c = next) {
         next = c->next;

@@ -57,7 +57,7 @@ void worker_conn_kill(worker_conn_t *c) {
     if (c->state == CONN_OPEN) c->w->open--;
     worker_conn_unroute(c);
     c->state = CONN_CLOSED;
-    log_debug("disconnect id=%s user=%s", c->ix.id, c->ix.user);
+    log_debug("disconnect", LOG_S("id", c->ix.id), LOG_S("user", c->ix.user));
     c->w->stats.disconnects++;
     uv_close((uv_handle_t *)c->tcp, on_close);
 }
@@ -118,8 +118,9 @@ static void start_write(worker_conn_t *c) {
 static void slow_close(worker_conn_t *c) {
     worker_t *w = c->w;
     w->stats.slow_closes++;
-    log_warn("closing slow client id=%s user=%s: %zu bytes unsent, over max_queued_bytes %llu",
-             c->ix.id, c->ix.user, c->q.bytes, (unsigned long long)w->max_queued);
+    log_warn("closing slow client: unsent bytes over max_queued_bytes", LOG_S("id", c->ix.id),
+             LOG_S("user", c->ix.user), LOG_U("unsent", c->q.bytes),
+             LOG_U("max_queued_bytes", w->max_queued));
     worker_conn_start_close(c, WS_CLOSE_POLICY, close_reason(WS_CLOSE_POLICY));
 }
 
@@ -185,7 +186,7 @@ void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason
     w->open--;
     worker_conn_unroute(c);
     c->close_deadline = worker_now(w) + (w->closing ? WORKER_TICKS_PER_S : CLOSE_GRACE_TICKS);
-    log_debug("closing id=%s user=%s code=%u", c->ix.id, c->ix.user, (unsigned)code);
+    log_debug("closing", LOG_S("id", c->ix.id), LOG_S("user", c->ix.user), LOG_U("code", code));
     /* Unsent data frames of a slow client are dropped; those in flight must finish. */
     if (code == WS_CLOSE_POLICY) {
         size_t keep = c->writing ? c->inflight : 0;
@@ -246,8 +247,8 @@ static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
         break;
     case WS_EVENT_ERROR:
         c->rx_done = true;
-        log_debug("protocol error id=%s: %s (close %u)", c->ix.id, ev->error ? ev->error : "?",
-                  (unsigned)ev->close_code);
+        log_debug("protocol error", LOG_S("id", c->ix.id), LOG_S("error", ev->error),
+                  LOG_U("code", ev->close_code));
         if (c->state == CONN_OPEN) {
             w->stats.protocol_closes++;
             worker_conn_start_close(c, ev->close_code, ev->error);

@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -74,6 +75,72 @@ def port_open(port, host=HOST):
 # Processes
 
 
+_LOGFMT_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord('"'): b'"',
+                   ord("\\"): b"\\"}
+
+
+def parse_logfmt(line):
+    """One dsock log line in logfmt (docs/logging.md), without its newline, as a dict of
+    str (bytes written as \\xHH come back as surrogate escapes). Strict: keys are
+    [A-Za-z0-9_.-]+, items are separated by one space, an unquoted value has no space,
+    '=' or '"'. Raises ValueError for anything else, e.g. a forged or split line."""
+    if isinstance(line, str):
+        line = line.encode("utf-8", "surrogateescape")
+    out, i, n = {}, 0, len(line)
+    while i < n:
+        if out:
+            if line[i:i + 1] != b" ":
+                raise ValueError(f"expected a space at {i}: {line!r}")
+            i += 1
+        j = i
+        while j < n and (chr(line[j]).isalnum() and line[j] < 128 or line[j] in b"_.-"):
+            j += 1
+        if j == i or line[j:j + 1] != b"=":
+            raise ValueError(f"expected key= at {i}: {line!r}")
+        key = line[i:j].decode()
+        i = j + 1
+        val = bytearray()
+        if line[i:i + 1] == b'"':
+            i += 1
+            while True:
+                if i >= n:
+                    raise ValueError(f"unterminated quoted value: {line!r}")
+                c = line[i]
+                if c == ord('"'):
+                    i += 1
+                    break
+                if c < 0x20 or c == 0x7f:
+                    raise ValueError(f"raw control byte in a value: {line!r}")
+                if c != ord("\\"):
+                    val.append(c)
+                    i += 1
+                    continue
+                e = line[i + 1] if i + 1 < n else -1
+                if e in _LOGFMT_ESCAPES:
+                    val += _LOGFMT_ESCAPES[e]
+                    i += 2
+                elif e == ord("x"):
+                    val.append(int(line[i + 2:i + 4], 16))
+                    i += 4
+                elif e == ord("u"):
+                    val += chr(int(line[i + 2:i + 6], 16)).encode()
+                    i += 6
+                else:
+                    raise ValueError(f"bad escape at {i}: {line!r}")
+        else:
+            while i < n and line[i] != ord(" "):
+                if line[i] in b'="' or line[i] < 0x20 or line[i] == 0x7f:
+                    raise ValueError(f"bad byte in an unquoted value at {i}: {line!r}")
+                val.append(line[i])
+                i += 1
+            if not val:
+                raise ValueError(f"empty unquoted value: {line!r}")
+        if key in out:
+            raise ValueError(f"key {key} twice: {line!r}")
+        out[key] = bytes(val).decode("utf-8", "surrogateescape")
+    return out
+
+
 class Proc:
     """A child process whose stderr (and stdout) go to a log file."""
 
@@ -119,6 +186,15 @@ class Proc:
         if len(lines) > tail_lines:
             lines = [f"... ({len(lines) - tail_lines} earlier lines)"] + lines[-tail_lines:]
         return "\n".join(lines)
+
+    def log_bytes(self, since=0):
+        """The raw log, for checks that must not depend on how text is decoded or split."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read()
+        except OSError:
+            return b""
 
     def sanitizer_report(self):
         text = self.log(tail_lines=10 ** 9)
@@ -169,16 +245,21 @@ class Proc:
         return problems
 
 
-def _wait_listening(proc, port, timeout=15):
+def _wait_listening(proc, port, timeout=15, dsock=False):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
             raise AssertionError(f"{proc.name} exited with {proc.popen.returncode} before "
                                  f"listening on {port}:\n{proc.log()}")
-        if port_open(port):
+        # dsock's startup line is written once its signal handlers are in place: a
+        # test that stops the process right away must not find SIGTERM still fatal.
+        if port_open(port) and (not dsock or _STARTED_RE.search(proc.log_bytes())):
             return
         time.sleep(0.02)
     raise AssertionError(f"{proc.name} not listening on {port} after {timeout}s:\n{proc.log()}")
+
+
+_STARTED_RE = re.compile(rb'( msg=listening |"msg":"listening")')
 
 
 class RedisServer:
@@ -356,7 +437,7 @@ def start_deployment(kind, log_dir, redis=None, apis=1, workers=1, token=None,
             raise ValueError(kind)
         dep.procs = [p for p, _ in started]
         for p, port in started:
-            _wait_listening(p, port)
+            _wait_listening(p, port, dsock=True)
     except BaseException:
         for p, _ in started:
             p.expect_clean_exit = False

@@ -419,7 +419,7 @@ def test_resync_2000_connections_after_flushall(make_redis, make_deployment):
         h.wait_until(all_back, ttl / 3 + 3, interval=0.05, what="2000 connections back")
         took = time.monotonic() - t
         log = dep.worker_procs[0].log()
-        assert "registering 2000 connections again" in log
+        assert 'msg="store resync: registering connections again" connections=2000' in log
         print(f"\n2000 connections reachable again {took:.2f}s after FLUSHALL")
         # clean afterwards: nothing stale, index complete
         assert rc.scard(f"user:{user}") == 2000

@@ -54,8 +54,8 @@ def test_no_subcommand_is_standalone_with_generated_token(tmp_path):
     port = h.free_port()
     proc = start(["--address", f"127.0.0.1:{port}"], str(tmp_path))
     try:
-        m = wait_log(proc, r"\[standalone\] .*listening on 127\.0\.0\.1:%d.*store memory.*"
-                           r"generated token ([A-Za-z0-9]{32})" % port)
+        m = wait_log(proc, r"role=standalone .*msg=listening .*address=127\.0\.0\.1:%d "
+                           r"store=memory .*generated_token=([A-Za-z0-9]{32})" % port)
         token = m.group(1)
         h.wait_until(lambda: h.port_open(port), 10, what="standalone listening")
         api = h.ApiClient(h.HOST, port, token)
@@ -78,9 +78,9 @@ def test_configured_token_is_not_printed(tmp_path):
     proc = start(["standalone", "--address", f"127.0.0.1:{port}", "--token", "s3cret-token"],
                  str(tmp_path))
     try:
-        wait_log(proc, r"listening on")
+        wait_log(proc, r"msg=listening ")
         assert "s3cret-token" not in proc.log()
-        assert "generated token" not in proc.log()
+        assert "generated_token" not in proc.log()
     finally:
         stop(proc)
 
@@ -136,7 +136,7 @@ def _serve_and_read_info(tmp_path, args, env=None):
     """Starts standalone with args/env in tmp_path, returns its startup line."""
     proc = start(["standalone"] + args, str(tmp_path), env=env)
     try:
-        return wait_log(proc, r"listening on (\S+),.*config ([^,\n]+)").group(0)
+        return wait_log(proc, r"msg=listening .*").group(0)
     finally:
         stop(proc)
 
@@ -190,7 +190,7 @@ def test_default_config_written_without_secrets(tmp_path):
     proc = start(["standalone", "--address", f"127.0.0.1:{port}", "--token", "tok",
                   "--jwt-secret", "jwtsecret", "--redis-password", "pw"], str(tmp_path))
     try:
-        wait_log(proc, r"listening on")
+        wait_log(proc, r"msg=listening ")
     finally:
         stop(proc)
     text = (tmp_path / "config.toml").read_text()

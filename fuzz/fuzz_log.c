@@ -1,0 +1,123 @@
+/* libFuzzer target for the log line formatter: the input is split into byte-string
+ * fields (at 0xFE bytes) and formatted in both formats into a buffer whose size the
+ * input chooses. Checked: the line fits, is one line of valid UTF-8 with no raw
+ * control byte, the JSON form parses, and when nothing was cut every logfmt value
+ * decodes back to its exact input bytes. */
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "protocol/utf8.h"
+
+#define MAX_FIELDS 8
+
+static int hexval(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Decodes the value starting at *p (quoted or not) into out; advances *p. */
+static size_t decode(const char **p, char *out) {
+    const char *v = *p;
+    size_t o = 0;
+    if (*v != '"') {
+        while (*v && *v != ' ' && *v != '\n') out[o++] = *v++;
+        *p = v;
+        return o;
+    }
+    for (v++; *v != '"'; v++) {
+        if (!*v || *v == '\n') abort();
+        if (*v != '\\') {
+            out[o++] = *v;
+            continue;
+        }
+        v++;
+        if (*v == 'n') out[o++] = '\n';
+        else if (*v == 'r') out[o++] = '\r';
+        else if (*v == 't') out[o++] = '\t';
+        else if (*v == '"' || *v == '\\') out[o++] = *v;
+        else if (*v == 'x') {
+            int hi = hexval(v[1]), lo = hexval(v[2]);
+            if (hi < 0 || lo < 0) abort();
+            out[o++] = (char)(hi << 4 | lo);
+            v += 2;
+        } else if (*v == 'u') {
+            unsigned cp = 0;
+            for (int i = 1; i <= 4; i++) {
+                int d = hexval(v[i]);
+                if (d < 0) abort();
+                cp = cp << 4 | (unsigned)d;
+            }
+            v += 4;
+            if (cp < 0x80) {
+                out[o++] = (char)cp;
+            } else if (cp < 0x800) {
+                out[o++] = (char)(0xc0 | cp >> 6);
+                out[o++] = (char)(0x80 | (cp & 0x3f));
+            } else {
+                out[o++] = (char)(0xe0 | cp >> 12);
+                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                out[o++] = (char)(0x80 | (cp & 0x3f));
+            }
+        } else {
+            abort();
+        }
+    }
+    *p = v + 1;
+    return o;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 2) return 0;
+    size_t cap = LOG_LINE_MIN + (size_t)(data[0] | data[1] << 8) % (LOG_LINE_MAX - LOG_LINE_MIN + 1);
+    data += 2;
+    size -= 2;
+    log_field_t f[MAX_FIELDS];
+    size_t n = 0, start = 0;
+    static const char *const keys[MAX_FIELDS] = {"a", "user", "session", "path", "e", "f", "g",
+                                                 "h"};
+    for (size_t i = 0; i <= size && n < MAX_FIELDS; i++) {
+        if (i == size || data[i] == 0xfe) {
+            f[n] = (log_field_t){.key = keys[n], .kind = LOG_FIELD_BYTES,
+                                 .s = (const char *)data + start, .len = i - start};
+            n++;
+            start = i + 1;
+        }
+    }
+    static char buf[LOG_LINE_MAX + 1];
+    static char dec[LOG_LINE_MAX];
+    for (int fm = 0; fm < 2; fm++) {
+        log_header_t h = {.format = (log_format_t)fm, .time = {1795931720, 123456789},
+                          .level = LOG_INFO, .role = "worker"};
+        size_t len = log_format_line(buf, cap, &h, "fuzz", f, n);
+        if (len == 0 || len > cap - 1 || buf[len] || buf[len - 1] != '\n') abort();
+        for (size_t i = 0; i + 1 < len; i++)
+            if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) abort();
+        if (!utf8_valid((const uint8_t *)buf, len)) abort();
+        bool truncated = strstr(buf, "truncated") != NULL;
+        if (fm == LOG_FORMAT_JSON) {
+            cJSON *j = cJSON_ParseWithLength(buf, len);
+            if (!j) abort();
+            cJSON_Delete(j);
+            continue;
+        }
+        if (truncated) continue;
+        const char *p = strstr(buf, " msg=fuzz");
+        if (!p) abort();
+        p += strlen(" msg=fuzz");
+        for (size_t k = 0; k < n; k++) {
+            char want[16];
+            snprintf(want, sizeof want, " %s=", f[k].key);
+            if (strncmp(p, want, strlen(want))) abort();
+            p += strlen(want);
+            size_t m = decode(&p, dec);
+            if (m != f[k].len || memcmp(dec, f[k].s, m)) abort();
+        }
+        if (strcmp(p, "\n")) abort();
+    }
+    return 0;
+}
