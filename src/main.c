@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "common/config.h"
+#include "common/hmap.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/rand.h"
@@ -250,6 +251,9 @@ int main(int argc, char **argv) {
     config_write_default_file(&app.cfg);
     signal(SIGPIPE, SIG_IGN);
 
+    /* The hash maps' secret key, drawn before any map or thread exists (ids from
+     * clients must not be able to collide on purpose: docs/architecture.md). */
+    hmap_seed();
     app.loop = uv_default_loop();
     app.nshards = shard_count(&app.cfg, role);
     app.shards = mem_calloc(app.nshards, sizeof *app.shards);

@@ -32,6 +32,11 @@ typedef struct config_key {
     const char *help;
 } config_key_t;
 
+/* One rule per kind of integer key (docs/configuration.md, "Limits"): a size or
+ * count limit (max_*) is at least 1 and has no "unlimited" value, since its maximum
+ * already bounds it; a duration or interval is at least one of its units and has
+ * no "never" value. The only 0 with a meaning is threads = 0 (one per CPU), which
+ * is a setting, not a limit. */
 #define OFF(f) offsetof(config_t, f)
 static const config_key_t keys[] = {
     {"address", T_STRING, OFF(address), ":6241", 0, 0, false,
@@ -55,9 +60,9 @@ static const config_key_t keys[] = {
      "seconds of client silence before the connection is closed as dead"},
     {"max_header_bytes", T_INT, OFF(max_header_bytes), "16384", 1024, 1 << 24, false,
      "HTTP request line and headers limit (431 above)"},
-    {"max_body_bytes", T_INT, OFF(max_body_bytes), "16777216", 0, (int64_t)1 << 30, false,
+    {"max_body_bytes", T_INT, OFF(max_body_bytes), "16777216", 1, (int64_t)1 << 30, false,
      "HTTP body limit, i.e. largest /send message (413 above)"},
-    {"max_message_bytes", T_INT, OFF(max_message_bytes), "1048576", 0, (int64_t)1 << 30, false,
+    {"max_message_bytes", T_INT, OFF(max_message_bytes), "1048576", 1, (int64_t)1 << 30, false,
      "largest WebSocket message accepted from a client (close 1009 above)"},
     {"max_queued_bytes", T_INT, OFF(max_queued_bytes), "67108864", 1024, (int64_t)1 << 40,
      false, "unsent bytes per WebSocket connection before it is closed with 1008"},

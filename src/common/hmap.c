@@ -1,39 +1,68 @@
 #include "common/hmap.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/mem.h"
+#include "common/rand.h"
+#include "common/siphash.h"
 
-/* FNV-1a with a final avalanche; keys are ids chosen by clients, so the table
- * also stays below 50% load to keep probe runs short. */
-uint64_t hmap_hash(const char *key, size_t len) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)key[i];
-        h *= 1099511628211ULL;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return h;
+/* The process's hash key. Written once, under pthread_once (whose completion
+ * orders the write before every later reader), normally by main before the loop
+ * threads exist; only read afterwards, by every thread. */
+static siphash_key_t hash_key;
+static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
+
+static void draw_key(void) {
+    uint8_t b[SIPHASH_KEY_LEN];
+    rand_bytes(b, sizeof b);
+    hash_key = siphash_key(b);
 }
 
-static size_t find_slot(const hmap_t *m, const char *key, size_t len, uint64_t h) {
+void hmap_seed(void) { pthread_once(&hash_key_once, draw_key); }
+
+void hmap_seed_for_tests(const uint8_t key[16]) {
+    hmap_seed(); /* so that a later hmap_seed cannot overwrite the fixed key */
+    hash_key = siphash_key(key);
+}
+
+/* A keyed PRF, not FNV-1a: ids are chosen by clients, and with an unkeyed hash
+ * anyone can compute offline thousands of ids that share a probe run. The table
+ * also stays below 50% load to keep runs short. */
+uint64_t hmap_hash(const char *key, size_t len) {
+    hmap_seed();
+    return siphash24(&hash_key, key, len);
+}
+
+/* The slot holding key, or the empty slot ending its probe run; *probes grows by
+ * the number of slots examined. */
+static size_t find_slot(const hmap_t *m, const char *key, size_t len, uint64_t h,
+                        uint64_t *probes) {
     size_t mask = m->cap - 1;
     size_t i = (size_t)h & mask;
-    for (;;) {
+    for (size_t n = 1;; n++) {
         hmap_entry_t *e = &m->slots[i];
-        if (!e->key) return i;
-        if (e->hash == h && e->key_len == len && memcmp(e->key, key, len) == 0) return i;
+        if (!e->key || (e->hash == h && e->key_len == len && memcmp(e->key, key, len) == 0)) {
+            *probes += n;
+            return i;
+        }
         i = (i + 1) & mask;
     }
 }
 
 void *hmap_get(const hmap_t *m, const char *key, size_t len) {
     if (!m->count) return NULL;
-    size_t i = find_slot(m, key, len, hmap_hash(key, len));
+    uint64_t probes = 0;
+    size_t i = find_slot(m, key, len, hmap_hash(key, len), &probes);
     return m->slots[i].key ? m->slots[i].value : NULL;
+}
+
+size_t hmap_probes(const hmap_t *m, const char *key, size_t len) {
+    if (!m->cap) return 0;
+    uint64_t probes = 0;
+    find_slot(m, key, len, hmap_hash(key, len), &probes);
+    return (size_t)probes;
 }
 
 static void grow(hmap_t *m) {
@@ -44,7 +73,7 @@ static void grow(hmap_t *m) {
     m->cap = ncap;
     for (size_t i = 0; i < ocap; i++) {
         if (!old[i].key) continue;
-        size_t j = find_slot(m, old[i].key, old[i].key_len, old[i].hash);
+        size_t j = find_slot(m, old[i].key, old[i].key_len, old[i].hash, &m->probes);
         m->slots[j] = old[i];
     }
     free(old);
@@ -53,7 +82,7 @@ static void grow(hmap_t *m) {
 void *hmap_put(hmap_t *m, const char *key, size_t len, void *value) {
     if ((m->count + 1) * 2 > m->cap) grow(m);
     uint64_t h = hmap_hash(key, len);
-    size_t i = find_slot(m, key, len, h);
+    size_t i = find_slot(m, key, len, h, &m->probes);
     hmap_entry_t *e = &m->slots[i];
     if (e->key) {
         void *prev = e->value;
@@ -69,7 +98,7 @@ void *hmap_put(hmap_t *m, const char *key, size_t len, void *value) {
 void *hmap_del(hmap_t *m, const char *key, size_t len) {
     if (!m->count) return NULL;
     size_t mask = m->cap - 1;
-    size_t i = find_slot(m, key, len, hmap_hash(key, len));
+    size_t i = find_slot(m, key, len, hmap_hash(key, len), &m->probes);
     if (!m->slots[i].key) return NULL;
     void *value = m->slots[i].value;
     /* Backward-shift deletion: move later members of the probe run into the hole. */
@@ -77,6 +106,7 @@ void *hmap_del(hmap_t *m, const char *key, size_t len) {
     size_t j = i;
     for (;;) {
         j = (j + 1) & mask;
+        m->probes++;
         hmap_entry_t *e = &m->slots[j];
         if (!e->key) break;
         size_t home = (size_t)e->hash & mask;
@@ -96,4 +126,5 @@ void hmap_free(hmap_t *m) {
     free(m->slots);
     m->slots = NULL;
     m->cap = m->count = 0;
+    m->probes = 0;
 }

@@ -1,7 +1,12 @@
 /* String-keyed hash map (open addressing, linear probing, backward-shift delete).
  * The map stores pointers only: keys and values are owned by the caller, and a key
  * must stay valid and unchanged while its entry is in the map (typically the key
- * points into the value). Lookups never allocate. */
+ * points into the value). Lookups never allocate.
+ *
+ * Keys come from outside (user, session, claim and connection ids), so the hash is
+ * SipHash-2-4 under a per-process secret key drawn from getrandom(2): nobody can
+ * prepare ids that collide (hash flooding), and linear probing keeps the short runs
+ * of a random hash. See docs/architecture.md, "Hash maps". */
 #ifndef DSOCK_HMAP_H
 #define DSOCK_HMAP_H
 
@@ -17,11 +22,20 @@ typedef struct hmap_entry {
 
 typedef struct hmap {
     hmap_entry_t *slots;
-    size_t cap;   /* power of two, or 0 */
+    size_t cap;      /* power of two, or 0 */
     size_t count;
+    uint64_t probes; /* statistic: slots examined by put, del and growth, for tests */
 } hmap_t;
 
-#define HMAP_INIT {NULL, 0, 0}
+#define HMAP_INIT {NULL, 0, 0, 0}
+
+/* Draws the process's hash key from getrandom(2), once; later calls do nothing.
+ * main calls it at startup, before any thread starts, so a CSPRNG failure stops the
+ * start; the hash also calls it (pthread_once), so no map can run unkeyed. */
+void hmap_seed(void);
+/* Tests only: replaces the key with a fixed one, for reproducible probe counts.
+ * Call while no map holds an entry and no other thread runs. */
+void hmap_seed_for_tests(const uint8_t key[16]);
 
 uint64_t hmap_hash(const char *key, size_t len);
 void *hmap_get(const hmap_t *m, const char *key, size_t len);
@@ -30,6 +44,10 @@ void *hmap_put(hmap_t *m, const char *key, size_t len, void *value);
 /* Removes; returns the removed value or NULL. */
 void *hmap_del(hmap_t *m, const char *key, size_t len);
 void hmap_free(hmap_t *m); /* frees the table, not keys or values */
+
+/* The number of slots a lookup of key examines (at least 1: the home slot), found
+ * or not. With m->probes, the cost measure of tests: deterministic, unlike time. */
+size_t hmap_probes(const hmap_t *m, const char *key, size_t len);
 
 /* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ...
  * Do not insert or delete while iterating. */

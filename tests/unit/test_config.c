@@ -354,6 +354,90 @@ Test(config, out_of_range) {
                "--max-connections: max_connections must be between 1 and");
 }
 
+/* Every size or count limit refuses 0 (and anything below its minimum) from each
+ * source, with the range message: no limit has an "unlimited" or "nothing" value
+ * (docs/configuration.md, "Limits"). Its minimum itself is accepted. */
+static const struct {
+    const char *key, *env, *flag, *min, *below;
+} limits[] = {
+    {"max_header_bytes", "DSOCK_MAX_HEADER_BYTES", "--max-header-bytes", "1024", "1023"},
+    {"max_body_bytes", "DSOCK_MAX_BODY_BYTES", "--max-body-bytes", "1", NULL},
+    {"max_message_bytes", "DSOCK_MAX_MESSAGE_BYTES", "--max-message-bytes", "1", NULL},
+    {"max_queued_bytes", "DSOCK_MAX_QUEUED_BYTES", "--max-queued-bytes", "1024", "1023"},
+    {"max_connections", "DSOCK_MAX_CONNECTIONS", "--max-connections", "1", NULL},
+};
+#define NLIMITS (sizeof limits / sizeof limits[0])
+
+Test(config, zero_limits_are_refused) {
+    char text[128], want[160];
+    for (size_t i = 0; i < NLIMITS; i++) {
+        const char *k = limits[i].key;
+        const char *values[] = {"0", limits[i].below};
+        for (size_t v = 0; v < 2 && values[v]; v++) {
+            const char *val = values[v];
+            snprintf(text, sizeof text, "token = \"t\"\n%s = %s\n", k, val);
+            write_file("cwd/config.toml", text);
+            snprintf(want, sizeof want, "config.toml:2: %s must be between %s and", k,
+                     limits[i].min);
+            expect_err(load(0, NULL), CONFIG_ERROR, want);
+            cr_expect(strstr(err, "got ") && !strcmp(strstr(err, "got ") + 4, val), "%s", err);
+            unlink("config.toml");
+
+            setenv(limits[i].env, val, 1);
+            snprintf(want, sizeof want, "%s: %s must be between %s and", limits[i].env, k,
+                     limits[i].min);
+            expect_err(load(0, NULL), CONFIG_ERROR, want);
+            unsetenv(limits[i].env);
+
+            snprintf(want, sizeof want, "%s: %s must be between %s and", limits[i].flag, k,
+                     limits[i].min);
+            expect_err(LOAD((char *)limits[i].flag, (char *)val), CONFIG_ERROR, want);
+        }
+        /* The minimum is a valid limit, from any source. */
+        char *argv[] = {(char *)limits[i].flag, (char *)limits[i].min, NULL};
+        cr_expect_eq(load(2, argv), CONFIG_OK, "%s", err);
+        config_free(&cfg);
+        unlink("config.toml");
+        setenv(limits[i].env, limits[i].min, 1);
+        cr_expect_eq(load(0, NULL), CONFIG_OK, "%s", err);
+        config_free(&cfg);
+        unsetenv(limits[i].env);
+        unlink("config.toml"); /* the default file a valid start wrote */
+    }
+    /* JSON and YAML files go through the same check. */
+    write_file("cwd/config.json", "{\"max_message_bytes\": 0}");
+    expect_err(load(0, NULL), CONFIG_ERROR, "config.json");
+    cr_expect(strstr(err, "max_message_bytes must be between 1 and"), "%s", err);
+    unlink("config.json");
+    write_file("cwd/config.yaml", "max_body_bytes: 0\n");
+    expect_err(load(0, NULL), CONFIG_ERROR, "config.yaml:1: max_body_bytes must be between 1 and");
+}
+
+/* The list above is every limit: each max_* key of the table is in it, so a new
+ * limit cannot be added without its test. */
+Test(config, every_limit_key_is_tested) {
+    char *gen = NULL;
+    size_t glen = 0;
+    FILE *m = open_memstream(&gen, &glen);
+    config_write_markdown(m);
+    fclose(m);
+    size_t seen = 0;
+    for (const char *p = gen; (p = strstr(p, "| `max_")); p++) {
+        char name[64];
+        cr_assert_eq(sscanf(p, "| `%63[a-z_]`", name), 1);
+        bool found = false;
+        for (size_t i = 0; i < NLIMITS; i++) found = found || !strcmp(name, limits[i].key);
+        cr_expect(found, "limit %s has no zero test", name);
+        /* Its range in the table does not start at 0. */
+        char row[512];
+        snprintf(row, sizeof row, "%.*s", (int)strcspn(p, "\n"), p);
+        cr_expect(!strstr(row, "| integer, 0 to"), "limit %s accepts 0: %s", name, row);
+        seen++;
+    }
+    cr_expect_eq(seen, NLIMITS);
+    free(gen);
+}
+
 Test(config, bad_values_in_env_and_flags) {
     setenv("DSOCK_REDIS_DB", "abc", 1);
     expect_err(load(0, NULL), CONFIG_ERROR, "DSOCK_REDIS_DB: redis_db must be an integer");
