@@ -288,6 +288,16 @@ int main(int argc, char **argv) {
         log_set_worker(worker_id); /* on every line from now on */
     }
 
+    /* Signals reach the main thread only: the shards' threads block them. They are
+     * blocked from before the first listen until the handlers are installed, so a
+     * SIGTERM that arrives as soon as the port answers is held, then handled as a
+     * clean shutdown (not the default action, which would kill the process). */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+
     /* Everything is built and bound here, on the main thread; a shard's thread
      * starts only once its objects exist (pthread_create orders the writes). */
     int exit_code = 0;
@@ -331,18 +341,11 @@ int main(int argc, char **argv) {
                           sizeof listen_addr);
     }
 
-    /* Signals reach the main thread only: the shards' threads block them. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
     for (unsigned i = 0; i < built; i++) {
         shard_t *sh = &app.shards[i];
         int prc = pthread_create(&sh->thread, NULL, shard_main, sh);
         if (prc) log_fatal("cannot start a thread", LOG_S("error", strerror(prc)));
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     app.nshards = built;
 
     if (exit_code) {
@@ -360,6 +363,7 @@ int main(int argc, char **argv) {
     app.sigterm.data = app.sigint.data = &app;
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
+    pthread_sigmask(SIG_SETMASK, &old, NULL); /* a signal held meanwhile is handled now */
 
     /* The generated token is the one secret ever logged, on purpose and once: the
      * operator has no other way to learn it (docs/logging.md). */
