@@ -328,6 +328,12 @@ static int on_headers_complete(llhttp_t *ll) {
     r->method_name = llhttp_method_name((llhttp_method_t)ll->method);
     r->http_minor = (unsigned char)ll->http_minor;
     if (parse_target(p) < 0) return -1;
+    /* llhttp refuses this too, but only after this callback: refused here, a request
+     * reaching HEADERS is always well framed (RFC 9112 6.3: 400). */
+    if ((ll->flags & F_TRANSFER_ENCODING) && !(ll->flags & F_CHUNKED)) {
+        parser_fail(p, 400, "Transfer-Encoding without chunked");
+        return -1;
+    }
     if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->limits.max_body_bytes) {
         parser_fail(p, 413, "request body too large");
         return -1;
