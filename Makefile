@@ -65,8 +65,9 @@ $(BUILD)/src/%.o: src/%.c
 # Third-party sources are compiled as they ship, without our -Werror set, but in
 # llhttp's strict mode: CR must be followed by LF everywhere (request line, headers,
 # chunk sizes, and the CRLF after chunk data, which the loose mode skips unchecked),
-# no byte may follow a Connection: close message, and the URL takes no control
-# bytes. docs/api.md, "HTTP behaviour". Objects depend on the Makefile so that a
+# the URL takes only visible ASCII, a header name no trailing space, and no byte may
+# follow a Connection: close message (never fed: the parser stops at each message's
+# end). docs/api.md, "HTTP behaviour". Objects depend on the Makefile so that a
 # change of these flags rebuilds them.
 LLHTTP_FLAGS = -DLLHTTP_STRICT_MODE=1
 $(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c Makefile
