@@ -68,6 +68,22 @@ static void phase_finished(shard_t *sh) {
     pthread_mutex_unlock(&app->phase_lock);
 }
 
+/* On the request line and headers, before any body byte is read: each role the
+ * shard runs (standalone runs both) routes, checks the method and authorizes what
+ * it can; an unknown path is a 404. Only an accepted request gets its body read
+ * (and a 100 Continue), then goes to route(). */
+static bool precheck(void *ud, http_conn_t *c, const http_request_t *req) {
+    shard_t *sh = ud;
+    http_verdict_t v = HTTP_NOT_MINE;
+    if (sh->api) v = api_precheck(sh->api, c, req);
+    if (v == HTTP_NOT_MINE && sh->worker) v = worker_precheck(sh->worker, c, req);
+    if (v == HTTP_NOT_MINE) {
+        http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
+        return false;
+    }
+    return v == HTTP_ACCEPTED;
+}
+
 static void route(void *ud, http_conn_t *c, const http_request_t *req) {
     shard_t *sh = ud;
     if (sh->api && api_handle(sh->api, c, req)) return;
@@ -313,7 +329,7 @@ int main(int argc, char **argv) {
         sh->ctl.data = sh;
         sh->store = app.mem ? store_memory_view_new(app.mem, &sh->loop)
                             : store_redis_new(&sh->loop, &rc_cfg);
-        sh->server = http_server_new(&sh->loop, &scfg, route, sh);
+        sh->server = http_server_new(&sh->loop, &scfg, precheck, route, sh);
         if (role != CONFIG_ROLE_WORKER) {
             api_config_t acfg = {.token = app.cfg.token};
             sh->api = api_new(sh->store, &acfg);

@@ -442,7 +442,11 @@ static const route_t routes[] = {
     {"/info", HTTP_METHOD_GET, "Allow: GET\r\n", handle_info},
 };
 
-bool api_handle(api_t *a, http_conn_t *c, const http_request_t *req) {
+/* Routing before authentication (docs/api.md): path (404 is the caller's), method
+ * (405), token (401). Sets *route when the request is to be served. Needs only the
+ * request line and headers. */
+static http_verdict_t route_check(const api_t *a, http_conn_t *c, const http_request_t *req,
+                                  const route_t **route) {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const route_t *rt = &routes[i];
         if (strcmp(req->path, rt->path) != 0) continue;
@@ -451,15 +455,29 @@ bool api_handle(api_t *a, http_conn_t *c, const http_request_t *req) {
                 "{\"success\":false,\"error\":\"method not allowed\","
                 "\"errorCode\":\"METHOD_NOT_ALLOWED\"}";
             http_conn_respond(c, 405, rt->allow, body, sizeof body - 1);
-            return true;
+            return HTTP_ANSWERED;
         }
         if (!authorized(a, req)) {
             http_conn_respond_error(c, 401, "INVALID_AUTHORIZATION",
                                     "invalid or missing token");
-            return true;
+            return HTTP_ANSWERED;
         }
-        rt->handler(a, c, req);
-        return true;
+        *route = rt;
+        return HTTP_ACCEPTED;
     }
-    return false;
+    return HTTP_NOT_MINE;
+}
+
+http_verdict_t api_precheck(api_t *a, http_conn_t *c, const http_request_t *req) {
+    const route_t *rt;
+    return route_check(a, c, req, &rt);
+}
+
+bool api_handle(api_t *a, http_conn_t *c, const http_request_t *req) {
+    /* Checked again on the whole request: cheap, and the handlers never depend on
+     * the server having been given api_precheck. */
+    const route_t *rt = NULL;
+    http_verdict_t v = route_check(a, c, req, &rt);
+    if (v == HTTP_ACCEPTED) rt->handler(a, c, req);
+    return v != HTTP_NOT_MINE;
 }

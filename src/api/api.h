@@ -19,8 +19,15 @@ typedef struct api_config {
 
 api_t *api_new(store_t *store, const api_config_t *cfg);
 
+/* For the server's precheck, on the request line and headers (no body yet): not an
+ * API path (HTTP_NOT_MINE, nothing done); a wrong method (405) or a missing or
+ * wrong token (401, compared in constant time), answered (HTTP_ANSWERED); or
+ * HTTP_ACCEPTED: the body may be read and the request handed to api_handle. */
+http_verdict_t api_precheck(api_t *a, http_conn_t *c, const http_request_t *req);
+
 /* Handles the request if its path is an API path and returns true; returns false
- * without touching the connection otherwise. */
+ * without touching the connection otherwise. Checks method and token again, so
+ * it is safe without api_precheck. */
 bool api_handle(api_t *a, http_conn_t *c, const http_request_t *req);
 
 void api_free(api_t *a); /* NULL is a no-op; requests in flight must be done */

@@ -1,9 +1,13 @@
 /* HTTP/1.1 server on libuv. Each connection reads into the loop's shared buffer and
- * feeds its parser; a complete request stops reading until the response is written,
- * so requests are answered in order and a pipelining client cannot queue unbounded
- * work. Timeouts come from one sweep timer over an intrusive list of connections.
- * Bad input is answered with a JSON error, then the connection lingers briefly,
- * discarding what the client still sends, so it reads the error instead of a reset. */
+ * feeds its parser, which stops at the end of every request's headers: the role's
+ * precheck then routes and authorizes it, so a refused request never gets its body
+ * buffered (nor a 100 Continue). A complete request stops reading until the
+ * response is written, so requests are answered in order and a pipelining client
+ * cannot queue unbounded work. Timeouts come from one sweep timer over an intrusive
+ * list of connections. Bad input, and a refused request whose body is still on
+ * the wire, are answered with a JSON error, then the connection lingers briefly
+ * (write side shut down, discarding what the client still sends, bounded in time),
+ * so the client reads the answer instead of a reset. */
 #include "net/http_server.h"
 
 #include <errno.h>
@@ -26,6 +30,7 @@
 struct http_server {
     uv_loop_t *loop;
     http_server_config_t cfg;
+    http_precheck_fn precheck;
     http_handler_fn handler;
     void *ud;
     uv_tcp_t listener;
@@ -56,6 +61,7 @@ struct http_conn {
     uint64_t deadline;     /* loop time (ms) after which the sweep closes it; 0: none */
     conn_state_t state;
     bool in_handler;       /* the handler owes an answer (or a detach) */
+    bool in_precheck;      /* in_handler, from the precheck: headers only, body unread */
     bool close_after_write;
     bool headers_seen;     /* deadline already extended for the body */
     char peer[64];
@@ -278,21 +284,64 @@ static void conn_parse_error(http_conn_t *c) {
 
 /* ---- reading and dispatch ----------------------------------------------- */
 
-/* Feeds bytes to the parser; on a complete request keeps what follows in
- * c->pending and calls the handler, which must be the last thing done with c
- * (it may detach and free it). Returns true only when the parser wants more
- * bytes: then c is still valid and reading. */
+/* Keeps data[0..len) (the bytes after a request) in c->pending, replacing what was
+ * there (the caller may be processing c->pending's old buffer: it owns that). */
+static void keep_rest(http_conn_t *c, const char *data, size_t len) {
+    buf_t rest = BUF_INIT;
+    if (len > 0) buf_append(&rest, data, len);
+    buf_free(&c->pending);
+    c->pending = rest;
+}
+
+/* Asks the precheck about a request whose headers just completed. True: serve it
+ * (go on reading its body). False: it was answered; c may be closing. */
+static bool conn_precheck(http_conn_t *c) {
+    http_server_t *s = c->server;
+    if (!s->precheck) return true;
+    c->in_handler = true;
+    c->in_precheck = true;
+    bool serve = s->precheck(s->ud, c, http_parser_request(c->parser));
+    c->in_precheck = false;
+    if (serve == !c->in_handler)
+        log_fatal("http precheck: must answer exactly when it refuses a request");
+    c->in_handler = false;
+    return serve;
+}
+
+/* Feeds bytes to the parser; at the end of the headers asks the precheck; on a
+ * complete request keeps what follows in c->pending and calls the handler, which
+ * must be the last thing done with c (it may detach and free it). Returns true
+ * only when the parser wants more bytes: then c is still valid and reading. */
 static bool conn_process(http_conn_t *c, const char *data, size_t len) {
     http_server_t *s = c->server;
-    if (!c->parser) c->parser = http_parser_new(&s->cfg.limits);
-    bool was_in_progress = http_parser_in_progress(c->parser);
-    size_t used = 0;
-    http_parse_status_t st = http_parser_feed(c->parser, data, len, &used);
-    if (!was_in_progress && http_parser_in_progress(c->parser))
-        c->deadline = idle_deadline(s); /* the idle wait is over; the request gets its own */
-    if (!c->headers_seen && http_parser_headers_complete(c->parser)) {
-        c->headers_seen = true;
-        c->deadline = idle_deadline(s); /* and the body gets its own */
+    if (!c->parser) {
+        c->parser = http_parser_new(&s->cfg.limits);
+        http_parser_stop_at_headers(c->parser, true);
+    }
+    size_t off = 0;
+    http_parse_status_t st;
+    for (;;) {
+        bool was_in_progress = http_parser_in_progress(c->parser);
+        size_t used = 0;
+        st = http_parser_feed(c->parser, data + off, len - off, &used);
+        off += used;
+        if (!was_in_progress && http_parser_in_progress(c->parser))
+            c->deadline = idle_deadline(s); /* the idle wait is over; the request gets its own */
+        if (!c->headers_seen && http_parser_headers_complete(c->parser)) {
+            c->headers_seen = true;
+            c->deadline = idle_deadline(s); /* and the body gets its own */
+        }
+        if (st != HTTP_PARSE_HEADERS) break;
+        if (!conn_precheck(c)) {
+            /* Answered: stop reading. The bytes after the headers are the next
+             * request when the answer keeps the connection (no body), else unread
+             * body the linger discards. */
+            if (c->state != CONN_CLOSING) uv_read_stop((uv_stream_t *)c->tcp);
+            if (c->close_after_write || c->state == CONN_CLOSING) keep_rest(c, NULL, 0);
+            else keep_rest(c, data + off, len - off);
+            return false;
+        }
+        /* Served: go on with the body (feeding nothing completes a bodiless one). */
     }
     if (st == HTTP_PARSE_ERROR) {
         conn_parse_error(c);
@@ -306,14 +355,7 @@ static bool conn_process(http_conn_t *c, const char *data, size_t len) {
         return true;
     }
     /* DONE: keep the bytes that follow, stop reading, hand the request over. */
-    if (used < len) {
-        buf_t rest = BUF_INIT;
-        buf_append(&rest, data + used, len - used);
-        buf_free(&c->pending);
-        c->pending = rest;
-    } else {
-        buf_free(&c->pending);
-    }
+    keep_rest(c, data + off, len - off);
     uv_read_stop((uv_stream_t *)c->tcp);
     c->state = CONN_HANDLER;
     c->in_handler = true;
@@ -432,7 +474,7 @@ static void sweep(uv_timer_t *t) {
 /* ---- public API ---------------------------------------------------------- */
 
 http_server_t *http_server_new(uv_loop_t *loop, const http_server_config_t *cfg,
-                               http_handler_fn handler, void *ud) {
+                               http_precheck_fn precheck, http_handler_fn handler, void *ud) {
     /* libuv writes with write(2): a peer that went away must be an EPIPE for that
      * one connection, not a signal that ends the process (main does this too; tests
      * embedding a server may not). */
@@ -440,6 +482,7 @@ http_server_t *http_server_new(uv_loop_t *loop, const http_server_config_t *cfg,
     http_server_t *s = mem_calloc(1, sizeof *s);
     s->loop = loop;
     s->cfg = *cfg;
+    s->precheck = precheck;
     s->handler = handler;
     s->ud = ud;
     uv_tcp_init(loop, &s->listener);
@@ -575,9 +618,18 @@ void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, co
         if (!c->tcp) conn_free(c); /* the peer or the server went away meanwhile */
         return;
     }
+    bool body_done = true;
+    if (c->in_precheck) {
+        /* Answered from the headers: the connection can go on only when nothing
+         * follows them as part of this request. Feeding nothing tells: a bodiless
+         * request (or a CONNECT) completes at once, one with a body waits for it. */
+        size_t used;
+        body_done = http_parser_feed(c->parser, "", 0, &used) == HTTP_PARSE_DONE;
+    }
     const http_request_t *req = http_parser_request(c->parser);
-    /* After a refused upgrade the bytes that follow may be another protocol. */
-    bool keep_alive = req->keep_alive && !req->upgrade && !c->server->closing;
+    /* After a refused upgrade the bytes that follow may be another protocol; after
+     * a CONNECT or an HTTP/1.0 chunked request keep_alive is false already. */
+    bool keep_alive = body_done && req->keep_alive && !req->upgrade && !c->server->closing;
     bool head_only = req->method == HTTP_METHOD_HEAD;
     http_parser_reset(c->parser); /* the request is answered; free it before the write */
     conn_write_response(c, status, extra_headers, body, body_len, keep_alive, head_only);
@@ -594,6 +646,7 @@ bool http_conn_is_gone(const http_conn_t *c) { return !c->tcp || c->state == CON
 
 uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
     if (!c->in_handler) log_fatal("http_conn_detach: no request pending on this connection");
+    if (c->in_precheck) log_fatal("http_conn_detach: not from the precheck (no body read yet)");
     c->in_handler = false;
     *rest = NULL;
     *rest_len = 0;

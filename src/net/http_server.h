@@ -1,12 +1,19 @@
 /* HTTP/1.1 server on libuv: accepts connections, feeds bytes to the I/O-free
- * parser (protocol/http_parser.h), hands each complete request to the role's
- * handler and writes its response. Keep-alive; requests on one connection are
- * answered in order (reading pauses while one is being handled). Malformed input
- * is answered here with a JSON error and the connection is closed: 400, 413, 431,
- * 501, 505. Expect: 100-continue is answered here. Connections idle (or too slow
- * to send a request) for idle_timeout_ms are closed: the idle wait, the request
- * line and headers, the body, and the writing of the response each get
- * idle_timeout_ms (0: no timeout). A handler holding a request has no deadline.
+ * parser (protocol/http_parser.h), asks the role's precheck about each request as
+ * soon as its headers are complete (route, method, authorization: before any
+ * body byte is read), hands each complete request to the role's handler and
+ * writes its response. Keep-alive; requests on one connection are answered in
+ * order (reading pauses while one is being handled). Malformed input is answered
+ * here with a JSON error and the connection is closed: 400, 413, 431, 501, 505.
+ * Expect: 100-continue is answered here, only for a request the precheck
+ * accepted. A request refused by the precheck is answered without reading its
+ * body; when it had one, the answer says Connection: close, the write side is
+ * shut down and what the client still sends is discarded for at most
+ * min(idle_timeout_ms, 2 s), so the client reads the answer rather than a reset.
+ * Connections idle (or too slow to send a request) for idle_timeout_ms are
+ * closed: the idle wait, the request line and headers, the body, and the writing
+ * of the response each get idle_timeout_ms (0: no timeout). A handler holding a
+ * request has no deadline.
  *
  * Ownership: the server owns its connections. A request handed to the handler
  * stays valid until the handler answers it (http_conn_respond) or takes the socket
@@ -41,9 +48,28 @@ typedef struct http_server_config {
 
 typedef void (*http_handler_fn)(void *ud, http_conn_t *c, const http_request_t *req);
 
-/* Never NULL. The config is copied. */
+/* Called once per request when its request line and headers are complete and
+ * accepted by the parser, before any body byte is read and before 100 Continue.
+ * req has no body yet (body NULL, body_len 0; req->has_body says whether one
+ * follows). Returns true to serve the request: its body is read and the handler
+ * gets it. Or answers it now, synchronously, with http_conn_respond() or
+ * http_conn_respond_error() (never http_conn_detach()), and returns false: the
+ * handler is not called, the body is not read and, if there was one (or the
+ * method was CONNECT), the connection is closed after the answer. */
+typedef bool (*http_precheck_fn)(void *ud, http_conn_t *c, const http_request_t *req);
+
+/* What a role's precheck says about a request (a building block for the
+ * http_precheck_fn of a process serving several roles). */
+typedef enum http_verdict {
+    HTTP_NOT_MINE,  /* not one of the role's paths; nothing was done */
+    HTTP_ANSWERED,  /* refused; the role answered (404/405/401/...) */
+    HTTP_ACCEPTED,  /* the role will serve it once complete */
+} http_verdict_t;
+
+/* Never NULL. The config is copied. precheck may be NULL: every request is read
+ * whole and handed to the handler. */
 http_server_t *http_server_new(uv_loop_t *loop, const http_server_config_t *cfg,
-                               http_handler_fn handler, void *ud);
+                               http_precheck_fn precheck, http_handler_fn handler, void *ud);
 
 /* Binds and listens on "host:port", ":port" (0.0.0.0) or "[ipv6]:port"; a host
  * name is resolved once, here. Returns 0, or a negative libuv error with a message
@@ -59,12 +85,14 @@ int http_server_port(const http_server_t *s);
  * every handle is closed. Call it once. */
 void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud);
 
-/* Answers the current request. Adds Content-Type: application/json, Content-Length
- * and Connection headers; extra_headers (NULL or lines each ending in "\r\n") are
- * added as given. The body is copied. The request (and its strings) is freed here.
- * A HEAD request gets the headers only. An answered upgrade request (a refused
- * WebSocket handshake) closes the connection afterwards. Calling it when no
- * request is pending is a broken invariant and aborts. */
+/* Answers the current request (from the handler, or from the precheck). Adds
+ * Content-Type: application/json, Content-Length and Connection headers;
+ * extra_headers (NULL or lines each ending in "\r\n") are added as given. The
+ * body is copied. The request (and its strings) is freed here. A HEAD request gets
+ * the headers only. An answered upgrade request (a refused WebSocket handshake),
+ * a CONNECT, an HTTP/1.0 request with Transfer-Encoding and a request whose body
+ * was not read close the connection afterwards. Calling it when no request is
+ * pending is a broken invariant and aborts. */
 void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, const char *body,
                        size_t body_len);
 

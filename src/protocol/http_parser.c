@@ -1,8 +1,13 @@
 /* HTTP/1.1 request parser over llhttp. llhttp does the tokenizing; this file copies
  * the pieces it reports (possibly split across feeds) into buffers it owns, enforces
  * the size limits as early as the bytes allow, decodes the target into a path and
- * query parameters, and pauses llhttp at the end of each request so exactly one
- * request comes out per DONE, with the unread remainder left to the caller. */
+ * query parameters, and pauses llhttp at the end of the headers (where the caller
+ * may stop and look) and at the end of each request, so exactly one request comes
+ * out per DONE, with the unread remainder left to the caller.
+ *
+ * llhttp is compiled with LLHTTP_STRICT_MODE (see the Makefile): its loose mode
+ * skips the two bytes after chunk data without checking they are CRLF, accepts a
+ * CR not followed by LF, and lets control bytes into the URL. */
 #include "protocol/http_parser.h"
 
 #include <llhttp.h>
@@ -30,12 +35,16 @@ struct http_parser {
     size_t extra_bytes;  /* chunk extensions and trailers, bounded like headers */
     uint64_t chunked_total;
     int chunked_codings; /* "chunked" tokens seen in Transfer-Encoding */
+    int host_headers;    /* Host header lines seen */
     bool in_value;       /* a header value has started (field is complete) */
     bool begun;
+    bool version_ok;     /* the version was read and is 1.0 or 1.1 */
     bool headers_done;
     bool done;
     bool continue_sent;
     bool upgrade_header;
+    bool stop_at_headers;   /* return HEADERS at the end of the headers (option) */
+    bool paused_at_headers; /* HEADERS was returned; llhttp resumes at the next feed */
     int err_status; /* 0 while healthy; sticky once set */
     char err_msg[112];
 };
@@ -200,6 +209,7 @@ static int finish_header(http_parser_t *p) {
     p->in_value = false;
     if (strcmp(name, "transfer-encoding") == 0) check_transfer_encoding(p, value, b - a);
     if (strcmp(name, "upgrade") == 0) p->upgrade_header = true;
+    if (strcmp(name, "host") == 0) p->host_headers++;
     return p->err_status ? -1 : 0;
 }
 
@@ -211,6 +221,7 @@ static http_method_t map_method(uint8_t m) {
     case HTTP_PUT: return HTTP_METHOD_PUT;
     case HTTP_DELETE: return HTTP_METHOD_DELETE;
     case HTTP_OPTIONS: return HTTP_METHOD_OPTIONS;
+    case HTTP_CONNECT: return HTTP_METHOD_CONNECT;
     default: return HTTP_METHOD_OTHER;
     }
 }
@@ -237,7 +248,10 @@ static int on_version(llhttp_t *ll, const char *at, size_t len) {
 }
 
 static int on_version_complete(llhttp_t *ll) {
-    if (ll->http_major == 1 && (ll->http_minor == 0 || ll->http_minor == 1)) return 0;
+    if (ll->http_major == 1 && (ll->http_minor == 0 || ll->http_minor == 1)) {
+        of(ll)->version_ok = true; /* a later error on this line is malformed, not 505 */
+        return 0;
+    }
     parser_fail(of(ll), 505, "HTTP version not supported (only 1.0 and 1.1)");
     return -1;
 }
@@ -281,6 +295,17 @@ static int on_chunk_extension(llhttp_t *ll, const char *at, size_t len) {
     return count_extra(of(ll), len);
 }
 
+/* Whether the connection may carry another request after this one. Beyond llhttp's
+ * rule (version and Connection), two cases end it: after a CONNECT llhttp stops
+ * parsing HTTP, so whatever follows (a body, a tunnel) would be read as the next
+ * request; and an HTTP/1.0 message with Transfer-Encoding has faulty framing for
+ * a 1.0 peer or intermediary, so RFC 9112 6.1 requires closing after it. */
+static bool keep_alive(const llhttp_t *ll) {
+    if (ll->method == HTTP_CONNECT) return false;
+    if (ll->http_minor == 0 && (ll->flags & F_TRANSFER_ENCODING)) return false;
+    return llhttp_should_keep_alive(ll) != 0;
+}
+
 static int on_headers_complete(llhttp_t *ll) {
     http_parser_t *p = of(ll);
     if (p->in_value && finish_header(p) < 0) return -1;
@@ -289,10 +314,26 @@ static int on_headers_complete(llhttp_t *ll) {
         parser_fail(p, 505, "HTTP version not supported (only 1.0 and 1.1)");
         return -1;
     }
+    /* RFC 9112 3.2: Host is required in HTTP/1.1, and never allowed twice. */
+    if (p->host_headers > 1) {
+        parser_fail(p, 400, "more than one Host header");
+        return -1;
+    }
+    if (p->host_headers == 0 && ll->http_minor == 1) {
+        parser_fail(p, 400, "missing Host header (required in HTTP/1.1)");
+        return -1;
+    }
     http_request_t *r = &p->req;
     r->method = map_method(ll->method);
     r->method_name = llhttp_method_name((llhttp_method_t)ll->method);
+    r->http_minor = (unsigned char)ll->http_minor;
     if (parse_target(p) < 0) return -1;
+    /* llhttp refuses this too, but only after this callback: refused here, a request
+     * reaching HEADERS is always well framed (RFC 9112 6.3: 400). */
+    if ((ll->flags & F_TRANSFER_ENCODING) && !(ll->flags & F_CHUNKED)) {
+        parser_fail(p, 400, "Transfer-Encoding without chunked");
+        return -1;
+    }
     if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->limits.max_body_bytes) {
         parser_fail(p, 413, "request body too large");
         return -1;
@@ -300,8 +341,12 @@ static int on_headers_complete(llhttp_t *ll) {
     const http_kv_t *expect = http_request_header(r, "expect");
     r->expect_continue = expect && ll->http_minor == 1 && strcasecmp(expect->value, "100-continue") == 0;
     r->upgrade = p->upgrade_header && http_header_has_token(http_request_header(r, "connection"), "upgrade");
-    /* Pausing here tells feed() where the headers end (for the header budget) and
-     * lets the caller answer 100-continue before any body byte is expected. */
+    r->has_body = (ll->flags & F_CHUNKED) ||
+                  ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > 0);
+    r->keep_alive = keep_alive(ll); /* final at the end of the message */
+    /* Pausing here tells feed() where the headers end (for the header budget), lets
+     * the caller route the request before its body and answer 100-continue before
+     * any body byte is expected. */
     return HPE_PAUSED;
 }
 
@@ -332,7 +377,7 @@ static int on_message_complete(llhttp_t *ll) {
     if (!p->body.data) buf_append(&p->body, "", 0); /* a NUL-terminated empty body */
     r->body = p->body.data;
     r->body_len = p->body.len;
-    r->keep_alive = llhttp_should_keep_alive(ll) != 0;
+    r->keep_alive = keep_alive(ll);
     p->done = true;
     return HPE_PAUSED; /* one request per DONE; the rest stays with the caller */
 }
@@ -372,8 +417,9 @@ static void request_clear(http_parser_t *p) {
     p->header_bytes = p->extra_bytes = 0;
     p->chunked_total = 0;
     p->chunked_codings = 0;
-    p->in_value = p->begun = p->headers_done = p->done = false;
-    p->continue_sent = p->upgrade_header = false;
+    p->host_headers = 0;
+    p->in_value = p->begun = p->version_ok = p->headers_done = p->done = false;
+    p->continue_sent = p->upgrade_header = p->paused_at_headers = false;
 }
 
 http_parser_t *http_parser_new(const http_limits_t *limits) {
@@ -391,11 +437,19 @@ void http_parser_free(http_parser_t *p) {
     free(p);
 }
 
+void http_parser_stop_at_headers(http_parser_t *p, bool on) { p->stop_at_headers = on; }
+
 void http_parser_reset(http_parser_t *p) {
     bool was_upgrade = p->done && (p->req.upgrade || llhttp_get_upgrade(&p->ll));
+    bool mid_request = p->begun && !p->done;
     request_clear(p);
     if (p->err_status) return; /* failed stays failed */
-    if (llhttp_get_errno(&p->ll) == HPE_PAUSED && !was_upgrade) {
+    if (mid_request) {
+        /* Reset after HEADERS without the body: the bytes that follow are that
+         * body, not a request; start over as if the connection were new. */
+        llhttp_init(&p->ll, HTTP_REQUEST, &parser_settings);
+        p->ll.data = p;
+    } else if (llhttp_get_errno(&p->ll) == HPE_PAUSED && !was_upgrade) {
         llhttp_resume(&p->ll);
     } else if (llhttp_get_errno(&p->ll) != HPE_OK) {
         /* After an upgrade llhttp expects the new protocol; a refused upgrade that
@@ -408,7 +462,7 @@ void http_parser_reset(http_parser_t *p) {
 static void fail_from_llhttp(http_parser_t *p, llhttp_errno_t e) {
     if (p->err_status) return;
     int status = 400;
-    if (e == HPE_INVALID_VERSION && p->version_len == 3 && p->version[0] >= '0' &&
+    if (e == HPE_INVALID_VERSION && !p->version_ok && p->version_len == 3 && p->version[0] >= '0' &&
         p->version[0] <= '9' && p->version[1] == '.' && p->version[2] >= '0' &&
         p->version[2] <= '9')
         status = 505; /* well-formed but unknown, e.g. HTTP/1.2 */
@@ -437,6 +491,11 @@ http_parse_status_t http_parser_feed(http_parser_t *p, const char *data, size_t 
     if (p->done) return HTTP_PARSE_DONE;
     size_t off = 0;
     bool resumed = false;
+    if (p->paused_at_headers) { /* the caller saw HEADERS: go on with the body */
+        p->paused_at_headers = false;
+        llhttp_resume(&p->ll);
+        resumed = true;
+    }
     while (off < len || resumed) {
         resumed = false;
         size_t n = len - off;
@@ -465,6 +524,11 @@ http_parse_status_t http_parser_feed(http_parser_t *p, const char *data, size_t 
         }
         if (e == HPE_OK) continue;
         if (e == HPE_PAUSED && !p->done) { /* paused at the end of the headers */
+            if (p->stop_at_headers) {
+                p->paused_at_headers = true;
+                *consumed = off;
+                return HTTP_PARSE_HEADERS;
+            }
             llhttp_resume(&p->ll);
             resumed = true;
             continue;
@@ -493,7 +557,7 @@ http_parse_status_t http_parser_finish(http_parser_t *p) {
 }
 
 const http_request_t *http_parser_request(const http_parser_t *p) {
-    return p->done ? &p->req : NULL;
+    return p->done || (p->headers_done && !p->err_status) ? &p->req : NULL;
 }
 
 int http_parser_error_status(const http_parser_t *p) { return p->err_status; }

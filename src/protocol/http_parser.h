@@ -1,7 +1,17 @@
-/* HTTP/1.1 request parser: an I/O-free engine over llhttp. Bytes go in with
- * http_parser_feed(); a complete request comes out, with its query string decoded
- * into parameters and its headers and body bounded by configurable limits.
- * Once it fails it stays failed (sticky error), like hiredis' reader.
+/* HTTP/1.1 request parser: an I/O-free engine over llhttp (built in its strict
+ * mode). Bytes go in with http_parser_feed(); a complete request comes out, with
+ * its query string decoded into parameters and its headers and body bounded by
+ * configurable limits. On request, it also stops once at the end of the headers
+ * (http_parser_stop_at_headers), so a server can route and authorize a request
+ * before reading its body. Once it fails it stays failed (sticky error), like
+ * hiredis' reader.
+ *
+ * Conformance beyond llhttp (RFC 9112): an HTTP/1.1 request without Host, or any
+ * request with more than one, is a 400; an error after a valid version (a bare CR)
+ * is a 400, 505 is only for a version other than 1.0 and 1.1; a request after
+ * which the connection cannot carry another one has keep_alive false: CONNECT
+ * (what follows it is never read as a body) and HTTP/1.0 with Transfer-Encoding
+ * (RFC 9112 6.1).
  *
  * Ownership: the parser owns every string in the request it exposes; they stay
  * valid until http_parser_reset() or http_parser_free(). */
@@ -20,6 +30,7 @@ typedef enum http_method {
     HTTP_METHOD_PUT,
     HTTP_METHOD_DELETE,
     HTTP_METHOD_OPTIONS,
+    HTTP_METHOD_CONNECT, /* never served; what follows its headers is not read */
 } http_method_t;
 
 typedef struct http_limits {
@@ -48,11 +59,16 @@ typedef struct http_request {
     bool keep_alive;         /* the connection may carry another request */
     bool upgrade;            /* Connection: upgrade with an Upgrade header */
     bool expect_continue;    /* HTTP/1.1 with "Expect: 100-continue" */
+    bool has_body;           /* Content-Length > 0 or chunked: a body follows the headers */
+    unsigned char http_minor; /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
 } http_request_t;
 
 typedef enum http_parse_status {
     HTTP_PARSE_NEED_MORE = 0, /* all bytes consumed, request not complete yet */
     HTTP_PARSE_DONE = 1,      /* a request is complete: see http_parser_request() */
+    HTTP_PARSE_HEADERS = 2,   /* only with http_parser_stop_at_headers(): the request
+                               * line and headers are complete and accepted, no body
+                               * byte was read; see http_parser_request() */
     HTTP_PARSE_ERROR = -1,    /* see http_parser_error_status()/_error_message() */
 } http_parse_status_t;
 
@@ -62,9 +78,17 @@ typedef struct http_parser http_parser_t;
 http_parser_t *http_parser_new(const http_limits_t *limits);
 void http_parser_free(http_parser_t *p); /* NULL is a no-op */
 
+/* Makes feed() return HTTP_PARSE_HEADERS once per request, at the end of its
+ * headers, with *consumed up to there: the caller can look at the request before
+ * any body byte is read. Feeding again (even 0 bytes) goes on with the body: a
+ * request without a body (and a CONNECT, whose following bytes are never read)
+ * is then DONE at once, consuming nothing. Off by default. */
+void http_parser_stop_at_headers(http_parser_t *p, bool on);
+
 /* Feeds bytes. *consumed is set to how many were used: on DONE the rest belong to the
- * next request (or, for an upgrade, to the new protocol); on NEED_MORE it equals len.
- * After DONE, feeding again without reset returns DONE with *consumed = 0. */
+ * next request (or, for an upgrade, to the new protocol); on HEADERS the rest is the
+ * body, to be fed next; on NEED_MORE it equals len. After DONE, feeding again
+ * without reset returns DONE with *consumed = 0. */
 http_parse_status_t http_parser_feed(http_parser_t *p, const char *data, size_t len,
                                      size_t *consumed);
 
@@ -72,8 +96,9 @@ http_parse_status_t http_parser_feed(http_parser_t *p, const char *data, size_t 
  * no request had begun (a clean close), ERROR (400) for a request cut short. */
 http_parse_status_t http_parser_finish(http_parser_t *p);
 
-/* Valid after DONE (NULL before), until reset/free. Query keys and values and the
- * path never contain NUL bytes (a %00 is refused with 400). */
+/* Valid after HEADERS and DONE (NULL before), until reset/free; after HEADERS the
+ * body is NULL with body_len 0 until DONE. Query keys and values and the path
+ * never contain NUL bytes (a %00 is refused with 400). */
 const http_request_t *http_parser_request(const http_parser_t *p);
 
 /* After ERROR: the HTTP status to answer with (400, 413, 431, 501, 505) and a short

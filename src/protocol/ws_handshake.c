@@ -52,6 +52,13 @@ ws_handshake_status_t ws_handshake_check(const http_request_t *req,
         *why = "WebSocket upgrade requires GET";
         return WS_HANDSHAKE_BAD_METHOD;
     }
+    /* RFC 6455 4.1/4.2.1: "an HTTP/1.1 or higher GET request". An HTTP/1.0 peer
+     * or proxy knows no Upgrade, so a 101 could not be relied on: a plain 400,
+     * like any other request that is not a valid handshake. */
+    if (req->http_minor < 1) {
+        *why = "WebSocket upgrade requires HTTP/1.1";
+        return WS_HANDSHAKE_NOT_UPGRADE;
+    }
     const http_kv_t *upgrade = http_request_header(req, "upgrade");
     if (!upgrade || !http_header_has_token(upgrade, "websocket")) {
         *why = "missing Upgrade: websocket";

@@ -11,13 +11,14 @@
 
 typedef enum ws_handshake_status {
     WS_HANDSHAKE_OK = 0,
-    WS_HANDSHAKE_NOT_UPGRADE = -1,   /* not a WebSocket upgrade at all: 400 (426 with Upgrade) */
+    WS_HANDSHAKE_NOT_UPGRADE = -1,   /* not a WebSocket upgrade (or over HTTP/1.0): 400 */
     WS_HANDSHAKE_BAD_METHOD = -2,    /* not GET: 405 */
     WS_HANDSHAKE_BAD_VERSION = -3,   /* Sec-WebSocket-Version is not 13: 426 + "Sec-WebSocket-Version: 13" */
     WS_HANDSHAKE_BAD_KEY = -4,       /* missing or not base64 of 16 bytes: 400 */
 } ws_handshake_status_t;
 
-/* Checks, in this order: method, Upgrade: websocket, Connection: upgrade, version 13
+/* Checks, in this order: method, HTTP/1.1 (not 1.0), Upgrade: websocket,
+ * Connection: upgrade, version 13
  * (a missing Sec-WebSocket-Version is BAD_VERSION too, so the client learns which
  * one to use) and the key (24 chars of padded base64 encoding 16 bytes). On OK
  * writes the Sec-WebSocket-Accept value plus NUL into accept_out. On error *why

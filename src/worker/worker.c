@@ -202,6 +202,22 @@ static const char *query_value(const http_request_t *req, const char *key) {
     return kv ? kv->value : NULL;
 }
 
+http_verdict_t worker_precheck(worker_t *w, http_conn_t *hc, const http_request_t *req) {
+    (void)w;
+    if (!req->path || strcmp(req->path, "/connect") != 0) return HTTP_NOT_MINE;
+    if (req->method != HTTP_METHOD_GET) {
+        respond_error_hdr(hc, 405, "Allow: GET\r\n", "METHOD_NOT_ALLOWED", "method not allowed");
+        return HTTP_ANSWERED;
+    }
+    /* A handshake has no body; one would be buffered (up to max_body_bytes) before
+     * authentication. Refused from the headers, so it is never read. */
+    if (req->has_body) {
+        http_conn_respond_error(hc, 400, "INVALID_HANDSHAKE", "a WebSocket handshake has no body");
+        return HTTP_ANSWERED;
+    }
+    return HTTP_ACCEPTED;
+}
+
 bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
     if (!req->path || strcmp(req->path, "/connect") != 0) return false;
     /* Routing comes before authentication (docs/api.md), as on the API's paths. */

@@ -37,6 +37,11 @@ typedef struct worker_config {
  * Never NULL. */
 worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg);
 
+/* For the server's precheck, on the request line and headers: not /connect
+ * (HTTP_NOT_MINE); not GET (405) or with a body (400 INVALID_HANDSHAKE), answered
+ * (HTTP_ANSWERED); else HTTP_ACCEPTED, for worker_handle. */
+http_verdict_t worker_precheck(worker_t *w, http_conn_t *c, const http_request_t *req);
+
 /* Handles the request if it is for the worker (path /connect) and returns true;
  * returns false without touching the connection otherwise. The worker keeps at
  * most the HTTP server's max_connections sockets (http_conn_max_connections);

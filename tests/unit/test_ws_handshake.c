@@ -28,6 +28,7 @@ static void build(req_builder_t *b, http_method_t method, const char *name, cons
     b->req.method = method;
     b->req.method_name = method == HTTP_METHOD_GET ? "GET" : "POST";
     b->req.path = "/connect";
+    b->req.http_minor = 1;
     b->req.headers = b->headers;
     static const char *defaults[][2] = {
         {"host", "server.example.com"},
@@ -145,5 +146,24 @@ Test(ws_handshake, through_http_parser) {
     const char *why = NULL;
     cr_assert_eq(ws_handshake_check(http_parser_request(p), accept, &why), WS_HANDSHAKE_OK, "%s", why);
     cr_assert_str_eq(accept, RFC_ACCEPT);
+    http_parser_free(p);
+}
+
+Test(ws_handshake, http10_refused) {
+    /* RFC 6455 4.1: the handshake is an HTTP/1.1 (or higher) GET request. */
+    static const char raw[] = "GET /connect HTTP/1.0\r\n"
+                              "Upgrade: websocket\r\n"
+                              "Connection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: " RFC_KEY "\r\n"
+                              "Sec-WebSocket-Version: 13\r\n"
+                              "\r\n";
+    http_limits_t lim = {.max_header_bytes = 8192, .max_headers = 64, .max_body_bytes = 1024};
+    http_parser_t *p = http_parser_new(&lim);
+    size_t used = 0;
+    cr_assert_eq(http_parser_feed(p, raw, sizeof raw - 1, &used), HTTP_PARSE_DONE);
+    char accept[WS_ACCEPT_LEN + 1];
+    const char *why = NULL;
+    cr_assert_eq(ws_handshake_check(http_parser_request(p), accept, &why), WS_HANDSHAKE_NOT_UPGRADE);
+    cr_assert_str_eq(why, "WebSocket upgrade requires HTTP/1.1");
     http_parser_free(p);
 }
