@@ -5,6 +5,9 @@
  * Socket-level work for one connection lives in ws_conn.c. */
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 #include <time.h>
 
@@ -18,7 +21,8 @@
 
 #define SWEEP_MS 1000
 #define CLOSING_SWEEP_MS 100 /* during worker_close: enforce the short deadlines promptly */
-#define QPOOL_MAX 1024       /* queue nodes kept for reuse */
+#define QPOOL_MAX 1024       /* queue nodes kept for reuse: 48 KiB at most */
+#define TRIM_BYTES (1u << 20) /* queue memory released before the sweep trims the heap */
 
 #define CONN_OF(node) ((worker_conn_t *)((char *)(node) - offsetof(worker_conn_t, ix)))
 
@@ -327,6 +331,21 @@ static void on_resync(void *ud) {
 
 /* Sweep ------------------------------------------------------------------------ */
 
+/* Queued frames are many small allocations, freed in an order malloc cannot
+ * coalesce into its top chunk, so the pages they used stay resident after a big
+ * backlog is written or dropped (a slow client closed with 1008, a burst). After at
+ * least TRIM_BYTES of queue memory went back to malloc, malloc_trim gives free
+ * pages back to the kernel (in every arena: the threads' too). At most once per
+ * sweep (a second), and only after such releases: it walks the free lists, which
+ * costs far less than what it returns, and never runs on the idle path. */
+static void release_memory(worker_t *w) {
+    if (w->released < TRIM_BYTES) return;
+    w->released = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void on_sweep(uv_timer_t *t) {
     worker_t *w = t->data;
     uint32_t now = worker_now(w);
@@ -337,6 +356,7 @@ static void on_sweep(uv_timer_t *t) {
     for (worker_conn_t *c = w->conns; c; c = next) {
         next = c->next;
         if (c->state == CONN_OPEN) {
+            worker_conn_sweep_paused(c, now);
             if (timeout && now - c->last_rx >= timeout) {
                 w->stats.dead_closes++;
                 log_debug("client id=%s silent for %us: closing", c->ix.id, w->ping_timeout_s);
@@ -354,6 +374,7 @@ static void on_sweep(uv_timer_t *t) {
         }
     }
     worker_frame_unref(ping);
+    release_memory(w);
 }
 
 /* Lifecycle ------------------------------------------------------------------- */
