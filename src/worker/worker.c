@@ -331,18 +331,28 @@ static void on_resync(void *ud) {
 
 /* Sweep ------------------------------------------------------------------------ */
 
-/* Queued frames are many small allocations, freed in an order malloc cannot
- * coalesce into its top chunk, so the pages they used stay resident after a big
- * backlog is written or dropped (a slow client closed with 1008, a burst). After at
- * least TRIM_BYTES of queue memory went back to malloc, malloc_trim gives free
- * pages back to the kernel (in every arena: the threads' too). At most once per
- * sweep (a second), and only after such releases: it walks the free lists, which
- * costs far less than what it returns, and never runs on the idle path. */
+/* Queued frames and nodes are many small allocations, freed in an order malloc
+ * cannot coalesce by itself (small chunks wait in its fast lists, and the nodes kept
+ * for reuse are scattered over the pages the backlog used), so the memory of a big
+ * backlog stays resident after it was written or dropped (a slow client closed with
+ * 1008, clients gone with full queues). After at least TRIM_BYTES of queue memory
+ * were released: the node free list is emptied (it refills on demand, and only
+ * backlogs use it), and malloc_trim(0) consolidates every arena and gives the free
+ * pages inside them back to the kernel. glibc's malloc_trim does not shrink the top
+ * chunk of a thread's arena (standalone runs workers on threads), but a free() of a
+ * chunk of at least 64 KiB does (heap_trim), hence the malloc/free that follows (in
+ * this thread's arena, where its frames and nodes were allocated; volatile, so the
+ * pair is not optimised away). At most once per sweep (a second), and only after
+ * such releases: it walks the free lists, which costs far less than what it returns,
+ * and never runs on the idle path. */
 static void release_memory(worker_t *w) {
     if (w->released < TRIM_BYTES) return;
     w->released = 0;
+    worker_qpool_free(&w->pool);
 #ifdef __GLIBC__
     malloc_trim(0);
+    void *volatile p = malloc(64 << 10);
+    free(p);
 #endif
 }
 

@@ -48,8 +48,8 @@ typedef struct worker_conn {
                                       ping/pong (or of the 101); uint32 lasts to 2106 */
     uint32_t last_touch;           /* tick of the last store_conn_touch */
     uint32_t close_deadline;       /* CLOSING: hard close at this tick */
-    int64_t paused_unacked;        /* read_paused: bytes the client had not acknowledged at
-                                      the last sweep (ws_conn.c) */
+    uint32_t paused_unacked;       /* read_paused: bytes the client had not acknowledged at
+                                      the last sweep (low 32 bits: only compared) */
     uint16_t close_after_open;     /* PENDING: close with this code once open */
     uint8_t state;
     uint8_t inflight;              /* queue nodes in the uv_write in flight */

@@ -84,7 +84,7 @@ static void update_reading(worker_conn_t *c) {
     if (pause == c->read_paused) return;
     c->read_paused = pause;
     if (pause) {
-        c->paused_unacked = -1; /* the first sweep counts as progress: one sweep of grace */
+        c->paused_unacked = UINT32_MAX; /* the first sweep counts as progress: one sweep of grace */
         uv_read_stop((uv_stream_t *)c->tcp);
     } else if (uv_read_start((uv_stream_t *)c->tcp, read_buffer_alloc, on_read) < 0) {
         worker_conn_kill(c);
@@ -108,8 +108,8 @@ void worker_conn_sweep_paused(worker_conn_t *c, uint32_t now) {
     if (!c->read_paused) return;
     int64_t n = unacked(c);
     if (n < 0) return;
-    if (n != c->paused_unacked) c->last_rx = now; /* it read some: alive */
-    c->paused_unacked = n;
+    if ((uint32_t)n != c->paused_unacked) c->last_rx = now; /* it read some: alive */
+    c->paused_unacked = (uint32_t)n;
 }
 
 /* The close frame is on the wire: when the peer has closed too we are done;
@@ -169,8 +169,8 @@ static void start_write(worker_conn_t *c) {
 static void slow_close(worker_conn_t *c) {
     worker_t *w = c->w;
     w->stats.slow_closes++;
-    log_warn("closing slow client id=%s user=%s: %zu bytes unsent (%zu with their memory), over max_queued_bytes %llu",
-             c->ix.id, c->ix.user, c->q.bytes, c->q.cost, (unsigned long long)w->max_queued);
+    log_warn("closing slow client id=%s user=%s: %zu bytes queued, over max_queued_bytes %llu",
+             c->ix.id, c->ix.user, c->q.cost, (unsigned long long)w->max_queued);
     worker_conn_start_close(c, WS_CLOSE_POLICY, close_reason(WS_CLOSE_POLICY));
 }
 
@@ -293,7 +293,7 @@ static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
     switch (ev->type) {
     case WS_EVENT_PING:
         if (c->state == CONN_OPEN) {
-            touch(c, now); /* first: the pong may end the connection (slow client) */
+            touch(c, now); /* first: writing the pong may end the connection */
             send_pong(c, ev->payload, ev->payload_len);
         }
         break;

@@ -146,6 +146,7 @@ def test_ping_flood_from_a_client_that_never_reads(make_deployment):
     if not sanitized:
         h.wait_until(lambda: rss_kb(pid) - base <= RETURN_KB, 5,
                      what=f"RSS to come back near {base} kB (now {rss_kb(pid)} kB)")
+        print(f"after the client left: {rss_kb(pid)} kB (+{rss_kb(pid) - base} kB)")
     # The worker still serves.
     ok = h.ws_connect(dep.worker(), f"jwt={make_jwt(dep, h.new_id())}")
     assert ok.is_open()
@@ -264,3 +265,41 @@ def test_paused_client_that_reads_nothing_is_released(make_deployment):
         wait_fds(pid, base, timeout=12, what="the non-reading client's socket to be closed")
     finally:
         reset_close(ws.sock)
+
+
+def test_memory_of_released_queues_goes_back(make_deployment):
+    """Many small queued deliveries (a user's 20 connections that read nothing get
+    8000 messages of 1000 bytes: beyond what the kernel's socket buffers absorb, about
+    100 000 queue nodes and 8000 frames), then the clients reset: the worker
+    gives the memory back to the kernel (malloc_trim after large releases), instead
+    of keeping it in malloc's free lists."""
+    dep = make_deployment()
+    pid = dep.worker_procs[0].pid
+    user = h.new_id()
+    q = f"jwt={make_jwt(dep, user)}"
+    warm = [small_rcvbuf_ws(dep.worker(), q) for _ in range(20)]
+    for ws in warm:
+        reset_close(ws.sock)
+    time.sleep(1.5)
+    base_fds = fd_count(pid)
+    base = rss_kb(pid)
+    socks = [small_rcvbuf_ws(dep.worker(), q) for _ in range(20)]
+    try:
+        api = h.KeepAliveApi(dep.apis[0], dep.token)
+        try:
+            for i in range(8000):
+                assert api.send(b"m" * 1000, user=user, type="text").expect(200)["connections"] \
+                    == 20
+        finally:
+            api.close()
+        grown = rss_kb(pid) - base
+        print(f"20 non-reading connections, 8000 messages: RSS +{grown} kB")
+    finally:
+        for ws in socks:
+            reset_close(ws.sock)
+    wait_fds(pid, base_fds, timeout=10)
+    if not is_sanitized(pid):
+        assert grown > 8 * 1024, f"the queues did not grow ({grown} kB): the test tests nothing"
+        h.wait_until(lambda: rss_kb(pid) - base <= RETURN_KB * 2, 5,
+                     what=f"RSS to come back near {base} kB (now {rss_kb(pid)} kB)")
+        print(f"after they left: +{rss_kb(pid) - base} kB")
