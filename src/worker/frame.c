@@ -1,6 +1,7 @@
 /* Refcounted outgoing frames and per-connection write queues of the worker.
  * A message to N connections costs one allocation for the frame; queue nodes are
- * recycled through a per-worker free list. */
+ * recycled through a per-worker free list (bounded by pool->max: what a burst of
+ * queued frames leaves behind goes back to malloc). */
 #include "worker/frame.h"
 
 #include <stdlib.h>
@@ -74,14 +75,22 @@ void worker_queue_push(worker_queue_t *q, worker_qpool_t *pool, worker_frame_t *
         q->head = n;
     q->tail = n;
     q->bytes += f->len - off;
+    q->cost += worker_qnode_cost(f);
+}
+
+/* Accounts for a node that has left the queue (already unlinked) and recycles it. */
+static void node_drop(worker_queue_t *q, worker_qpool_t *pool, worker_qnode_t *n) {
+    if (q->pong == n) q->pong = NULL;
+    q->bytes -= n->frame->len - n->off;
+    q->cost -= worker_qnode_cost(n->frame);
+    node_put(pool, n);
 }
 
 void worker_queue_pop(worker_queue_t *q, worker_qpool_t *pool) {
     worker_qnode_t *n = q->head;
     q->head = n->next;
     if (!q->head) q->tail = NULL;
-    q->bytes -= n->frame->len - n->off;
-    node_put(pool, n);
+    node_drop(q, pool, n);
 }
 
 void worker_queue_truncate(worker_queue_t *q, worker_qpool_t *pool, size_t keep) {
@@ -97,14 +106,45 @@ void worker_queue_truncate(worker_queue_t *q, worker_qpool_t *pool, size_t keep)
     q->tail = last;
     while (n) {
         worker_qnode_t *next = n->next;
-        q->bytes -= n->frame->len - n->off;
-        node_put(pool, n);
+        node_drop(q, pool, n);
         n = next;
     }
 }
 
 void worker_queue_clear(worker_queue_t *q, worker_qpool_t *pool) {
     while (q->head) worker_queue_pop(q, pool);
+}
+
+/* Is n one of the first `busy` nodes (those a write in flight is reading)? */
+static bool node_busy(const worker_queue_t *q, const worker_qnode_t *n, size_t busy) {
+    for (const worker_qnode_t *m = q->head; m && busy; m = m->next, busy--)
+        if (m == n) return true;
+    return false;
+}
+
+bool worker_queue_pong(worker_queue_t *q, worker_qpool_t *pool, const void *payload, size_t len,
+                       size_t busy) {
+    worker_qnode_t *p = q->pong;
+    if (p && p->off == 0 && !node_busy(q, p, busy)) {
+        worker_frame_t *old = p->frame;
+        uint8_t hdr[WS_FRAME_HEADER_MAX];
+        size_t hlen = ws_frame_header(hdr, WS_OP_PONG, len);
+        if (old->refs == 1 && old->len == hlen + len) {
+            if (len) memcpy(old->data + hlen, payload, len); /* same header */
+            return false;
+        }
+        worker_frame_t *f = worker_frame_new(WS_OP_PONG, payload, len);
+        q->bytes = q->bytes - old->len + f->len;
+        q->cost = q->cost - worker_qnode_cost(old) + worker_qnode_cost(f);
+        p->frame = f; /* the node's reference moves to the new frame */
+        worker_frame_unref(old);
+        return false;
+    }
+    worker_frame_t *f = worker_frame_new(WS_OP_PONG, payload, len);
+    worker_queue_push(q, pool, f, 0);
+    worker_frame_unref(f);
+    q->pong = q->tail;
+    return true;
 }
 
 void worker_qpool_free(worker_qpool_t *pool) {

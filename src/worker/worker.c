@@ -5,6 +5,9 @@
  * Socket-level work for one connection lives in ws_conn.c. */
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 #include <time.h>
 
@@ -19,7 +22,8 @@
 
 #define SWEEP_MS 1000
 #define CLOSING_SWEEP_MS 100 /* during worker_close: enforce the short deadlines promptly */
-#define QPOOL_MAX 1024       /* queue nodes kept for reuse */
+#define QPOOL_MAX 1024       /* queue nodes kept for reuse: 48 KiB at most */
+#define TRIM_BYTES (1u << 20) /* queue memory released before the sweep trims the heap */
 
 #define CONN_OF(node) ((worker_conn_t *)((char *)(node) - offsetof(worker_conn_t, ix)))
 
@@ -353,6 +357,31 @@ static void on_resync(void *ud) {
 
 /* Sweep ------------------------------------------------------------------------ */
 
+/* Queued frames and nodes are many small allocations, freed in an order malloc
+ * cannot coalesce by itself (small chunks wait in its fast lists, and the nodes kept
+ * for reuse are scattered over the pages the backlog used), so the memory of a big
+ * backlog stays resident after it was written or dropped (a slow client closed with
+ * 1008, clients gone with full queues). After at least TRIM_BYTES of queue memory
+ * were released: the node free list is emptied (it refills on demand, and only
+ * backlogs use it), and malloc_trim(0) consolidates every arena and gives the free
+ * pages inside them back to the kernel. glibc's malloc_trim does not shrink the top
+ * chunk of a thread's arena (standalone runs workers on threads), but a free() of a
+ * chunk of at least 64 KiB does (heap_trim), hence the malloc/free that follows (in
+ * this thread's arena, where its frames and nodes were allocated; volatile, so the
+ * pair is not optimised away). At most once per sweep (a second), and only after
+ * such releases: it walks the free lists, which costs far less than what it returns,
+ * and never runs on the idle path. */
+static void release_memory(worker_t *w) {
+    if (w->released < TRIM_BYTES) return;
+    w->released = 0;
+    worker_qpool_free(&w->pool);
+#ifdef __GLIBC__
+    malloc_trim(0);
+    void *volatile p = malloc(64 << 10);
+    free(p);
+#endif
+}
+
 static void on_sweep(uv_timer_t *t) {
     worker_t *w = t->data;
     uint32_t now = worker_now(w);
@@ -363,6 +392,7 @@ static void on_sweep(uv_timer_t *t) {
     for (worker_conn_t *c = w->conns; c; c = next) {
         next = c->next;
         if (c->state == CONN_OPEN) {
+            worker_conn_sweep_paused(c, now);
             if (timeout && now - c->last_rx >= timeout) {
                 w->stats.dead_closes++;
                 log_debug("client silent: closing", LOG_S("id", c->ix.id),
@@ -381,6 +411,7 @@ static void on_sweep(uv_timer_t *t) {
         }
     }
     worker_frame_unref(ping);
+    release_memory(w);
 }
 
 /* Lifecycle ------------------------------------------------------------------- */

@@ -48,12 +48,15 @@ typedef struct worker_conn {
                                       ping/pong (or of the 101); uint32 lasts to 2106 */
     uint32_t last_touch;           /* tick of the last store_conn_touch */
     uint32_t close_deadline;       /* CLOSING: hard close at this tick */
+    uint32_t paused_unacked;       /* read_paused: bytes the client had not acknowledged at
+                                      the last sweep (low 32 bits: only compared) */
     uint16_t close_after_open;     /* PENDING: close with this code once open */
     uint8_t state;
     uint8_t inflight;              /* queue nodes in the uv_write in flight */
     bool writing;
     bool peer_closed;              /* the client's close frame arrived */
     bool rx_done;                  /* protocol error or close seen: input is discarded */
+    bool read_paused;              /* uv_read_stop: a pong waits for the client to read */
     bool touch_due;                /* lastPing changed since the last store_conn_touch */
     bool registered;               /* store registration to undo */
     bool indexed;                  /* in w->index */
@@ -80,6 +83,7 @@ struct worker {
     atomic_size_t *shared_slots;   /* NULL, or live + connecting of every worker sharing
                                       max_connections (threads of one process) */
     worker_qpool_t pool;
+    size_t released;               /* queue cost freed since the sweep last looked */
     uv_timer_t sweep;
     bool closing;
     bool timer_closing;
@@ -94,8 +98,9 @@ uint32_t worker_now(const worker_t *w);
 void worker_slot_release(worker_t *w);
 
 /* Queues a frame for the connection (it takes its own reference): written at once
- * when nothing is queued, else after the rest. Over max_queued the client is
- * closed with 1008 instead. Ignored unless PENDING or OPEN. */
+ * when nothing is queued, else after the rest. When the queue's cost (frame.h) goes
+ * over max_queued the client is closed with 1008 instead. Ignored unless PENDING or
+ * OPEN. */
 void worker_conn_send(worker_conn_t *c, worker_frame_t *f);
 
 /* Starts the closing handshake with code (PENDING: once open). */
@@ -104,6 +109,12 @@ void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason
 /* Writes a lastPing that the rate limit held back (at most one store write per
  * connection per second). Called by the sweep for every open connection. */
 void worker_conn_flush_touch(worker_conn_t *c, uint32_t now);
+
+/* Called by the sweep for every open connection before its ping timeout is
+ * judged: while reading is paused, last_rx cannot move by reading, so the client's
+ * reading stands in for it: when it acknowledged bytes since the last sweep (or a
+ * write completed, see on_write), last_rx becomes now. */
+void worker_conn_sweep_paused(worker_conn_t *c, uint32_t now);
 
 /* Closes the socket now, without a close frame. */
 void worker_conn_kill(worker_conn_t *c);

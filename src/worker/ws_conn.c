@@ -5,6 +5,7 @@
  * that ends a connection goes through uv_close). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -16,6 +17,7 @@
 
 static void start_write(worker_conn_t *c);
 static void on_close(uv_handle_t *h);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static const char *close_reason(uint16_t code) {
     switch (code) {
@@ -40,6 +42,7 @@ void worker_conn_unroute(worker_conn_t *c) {
 
 void worker_conn_free(worker_conn_t *c) {
     worker_t *w = c->w;
+    w->released += c->q.cost;
     worker_queue_clear(&c->q, &w->pool);
     if (c->prev)
         c->prev->next = c->next;
@@ -68,6 +71,47 @@ static void on_close(uv_handle_t *h) {
     worker_conn_free(c);
 }
 
+/* Reading pauses while a pong waits in the queue, i.e. while the client has not
+ * read what we already owe it: whatever it sends meanwhile (more pings) stays in
+ * the kernel's socket buffers, and TCP flow control holds it back, instead of
+ * costing the worker memory (and CPU). Reading resumes once that pong is written.
+ * Pongs are the only frames a client can make the worker queue, so this (with
+ * pong coalescing) bounds what it can induce; frames the server pushes are bounded
+ * by max_queued_bytes (close 1008). */
+static void update_reading(worker_conn_t *c) {
+    if (!c->tcp || (c->state != CONN_OPEN && c->state != CONN_CLOSING)) return;
+    bool pause = c->q.pong != NULL;
+    if (pause == c->read_paused) return;
+    c->read_paused = pause;
+    if (pause) {
+        c->paused_unacked = UINT32_MAX; /* the first sweep counts as progress: one sweep of grace */
+        uv_read_stop((uv_stream_t *)c->tcp);
+    } else if (uv_read_start((uv_stream_t *)c->tcp, read_buffer_alloc, on_read) < 0) {
+        worker_conn_kill(c);
+    }
+}
+
+/* Bytes the client has yet to acknowledge: in the kernel's send queue (unsent and
+ * unacknowledged) plus those libuv still holds for the write in flight. While a
+ * write is in flight, libuv moving bytes into the kernel leaves the sum unchanged;
+ * only the client's acknowledgements lower it, and once its receive buffer is full
+ * it acknowledges only what its application reads. (The kernel's queue alone is no
+ * measure: libuv refills it to the same size as the client drains it.) */
+static int64_t unacked(worker_conn_t *c) {
+    uv_os_fd_t fd;
+    int outq = 0;
+    if (uv_fileno((uv_handle_t *)c->tcp, &fd) < 0 || ioctl(fd, TIOCOUTQ, &outq) < 0) return -1;
+    return (int64_t)outq + (int64_t)uv_stream_get_write_queue_size((uv_stream_t *)c->tcp);
+}
+
+void worker_conn_sweep_paused(worker_conn_t *c, uint32_t now) {
+    if (!c->read_paused) return;
+    int64_t n = unacked(c);
+    if (n < 0) return;
+    if ((uint32_t)n != c->paused_unacked) c->last_rx = now; /* it read some: alive */
+    c->paused_unacked = (uint32_t)n;
+}
+
 /* The close frame is on the wire: when the peer has closed too we are done;
  * otherwise half-close so it sees EOF after our close frame (closing with unread
  * input would send an RST that can destroy the frame), and wait for its reply. */
@@ -87,13 +131,20 @@ static void close_written(worker_conn_t *c) {
 static void on_write(uv_write_t *req, int status) {
     worker_conn_t *c = (worker_conn_t *)((char *)req - offsetof(worker_conn_t, req));
     worker_t *w = c->w;
+    size_t cost = c->q.cost;
     c->writing = false;
     for (uint8_t i = 0; i < c->inflight && c->q.head; i++) worker_queue_pop(&c->q, &w->pool);
     c->inflight = 0;
+    w->released += cost - c->q.cost;
     if (c->state == CONN_CLOSED) return;
     if (status < 0) {
         worker_conn_kill(c);
         return;
+    }
+    if (c->read_paused) {
+        c->last_rx = worker_now(w); /* it reads: alive (see worker_conn_sweep_paused) */
+        update_reading(c);
+        if (c->state == CONN_CLOSED) return;
     }
     if (c->q.head)
         start_write(c);
@@ -118,8 +169,8 @@ static void start_write(worker_conn_t *c) {
 static void slow_close(worker_conn_t *c) {
     worker_t *w = c->w;
     w->stats.slow_closes++;
-    log_warn("closing slow client: unsent bytes over max_queued_bytes", LOG_S("id", c->ix.id),
-             LOG_S("user", c->ix.user), LOG_U("unsent", c->q.bytes),
+    log_warn("closing slow client: queued bytes over max_queued_bytes", LOG_S("id", c->ix.id),
+             LOG_S("user", c->ix.user), LOG_U("queued", c->q.cost),
              LOG_U("max_queued_bytes", w->max_queued));
     worker_conn_start_close(c, WS_CLOSE_POLICY, close_reason(WS_CLOSE_POLICY));
 }
@@ -147,7 +198,7 @@ static void enqueue(worker_conn_t *c, worker_frame_t *f, size_t off) {
     worker_t *w = c->w;
     /* Queue first: a partly written frame must be finished before a close frame. */
     worker_queue_push(&c->q, &w->pool, f, off);
-    if (c->q.bytes > w->max_queued) {
+    if (c->q.cost > w->max_queued) {
         slow_close(c);
         return;
     }
@@ -161,18 +212,31 @@ void worker_conn_send(worker_conn_t *c, worker_frame_t *f) {
     enqueue(c, f, (size_t)n);
 }
 
-/* A small control frame (a pong) built on the stack; allocated only when it has
- * to wait in the queue. */
-static void send_control(worker_conn_t *c, int opcode, const uint8_t *payload, size_t len) {
-    if (!can_send(c) || len > 125) return;
-    uint8_t frame[WS_FRAME_HEADER_MAX + 125];
-    size_t hlen = ws_frame_header(frame, opcode, len);
-    if (len) memcpy(frame + hlen, payload, len);
-    ssize_t n = write_direct(c, frame, hlen + len);
-    if (n < 0 || (size_t)n == hlen + len) return;
-    worker_frame_t *f = worker_frame_raw(frame, hlen + len);
-    enqueue(c, f, (size_t)n);
-    worker_frame_unref(f);
+/* A pong, built on the stack and written at once when nothing is queued, so it
+ * allocates only when it has to wait. A waiting pong is coalesced with the next
+ * (frame.h), pauses reading until it is written (update_reading), and is not held
+ * to max_queued_bytes: what a client makes us queue is bounded by those two, and a
+ * 1008 close is for clients that cannot keep up with what the server sends. */
+static void send_pong(worker_conn_t *c, const uint8_t *payload, size_t len) {
+    worker_t *w = c->w;
+    if (c->state != CONN_OPEN || len > 125) return;
+    if (!c->q.head) {
+        uint8_t frame[WS_FRAME_HEADER_MAX + 125];
+        size_t hlen = ws_frame_header(frame, WS_OP_PONG, len);
+        if (len) memcpy(frame + hlen, payload, len);
+        ssize_t n = write_direct(c, frame, hlen + len);
+        if (n < 0 || (size_t)n == hlen + len) return;
+        if (n > 0) { /* the rest, partly written: not a pong a newer one may replace */
+            worker_frame_t *f = worker_frame_raw(frame, hlen + len);
+            worker_queue_push(&c->q, &w->pool, f, (size_t)n);
+            worker_frame_unref(f);
+            start_write(c);
+            return;
+        }
+    }
+    worker_queue_pong(&c->q, &w->pool, payload, len, c->writing ? c->inflight : 0);
+    update_reading(c);
+    start_write(c);
 }
 
 void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason) {
@@ -191,7 +255,11 @@ void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason
     if (code == WS_CLOSE_POLICY) {
         size_t keep = c->writing ? c->inflight : 0;
         if (!keep && c->q.head && c->q.head->off) keep = 1; /* partly written by try_write */
+        size_t cost = c->q.cost;
         worker_queue_truncate(&c->q, &w->pool, keep);
+        w->released += cost - c->q.cost;
+        update_reading(c); /* a dropped pong no longer holds reading back */
+        if (c->state == CONN_CLOSED) return;
     }
     worker_frame_t *f = worker_frame_close(code, reason);
     worker_queue_push(&c->q, &w->pool, f, 0);
@@ -226,8 +294,8 @@ static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
     switch (ev->type) {
     case WS_EVENT_PING:
         if (c->state == CONN_OPEN) {
-            touch(c, now); /* first: the pong may end the connection (slow client) */
-            send_control(c, WS_OP_PONG, ev->payload, ev->payload_len);
+            touch(c, now); /* first: writing the pong may end the connection */
+            send_pong(c, ev->payload, ev->payload_len);
         }
         break;
     case WS_EVENT_PONG:

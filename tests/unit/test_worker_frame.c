@@ -112,3 +112,141 @@ Test(worker_queue, order_and_truncate) {
     cr_assert_eq(q.bytes, 0);
     worker_qpool_free(&pool);
 }
+
+/* Queued bytes are charged what they pin: node and whole frame, allocator overhead
+ * included, whatever the offset and however many queues share the frame. */
+Test(worker_queue, cost_counts_node_frame_and_allocator) {
+    cr_assert_eq(WORKER_ALLOC_COST(1), 32);
+    cr_assert_eq(WORKER_ALLOC_COST(16), 32);
+    cr_assert_eq(WORKER_ALLOC_COST(17), 48);
+    for (size_t n = 1; n < 4096; n++) { /* never less than glibc's chunk: n + 8, 16-aligned, >= 32 */
+        size_t glibc = (n + 8 + 15) & ~(size_t)15;
+        if (glibc < 32) glibc = 32;
+        cr_assert_geq(WORKER_ALLOC_COST(n), glibc, "n=%zu", n);
+    }
+    worker_qpool_t pool = WORKER_QPOOL_INIT(8);
+    worker_queue_t a = {0}, b = {0};
+    worker_frame_t *pong = worker_frame_new(WS_OP_PONG, NULL, 0); /* 2 wire bytes */
+    size_t node = WORKER_ALLOC_COST(sizeof(worker_qnode_t));
+    cr_assert_eq(worker_frame_cost(pong), WORKER_ALLOC_COST(sizeof *pong + 2));
+    cr_assert_eq(worker_qnode_cost(pong), node + worker_frame_cost(pong));
+    cr_assert_geq(worker_qnode_cost(pong), 64, "an empty pong pins at least 64 bytes, not 2");
+    worker_queue_push(&a, &pool, pong, 0);
+    cr_assert_eq(a.bytes, 2);
+    cr_assert_eq(a.cost, worker_qnode_cost(pong));
+
+    static uint8_t big[70000];
+    worker_frame_t *f = worker_frame_new(WS_OP_BINARY, big, sizeof big);
+    worker_queue_push(&a, &pool, f, 0);
+    worker_queue_push(&b, &pool, f, 60000); /* partly written: still pins all of it */
+    worker_frame_unref(f);
+    cr_assert_eq(b.bytes, f->len - 60000);
+    cr_assert_eq(b.cost, node + worker_frame_cost(f));
+    cr_assert_eq(a.cost, 2 * node + worker_frame_cost(pong) + worker_frame_cost(f));
+    cr_assert_geq(b.cost, sizeof big + 10 + 16);
+
+    worker_queue_pop(&a, &pool);
+    cr_assert_eq(a.cost, node + worker_frame_cost(f));
+    worker_queue_truncate(&a, &pool, 0);
+    cr_assert_eq(a.cost, 0);
+    cr_assert_eq(a.bytes, 0);
+    worker_queue_clear(&b, &pool);
+    cr_assert_eq(b.cost, 0);
+    worker_frame_unref(pong);
+    worker_qpool_free(&pool);
+}
+
+/* One waiting pong per queue: a newer ping's payload replaces it, in place. */
+Test(worker_queue, pongs_coalesce_into_the_waiting_one) {
+    worker_qpool_t pool = WORKER_QPOOL_INIT(8);
+    worker_queue_t q = {0};
+    worker_frame_t *d = worker_frame_new(WS_OP_TEXT, "data", 4);
+    worker_queue_push(&q, &pool, d, 0);
+    worker_frame_unref(d);
+    cr_assert(worker_queue_pong(&q, &pool, "a1", 2, 0));
+    worker_qnode_t *p = q.pong;
+    cr_assert_eq(p, q.tail);
+    size_t cost = q.cost, bytes = q.bytes;
+    worker_frame_t *pf = p->frame;
+    for (int i = 0; i < 100000; i++) /* a flood: nothing grows, nothing is allocated */
+        cr_assert_not(worker_queue_pong(&q, &pool, i & 1 ? "c3" : "b2", 2, 0));
+    cr_assert_eq(q.pong, p);
+    cr_assert_eq(p->frame, pf);
+    cr_assert_eq(q.cost, cost);
+    cr_assert_eq(q.bytes, bytes);
+    cr_assert_eq(q.head->next, p);
+    cr_assert_null(p->next);
+    cr_assert_eq(pf->data[0], 0x8a);
+    cr_assert_eq(pf->data[1], 2);
+    cr_assert(memcmp(pf->data + 2, "c3", 2) == 0, "answers the most recent ping");
+
+    /* Another length: a new frame in the same node, the accounting follows. */
+    uint8_t long_payload[125];
+    memset(long_payload, 'z', sizeof long_payload);
+    cr_assert_not(worker_queue_pong(&q, &pool, long_payload, sizeof long_payload, 0));
+    cr_assert_eq(q.pong, p);
+    cr_assert_eq(p->frame->len, 2 + 125);
+    cr_assert_eq(q.bytes, 6 + 127);
+    cr_assert_eq(q.cost, worker_qnode_cost(q.head->frame) + worker_qnode_cost(p->frame));
+    cr_assert_not(worker_queue_pong(&q, &pool, NULL, 0, 0));
+    cr_assert_eq(p->frame->len, 2);
+    cr_assert_eq(q.bytes, 6 + 2);
+    cr_assert_eq(q.cost, worker_qnode_cost(q.head->frame) + worker_qnode_cost(p->frame));
+
+    /* Written and popped: the next pong is a new one. */
+    worker_queue_pop(&q, &pool);
+    worker_queue_pop(&q, &pool);
+    cr_assert_null(q.pong);
+    cr_assert_eq(q.cost, 0);
+    cr_assert(worker_queue_pong(&q, &pool, "x", 1, 0));
+    cr_assert_not_null(q.pong);
+    worker_queue_truncate(&q, &pool, 0); /* dropped (a 1008 close): forgotten */
+    cr_assert_null(q.pong);
+    worker_qpool_free(&pool);
+}
+
+/* A pong that a write in flight is reading, or that try_write wrote in part, is
+ * never modified: a new pong goes behind it. */
+Test(worker_queue, pong_being_written_is_left_alone) {
+    worker_qpool_t pool = WORKER_QPOOL_INIT(8);
+    worker_queue_t q = {0};
+    cr_assert(worker_queue_pong(&q, &pool, "p1", 2, 0));
+    worker_frame_t *first = q.head->frame;
+    /* The pong is the only node and a uv_write holds it (busy = 1). */
+    cr_assert(worker_queue_pong(&q, &pool, "p2", 2, 1));
+    cr_assert_eq(q.head->frame, first);
+    cr_assert(memcmp(first->data + 2, "p1", 2) == 0);
+    cr_assert_eq(q.pong, q.tail);
+    cr_assert_neq(q.pong, q.head);
+    /* Later pings replace only the second one. */
+    cr_assert_not(worker_queue_pong(&q, &pool, "p3", 2, 1));
+    cr_assert(memcmp(first->data + 2, "p1", 2) == 0);
+    cr_assert(memcmp(q.tail->frame->data + 2, "p3", 2) == 0);
+    /* Now the write in flight covers both (busy = 2): a third node. */
+    cr_assert(worker_queue_pong(&q, &pool, "p4", 2, 2));
+    cr_assert(memcmp(q.head->next->frame->data + 2, "p3", 2) == 0);
+    worker_queue_clear(&q, &pool);
+    cr_assert_null(q.pong);
+
+    /* Partly written (off > 0), not in flight: still left alone. */
+    cr_assert(worker_queue_pong(&q, &pool, "q1", 2, 0));
+    q.head->off = 1;
+    q.bytes -= 1;
+    cr_assert(worker_queue_pong(&q, &pool, "q2", 2, 0));
+    cr_assert(memcmp(q.head->frame->data + 2, "q1", 2) == 0);
+    cr_assert_eq(q.bytes, 3 + 4);
+    worker_queue_clear(&q, &pool);
+    cr_assert_eq(q.bytes, 0);
+    cr_assert_eq(q.cost, 0);
+
+    /* A shared pong frame (refs > 1) is never written in place. */
+    cr_assert(worker_queue_pong(&q, &pool, "s1", 2, 0));
+    worker_frame_t *shared = worker_frame_ref(q.head->frame);
+    cr_assert_not(worker_queue_pong(&q, &pool, "s2", 2, 0));
+    cr_assert(memcmp(shared->data + 2, "s1", 2) == 0);
+    cr_assert(memcmp(q.head->frame->data + 2, "s2", 2) == 0);
+    cr_assert_eq(shared->refs, 1);
+    worker_frame_unref(shared);
+    worker_queue_clear(&q, &pool);
+    worker_qpool_free(&pool);
+}
