@@ -65,7 +65,7 @@ static const config_key_t keys[] = {
     {"max_message_bytes", T_INT, OFF(max_message_bytes), "1048576", 1, (int64_t)1 << 30, false,
      "largest WebSocket message accepted from a client (close 1009 above)"},
     {"max_queued_bytes", T_INT, OFF(max_queued_bytes), "67108864", 1024, (int64_t)1 << 40,
-     false, "unsent bytes per WebSocket connection before it is closed with 1008"},
+     false, "memory held by unsent frames per WebSocket connection before it is closed with 1008"},
     {"max_connections", T_INT, OFF(max_connections), "18000", 1, 1 << 24, false,
      "HTTP connections, and WebSocket connections, each per process (503 above)"},
     {"idle_timeout", T_INT, OFF(idle_timeout), "60", 1, 86400, false,

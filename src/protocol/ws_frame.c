@@ -81,7 +81,7 @@ static bool is_control(unsigned op) {
  * any of its payload is read. */
 static int check_length(ws_parser_t *p) {
     if (is_control(p->opcode)) return E_NONE;
-    uint64_t limit = p->max_message ? p->max_message : UINT64_MAX;
+    uint64_t limit = p->max_message;
     if (p->msg_len > limit || p->frame_len > limit - p->msg_len) return E_TOO_BIG;
     p->msg_len += p->frame_len;
     return E_NONE;

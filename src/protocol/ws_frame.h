@@ -56,7 +56,7 @@ typedef struct ws_event {
 } ws_event_t;
 
 typedef struct ws_parser {
-    uint64_t max_message;       /* limit for a whole (possibly fragmented) message; 0: none */
+    uint64_t max_message;       /* largest whole (possibly fragmented) message accepted */
     /* private state below; zeroed by ws_parser_init */
     uint8_t state;
     uint8_t hdr[14];
@@ -75,8 +75,10 @@ typedef struct ws_parser {
     uint8_t ctrl_len;
 } ws_parser_t;
 
-/* max_message 0 means no limit. A message over the limit is refused (1009) from
- * its frame header, before its payload arrives. */
+/* max_message is the largest message accepted, in bytes, taken as given (the
+ * configuration refuses 0, docs/configuration.md "Limits"; UINT64_MAX: no limit).
+ * A message over it is refused (1009) from its frame header, before its payload
+ * arrives. */
 void ws_parser_init(ws_parser_t *p, uint64_t max_message);
 
 /* Consumes bytes from data[0..len) until one event is ready or input runs out.

@@ -92,7 +92,7 @@ struct store_redis {
     bool heartbeat_plain; /* Redis < 6.2: SET without GET */
     uint64_t next_heartbeat_ms;
     uint64_t next_probe_ms;
-    uint64_t max_body;           /* 0: no bound on bus message bodies */
+    uint64_t max_body;           /* max_body_bytes: larger bus message bodies are dropped */
     store_redis_stats_t stats;
     uint64_t drops_unlogged;     /* dropped since the last warning */
     uint64_t next_drop_log_ms;   /* no drop warning before this loop time */
@@ -620,7 +620,7 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
         why = "no target";
     else if (msg.kind == WORKER_MSG_DISCONNECT && m->body.len)
         why = "a disconnect with a body";
-    else if (s->max_body && m->body.len > s->max_body)
+    else if (m->body.len > s->max_body)
         why = "body over max_body_bytes";
     else if (msg.kind == WORKER_MSG_TEXT && !utf8_valid(m->body.data, m->body.len))
         why = "text body is not UTF-8";

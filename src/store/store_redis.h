@@ -15,7 +15,7 @@ typedef struct store_redis_config {
                                (0: 2000) */
     unsigned worker_ttl_s;  /* a worker not heard of for this long is dead (0: 10) */
     uint64_t max_body_bytes;/* worker side: a bus message with a longer body is dropped
-                               (0: no bound); the API's own limit on /send bodies */
+                               (the configuration refuses 0) */
 } store_redis_config_t;
 
 /* Never NULL: connects in the background and reconnects with back-off; until

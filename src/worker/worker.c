@@ -428,7 +428,7 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
     w->ping_interval_s = cfg->ping_interval_s;
     w->ping_timeout_s = cfg->ping_timeout_s;
     w->max_message = cfg->max_message_bytes;
-    w->max_queued = cfg->max_queued_bytes ? cfg->max_queued_bytes : UINT64_MAX;
+    w->max_queued = cfg->max_queued_bytes;
     w->shared_slots = cfg->shared_slots;
     w->t0_ms = uv_now(loop);
     w->index = (worker_index_t)WORKER_INDEX_INIT;

@@ -228,7 +228,7 @@ Test(ws_frame, rfc_single_frame_masked_hello) {
     st_put(&s, wire, wire, 6);
     st_put(&s, wire + 6, (const uint8_t *)"Hello", 5);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, 1);
     cr_assert_eq(r.recs[0].type, WS_EVENT_MESSAGE);
     cr_assert_eq(r.recs[0].opcode, WS_OP_TEXT);
@@ -236,7 +236,7 @@ Test(ws_frame, rfc_single_frame_masked_hello) {
 
     /* All consumed by one call. */
     ws_parser_t p;
-    ws_parser_init(&p, 0);
+    ws_parser_init(&p, UINT64_MAX);
     ws_event_t ev;
     cr_assert_eq(ws_parser_feed(&p, wire, sizeof wire, &ev), sizeof wire);
     cr_assert_eq(ev.type, WS_EVENT_MESSAGE);
@@ -248,7 +248,7 @@ Test(ws_frame, rfc_unmasked_hello_rejected) {
     uint8_t wire[] = {0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f};
     stream_t s = {0};
     st_put(&s, wire, wire, sizeof wire);
-    expect_error(&s, 0, 1002, "unmasked");
+    expect_error(&s, UINT64_MAX, 1002, "unmasked");
     st_free(&s);
 }
 
@@ -257,7 +257,7 @@ Test(ws_frame, rfc_fragmented_hello) {
     frame(&s, 0, WS_OP_TEXT, "Hel", true);
     frame(&s, 1, WS_OP_CONT, "lo", true);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, 1);
     cr_assert_eq(r.recs[0].type, WS_EVENT_MESSAGE);
     cr_assert_eq(r.recs[0].opcode, WS_OP_TEXT);
@@ -271,7 +271,7 @@ Test(ws_frame, rfc_ping_and_pong) {
     frame(&s, 1, WS_OP_PONG, "Hello", false);
     frame(&s, 1, WS_OP_PING, "", false);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, 3);
     cr_assert_eq(r.recs[0].type, WS_EVENT_PING);
     cr_assert_eq(r.recs[0].payload_len, 5);
@@ -291,7 +291,7 @@ Test(ws_frame, binary_lengths_at_encoding_boundaries) {
     for (size_t i = 0; i < sizeof lens / sizeof *lens; i++)
         frame_ex(&s, WS_OP_BINARY, payload, lens[i], (frame_opts_t){.fin = 1}, false);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, sizeof lens / sizeof *lens);
     for (size_t i = 0; i < r.n; i++) {
         cr_assert_eq(r.recs[i].type, WS_EVENT_MESSAGE);
@@ -315,7 +315,7 @@ Test(ws_frame, long_text_unmasked_and_validated) {
     frame_ex(&s, WS_OP_TEXT, text, 1001, (frame_opts_t){.fin = 0}, true);
     frame_ex(&s, WS_OP_CONT, text + 1001, n - 1001, (frame_opts_t){.fin = 1}, true);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, 1);
     cr_assert_eq(r.recs[0].message_len, n);
     st_free(&s);
@@ -328,7 +328,7 @@ Test(ws_frame, empty_messages_and_fragments) {
     frame(&s, 0, WS_OP_CONT, "", false);
     frame(&s, 1, WS_OP_CONT, "", false);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, 2);
     cr_assert_eq(r.recs[0].opcode, WS_OP_TEXT);
     cr_assert_eq(r.recs[0].message_len, 0);
@@ -343,7 +343,7 @@ Test(ws_frame, one_event_per_call) {
     frame(&s, 1, WS_OP_PING, "p", false);
     frame(&s, 1, WS_OP_BINARY, "three", false);
     ws_parser_t p;
-    ws_parser_init(&p, 0);
+    ws_parser_init(&p, UINT64_MAX);
     ws_event_t ev;
     size_t c1 = ws_parser_feed(&p, s.data, s.len, &ev);
     cr_assert_eq(c1, 2 + 4 + 3);
@@ -365,12 +365,12 @@ Test(ws_frame, reserved_bits) {
     for (int rsv = 0x10; rsv <= 0x40; rsv <<= 1) {
         stream_t s = {0};
         frame_ex(&s, WS_OP_TEXT, "x", 1, (frame_opts_t){.fin = 1, .rsv = rsv}, true);
-        expect_error(&s, 0, 1002, "reserved");
+        expect_error(&s, UINT64_MAX, 1002, "reserved");
         st_free(&s);
     }
     stream_t s = {0};
     frame_ex(&s, WS_OP_PING, "", 0, (frame_opts_t){.fin = 1, .rsv = 0x70}, false);
-    expect_error(&s, 0, 1002, "reserved");
+    expect_error(&s, UINT64_MAX, 1002, "reserved");
     st_free(&s);
 }
 
@@ -379,7 +379,7 @@ Test(ws_frame, unknown_opcodes) {
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
         stream_t s = {0};
         frame_ex(&s, ops[i], "", 0, (frame_opts_t){.fin = 1}, false);
-        expect_error(&s, 0, 1002, "opcode");
+        expect_error(&s, UINT64_MAX, 1002, "opcode");
         st_free(&s);
     }
 }
@@ -389,14 +389,14 @@ Test(ws_frame, unmasked_frames) {
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
         stream_t s = {0};
         frame_ex(&s, ops[i], "", 0, (frame_opts_t){.fin = 1, .unmasked = true}, false);
-        expect_error(&s, 0, 1002, "unmasked");
+        expect_error(&s, UINT64_MAX, 1002, "unmasked");
         st_free(&s);
     }
     /* Unmasked continuation inside a message. */
     stream_t s = {0};
     frame(&s, 0, WS_OP_BINARY, "a", false);
     frame_ex(&s, WS_OP_CONT, "b", 1, (frame_opts_t){.fin = 1, .unmasked = true}, false);
-    expect_error(&s, 0, 1002, "unmasked");
+    expect_error(&s, UINT64_MAX, 1002, "unmasked");
     st_free(&s);
 }
 
@@ -408,13 +408,13 @@ Test(ws_frame, control_frame_too_long) {
     for (size_t i = 0; i < 3; i++) {
         stream_t s = {0};
         frame_ex(&s, ops[i], payload, 126, (frame_opts_t){.fin = 1}, false);
-        expect_error(&s, 0, 1002, "125");
+        expect_error(&s, UINT64_MAX, 1002, "125");
         st_free(&s);
         /* 125 bytes is fine. */
         stream_t ok = {0};
         frame_ex(&ok, ops[i], payload, 125, (frame_opts_t){.fin = 1}, false);
         run_t r;
-        check_stream(&ok, 0, &r);
+        check_stream(&ok, UINT64_MAX, &r);
         cr_assert_eq(r.n, 1);
         cr_assert_neq(r.recs[0].type, WS_EVENT_ERROR);
         cr_assert_eq(r.recs[0].payload_len, ops[i] == WS_OP_CLOSE ? 123 : 125);
@@ -423,7 +423,7 @@ Test(ws_frame, control_frame_too_long) {
     /* Even a small length in the 16-bit form is too long for a control frame. */
     stream_t s = {0};
     frame_ex(&s, WS_OP_PING, "hi", 2, (frame_opts_t){.fin = 1, .len_form = 2}, false);
-    expect_error(&s, 0, 1002, NULL);
+    expect_error(&s, UINT64_MAX, 1002, NULL);
     st_free(&s);
 }
 
@@ -432,7 +432,7 @@ Test(ws_frame, fragmented_control_frames) {
     for (size_t i = 0; i < 3; i++) {
         stream_t s = {0};
         frame_ex(&s, ops[i], "", 0, (frame_opts_t){.fin = 0}, false);
-        expect_error(&s, 0, 1002, "fragmented control");
+        expect_error(&s, UINT64_MAX, 1002, "fragmented control");
         st_free(&s);
     }
 }
@@ -440,14 +440,14 @@ Test(ws_frame, fragmented_control_frames) {
 Test(ws_frame, continuation_without_message) {
     stream_t s = {0};
     frame(&s, 1, WS_OP_CONT, "x", false);
-    expect_error(&s, 0, 1002, "continuation");
+    expect_error(&s, UINT64_MAX, 1002, "continuation");
     st_free(&s);
     /* ... also right after a completed message. */
     stream_t t = {0};
     frame(&t, 0, WS_OP_TEXT, "a", true);
     frame(&t, 1, WS_OP_CONT, "b", true);
     frame(&t, 0, WS_OP_CONT, "c", false);
-    expect_error(&t, 0, 1002, "continuation");
+    expect_error(&t, UINT64_MAX, 1002, "continuation");
     st_free(&t);
 }
 
@@ -457,7 +457,7 @@ Test(ws_frame, new_message_while_fragmented) {
         stream_t s = {0};
         frame(&s, 0, WS_OP_BINARY, "a", false);
         frame(&s, 1, ops[i], "b", ops[i] == WS_OP_TEXT);
-        expect_error(&s, 0, 1002, "inside a fragmented");
+        expect_error(&s, UINT64_MAX, 1002, "inside a fragmented");
         st_free(&s);
     }
 }
@@ -472,7 +472,7 @@ Test(ws_frame, control_frames_interleaved_in_fragmented_message) {
     frame(&s, 1, WS_OP_BINARY, "next", false);
     frame(&s, 1, WS_OP_CLOSE, "\x03\xe8", false);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, 5);
     cr_assert_eq(r.recs[0].type, WS_EVENT_PING);
     cr_assert_eq(r.recs[1].type, WS_EVENT_PONG);
@@ -488,31 +488,31 @@ Test(ws_frame, control_frames_interleaved_in_fragmented_message) {
 Test(ws_frame, length_top_bit) {
     stream_t s = {0};
     frame_ex(&s, WS_OP_BINARY, "", 0, (frame_opts_t){.fin = 1, .fake_len = 0x8000000000000000ull}, false);
-    expect_error(&s, 0, 1002, "top bit");
+    expect_error(&s, UINT64_MAX, 1002, "top bit");
     st_free(&s);
     stream_t t = {0};
     frame_ex(&t, WS_OP_BINARY, "", 0, (frame_opts_t){.fin = 1, .fake_len = UINT64_MAX}, false);
-    expect_error(&t, 0, 1002, "top bit");
+    expect_error(&t, UINT64_MAX, 1002, "top bit");
     st_free(&t);
 }
 
 Test(ws_frame, non_minimal_lengths) {
     stream_t a = {0};
     frame_ex(&a, WS_OP_BINARY, "hello", 5, (frame_opts_t){.fin = 1, .len_form = 2}, false);
-    expect_error(&a, 0, 1002, "minimal");
+    expect_error(&a, UINT64_MAX, 1002, "minimal");
     st_free(&a);
     stream_t b = {0};
     uint8_t big[300] = {0};
     frame_ex(&b, WS_OP_BINARY, big, 125, (frame_opts_t){.fin = 1, .len_form = 2}, false);
-    expect_error(&b, 0, 1002, "minimal");
+    expect_error(&b, UINT64_MAX, 1002, "minimal");
     st_free(&b);
     stream_t c = {0};
     frame_ex(&c, WS_OP_BINARY, big, 300, (frame_opts_t){.fin = 1, .len_form = 8}, false);
-    expect_error(&c, 0, 1002, "minimal");
+    expect_error(&c, UINT64_MAX, 1002, "minimal");
     st_free(&c);
     stream_t d = {0};
     frame_ex(&d, WS_OP_BINARY, "", 0, (frame_opts_t){.fin = 1, .len_form = 8, .fake_len = 65535}, false);
-    expect_error(&d, 0, 1002, "minimal");
+    expect_error(&d, UINT64_MAX, 1002, "minimal");
     st_free(&d);
 }
 
@@ -523,14 +523,14 @@ Test(ws_frame, invalid_utf8_in_text) {
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         stream_t s = {0};
         frame(&s, 1, WS_OP_TEXT, bad[i], true);
-        expect_error(&s, 0, 1007, "UTF-8");
+        expect_error(&s, UINT64_MAX, 1007, "UTF-8");
         st_free(&s);
     }
     /* The same bytes in a binary message are fine. */
     stream_t b = {0};
     frame(&b, 1, WS_OP_BINARY, "\xFF\xFE", false);
     run_t r;
-    check_stream(&b, 0, &r);
+    check_stream(&b, UINT64_MAX, &r);
     cr_assert_eq(r.recs[0].type, WS_EVENT_MESSAGE);
     st_free(&b);
 }
@@ -544,7 +544,7 @@ Test(ws_frame, invalid_utf8_fails_fast) {
     stream_t s = {0};
     frame_ex(&s, WS_OP_TEXT, payload, sizeof payload, (frame_opts_t){.fin = 1}, true);
     ws_parser_t p;
-    ws_parser_init(&p, 0);
+    ws_parser_init(&p, UINT64_MAX);
     ws_event_t ev;
     size_t hdr = 2 + 2 + 4;
     size_t c = ws_parser_feed(&p, s.data, hdr + 3, &ev);
@@ -560,20 +560,20 @@ Test(ws_frame, invalid_utf8_fails_fast) {
     frame(&t, 0, WS_OP_TEXT, "abc\xE2\x82", true);
     frame(&t, 0, WS_OP_CONT, "A", true);
     frame(&t, 1, WS_OP_CONT, "rest", true);
-    expect_error(&t, 0, 1007, "invalid UTF-8");
+    expect_error(&t, UINT64_MAX, 1007, "invalid UTF-8");
     st_free(&t);
 }
 
 Test(ws_frame, truncated_utf8_at_message_end) {
     stream_t s = {0};
     frame(&s, 1, WS_OP_TEXT, "abc\xE2\x82", true);
-    expect_error(&s, 0, 1007, "ends inside");
+    expect_error(&s, UINT64_MAX, 1007, "ends inside");
     st_free(&s);
     stream_t t = {0};
     frame(&t, 0, WS_OP_TEXT, "abc\xF0\x9F", true);
     frame(&t, 1, WS_OP_PING, "", false);
     frame(&t, 1, WS_OP_CONT, "", true);
-    expect_error(&t, 0, 1007, "ends inside");
+    expect_error(&t, UINT64_MAX, 1007, "ends inside");
     st_free(&t);
 }
 
@@ -634,7 +634,7 @@ Test(ws_frame, no_limit_when_zero) {
     stream_t s = {0};
     frame_ex(&s, WS_OP_BINARY, "", 0, (frame_opts_t){.fin = 0, .fake_len = 0x7fffffffffffffffull}, false);
     ws_parser_t p;
-    ws_parser_init(&p, 0);
+    ws_parser_init(&p, UINT64_MAX);
     ws_event_t ev;
     cr_assert_eq(ws_parser_feed(&p, s.data, s.len, &ev), s.len);
     cr_assert_eq(ev.type, WS_EVENT_NONE);
@@ -647,7 +647,7 @@ Test(ws_frame, close_empty_reports_1005) {
     stream_t s = {0};
     frame(&s, 1, WS_OP_CLOSE, "", false);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, 1);
     cr_assert_eq(r.recs[0].type, WS_EVENT_CLOSE);
     cr_assert_eq(r.recs[0].close_code, WS_CLOSE_NO_STATUS);
@@ -659,7 +659,7 @@ Test(ws_frame, close_with_code_and_reason) {
     stream_t s = {0};
     frame_ex(&s, WS_OP_CLOSE, "\x03\xe9going \xC3\xA9", 10, (frame_opts_t){.fin = 1}, false);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.recs[0].type, WS_EVENT_CLOSE);
     cr_assert_eq(r.recs[0].close_code, 1001);
     cr_assert_eq(r.recs[0].payload_len, 8);
@@ -670,7 +670,7 @@ Test(ws_frame, close_with_code_and_reason) {
 Test(ws_frame, close_one_byte_payload) {
     stream_t s = {0};
     frame_ex(&s, WS_OP_CLOSE, "\x03", 1, (frame_opts_t){.fin = 1}, false);
-    expect_error(&s, 0, 1002, "one byte");
+    expect_error(&s, UINT64_MAX, 1002, "one byte");
     st_free(&s);
 }
 
@@ -682,7 +682,7 @@ Test(ws_frame, close_codes) {
         uint8_t pl[2] = {(uint8_t)(bad[i] >> 8), (uint8_t)bad[i]};
         stream_t s = {0};
         frame_ex(&s, WS_OP_CLOSE, pl, 2, (frame_opts_t){.fin = 1}, false);
-        expect_error(&s, 0, 1002, "close code");
+        expect_error(&s, UINT64_MAX, 1002, "close code");
         st_free(&s);
         cr_assert_not(ws_close_code_valid(bad[i]), "%u", bad[i]);
     }
@@ -691,7 +691,7 @@ Test(ws_frame, close_codes) {
         stream_t s = {0};
         frame_ex(&s, WS_OP_CLOSE, pl, 2, (frame_opts_t){.fin = 1}, false);
         run_t r;
-        check_stream(&s, 0, &r);
+        check_stream(&s, UINT64_MAX, &r);
         cr_assert_eq(r.recs[0].type, WS_EVENT_CLOSE);
         cr_assert_eq(r.recs[0].close_code, good[i]);
         st_free(&s);
@@ -702,11 +702,11 @@ Test(ws_frame, close_codes) {
 Test(ws_frame, close_reason_invalid_utf8) {
     stream_t s = {0};
     frame_ex(&s, WS_OP_CLOSE, "\x03\xe8\xFF", 3, (frame_opts_t){.fin = 1}, false);
-    expect_error(&s, 0, 1007, "close reason");
+    expect_error(&s, UINT64_MAX, 1007, "close reason");
     st_free(&s);
     stream_t t = {0};
     frame_ex(&t, WS_OP_CLOSE, "\x03\xe8\xC3", 3, (frame_opts_t){.fin = 1}, false);
-    expect_error(&t, 0, 1007, "close reason");
+    expect_error(&t, UINT64_MAX, 1007, "close reason");
     st_free(&t);
 }
 
@@ -717,7 +717,7 @@ Test(ws_frame, input_after_close_is_ignored) {
     frame(&s, 1, WS_OP_TEXT, "after", true);
     st_put(&s, (const uint8_t *)"\xFF\xFF", (const uint8_t *)"\xFF\xFF", 2);
     ws_parser_t p;
-    ws_parser_init(&p, 0);
+    ws_parser_init(&p, UINT64_MAX);
     ws_event_t ev;
     cr_assert_eq(ws_parser_feed(&p, s.data, s.len, &ev), close_len);
     cr_assert_eq(ev.type, WS_EVENT_CLOSE);
@@ -731,7 +731,7 @@ Test(ws_frame, close_inside_fragmented_message) {
     frame(&s, 0, WS_OP_TEXT, "part", true);
     frame(&s, 1, WS_OP_CLOSE, "\x03\xe8", false);
     run_t r;
-    check_stream(&s, 0, &r);
+    check_stream(&s, UINT64_MAX, &r);
     cr_assert_eq(r.n, 1);
     cr_assert_eq(r.recs[0].type, WS_EVENT_CLOSE);
     st_free(&s);
@@ -772,7 +772,7 @@ Test(ws_frame, random_streams_split_invariance) {
             }
         }
         run_t *r = malloc(sizeof *r);
-        check_stream(&s, iter % 4 == 0 ? 8 : 0, r);
+        check_stream(&s, iter % 4 == 0 ? 8 : UINT64_MAX, r);
         free(r);
         st_free(&s);
     }
@@ -840,7 +840,7 @@ Test(ws_frame, close_payload_encoding) {
     memcpy(wire + 2, MASK, 4);
     for (size_t i = 0; i < n; i++) wire[6 + i] = out[i] ^ MASK[i & 3];
     ws_parser_t p;
-    ws_parser_init(&p, 0);
+    ws_parser_init(&p, UINT64_MAX);
     ws_event_t ev;
     ws_parser_feed(&p, wire, 6 + n, &ev);
     cr_assert_eq(ev.type, WS_EVENT_CLOSE);
