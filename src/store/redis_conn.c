@@ -69,6 +69,12 @@ static void schedule_retry(redis_conn_t *c) {
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
+void redis_conn_retry_soon(redis_conn_t *c) {
+    if (c->closing || c->state != C_DOWN) return;
+    uint64_t soonest = c->attempt_ms + BACKOFF_MIN_MS;
+    if (c->next_attempt_ms > soonest) c->next_attempt_ms = soonest;
+}
+
 /* A failed attempt is logged once per outage; the retries that follow only at
  * debug level, so a long outage does not flood the log. */
 static void note_failure(redis_conn_t *c, const char *what, const char *why) {

@@ -78,6 +78,12 @@ bool redis_conn_ready(const redis_conn_t *c);
 /* True while commands are in flight. */
 bool redis_conn_busy(const redis_conn_t *c);
 
+/* Someone is waiting for the connection: while it is down, make the next attempt
+ * at the next tick instead of at the end of the back-off (which grows to 2 s, longer
+ * than a request may wait), but never sooner than 100 ms after the previous attempt
+ * started, so a burst of requests against a dead Redis is not a connect storm. */
+void redis_conn_retry_soon(redis_conn_t *c);
+
 /* Drops the current connection (pending commands get NULL) and reconnects after
  * the back-off. reason is logged. */
 void redis_conn_fail(redis_conn_t *c, const char *reason);

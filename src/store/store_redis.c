@@ -188,6 +188,7 @@ static void op_submit(op_t *op) {
     }
     op->req.next = NULL;
     op->req.sent_ms = uv_now(s->loop);
+    redis_conn_retry_soon(s->cmd); /* a request waits: no back-off longer than its wait */
     if (s->wait_last)
         s->wait_last->req.next = &op->req;
     else

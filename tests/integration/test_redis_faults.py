@@ -155,3 +155,27 @@ def test_redis_loses_data(make_redis, make_deployment):
     with dep.connect(user) as survivor:
         r.client().flushall()
         check_recovered(dep, user, survivor, bound=ttl + 5)
+
+
+@pytest.mark.redis_only
+def test_first_request_after_a_long_pause_is_served(make_redis, make_deployment):
+    """After a pause long enough for the reconnect back-off to grow past
+    redis_timeout_ms, the first request once Redis is back must not fail: a waiting
+    request makes the next attempt happen at once instead of at the end of the
+    back-off (up to 2 s, longer than the request may wait). One API thread, so the
+    request surely lands on the connection that was backing off."""
+    r = make_redis()
+    opts = {"redis-timeout-ms": TIMEOUT_MS, "threads": 1}
+    dep = make_deployment(redis=r, api_opts=opts, worker_opts={"redis-timeout-ms": TIMEOUT_MS})
+    api = dep.api()
+    api.claim(user=h.new_id()).expect(200)
+    r.pause()
+    try:
+        # requests time out, the connection is dropped, and the attempts that
+        # follow time out too: the back-off doubles up to its 2 s ceiling
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            api.claim(user=h.new_id()).expect(503)
+    finally:
+        r.resume()
+    api.claim(user=h.new_id()).expect(200)
