@@ -1,8 +1,10 @@
 /* dsock's entry point: reads the configuration, wires a role (api, worker or
  * both) to a store (Redis or memory) on `threads` libuv loops, one per thread,
  * and runs them until SIGTERM/SIGINT (handled on the main thread only), then
- * shuts down in order: stop accepting, close clients, flush the store, close the
- * loops, join the threads. */
+ * drains and shuts down in order (docs/probes-and-drain.md): turn not-ready and
+ * refuse new requests, let the requests in flight finish, close the clients with
+ * 1001 over drain_seconds, remove the worker's entries from the store, close the
+ * loops, join the threads, exit 0. A second signal exits at once. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +21,7 @@
 #include "common/mem.h"
 #include "common/rand.h"
 #include "net/http_server.h"
+#include "ops/probes.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
 #include "worker/worker.h"
@@ -33,6 +36,8 @@ typedef struct shard {
     uv_async_t ctl;       /* main -> shard: run the next shutdown phase */
     atomic_int phase_req; /* the phase main asked for */
     int phase_run;        /* the last phase this shard started (its thread only) */
+    uv_timer_t beat;      /* probes: this loop's heartbeat and its store's readiness */
+    int probe_slot;
     store_t *store;
     http_server_t *server;
     api_t *api;
@@ -48,25 +53,45 @@ typedef struct app {
     atomic_size_t http_slots;   /* max_connections: HTTP connections of all shards */
     atomic_size_t ws_slots;     /* max_connections: WebSocket connections of all shards */
     pthread_mutex_t phase_lock;
-    pthread_cond_t phase_cond;  /* signalled when a shard finishes a phase */
-    unsigned phase_finished;    /* shards done with phase 1 */
+    uv_async_t phase_async;     /* shard -> main: a shard finished the current phase */
+    unsigned phase_finished;    /* shards done with the current phase (under phase_lock) */
+    int phase;                  /* the phase running (main thread only) */
+    unsigned drain_ms;          /* phase 2's window: drain_seconds, 0 after a failed start */
+    uv_timer_t beat;            /* probes: the main loop's heartbeat */
+    int probe_slot;
     uv_signal_t sigterm, sigint;
+    bool signals_on;
     bool stopping;
 } app_t;
 
-/* Shutdown runs in two phases over every shard, each phase started by main once
- * every shard finished the previous one:
- *   1. close the HTTP server and free the API: no request, hence no send, is left
- *      anywhere (a send may hand messages to any shard's store view);
- *   2. close the worker (clients get 1001, connections are unregistered), then the
- *      store; the shard's last handle goes and its loop ends. */
+/* Shutdown runs in four phases over every shard, each started by main (from its
+ * loop, which keeps turning, so a second signal is still heard) once every shard
+ * finished the previous one (docs/architecture.md, "Drain"):
+ *   1. quiesce: the process is draining (not ready; the precheck refuses every new
+ *      request but the probes); the HTTP server closes idle keep-alive connections
+ *      and answers with Connection: close; the phase ends when no request is in
+ *      flight on the shard;
+ *   2. drain: the worker closes its clients with 1001 spread over drain_ms (every
+ *      shard over the same window) while messages still reach those not closed
+ *      yet; a shard with no client left is done at once;
+ *   3. close the HTTP server and free the API: no request, hence no send, is left
+ *      anywhere (a send may hand messages to any shard's store view). Not before
+ *      every shard drained: the listeners share the port (SO_REUSEPORT), and one
+ *      closing early would reset the connections in its accept queue, probes
+ *      included, while others still answer;
+ *   4. close the worker (the last clients' closing handshakes, unregistrations),
+ *      then the store (Redis: the worker's leftover entries and keys are removed);
+ *      the shard's last handle goes and its loop ends. */
 static void phase_finished(shard_t *sh) {
     app_t *app = sh->app;
+    /* The wake-up is sent under the lock: once main has counted every shard (under
+     * the lock too) no shard touches phase_async any more, so main may close it. */
     pthread_mutex_lock(&app->phase_lock);
     app->phase_finished++;
-    pthread_cond_signal(&app->phase_cond);
+    uv_async_send(&app->phase_async);
     pthread_mutex_unlock(&app->phase_lock);
 }
+
 
 /* On the request line and headers, before any body byte is read: each role the
  * shard runs (standalone runs both) routes, checks the method and authorizes what
@@ -74,6 +99,13 @@ static void phase_finished(shard_t *sh) {
  * (and a 100 Continue), then goes to route(). */
 static bool precheck(void *ud, http_conn_t *c, const http_request_t *req) {
     shard_t *sh = ud;
+    /* The process's own endpoints first: no token, answered here. */
+    if (probes_precheck(c, req) != HTTP_NOT_MINE) return false;
+    /* Draining: the roles take no new request (what was accepted before finishes). */
+    if (probes_draining()) {
+        http_conn_respond_error(c, 503, "SHUTTING_DOWN", "the server is shutting down");
+        return false;
+    }
     http_verdict_t v = HTTP_NOT_MINE;
     if (sh->api) v = api_precheck(sh->api, c, req);
     if (v == HTTP_NOT_MINE && sh->worker) v = worker_precheck(sh->worker, c, req);
@@ -95,6 +127,7 @@ static void store_closed(void *ud) {
     shard_t *sh = ud;
     sh->store = NULL;
     uv_close((uv_handle_t *)&sh->ctl, NULL); /* the loop's last handle */
+    phase_finished(sh);
 }
 
 static void worker_closed(void *ud) {
@@ -112,15 +145,43 @@ static void server_closed(void *ud) {
     phase_finished(sh);
 }
 
+static void quiesced(void *ud) { phase_finished(ud); }
+
+static void drained(void *ud) { phase_finished(ud); }
+
+/* Every PROBES_BEAT_MS on the shard's loop: "this loop turns", and whether its
+ * store can do its job (the store keeps that state up to date by itself). */
+static void on_beat(uv_timer_t *t) {
+    shard_t *sh = t->data;
+    const char *reason = NULL;
+    probes_slot_beat(sh->probe_slot);
+    store_ready(sh->store, &reason);
+    probes_slot_set_ready(sh->probe_slot, reason);
+}
+
 static void on_ctl(uv_async_t *h) {
     shard_t *sh = h->data;
     int want = atomic_load(&sh->phase_req);
     if (want >= 1 && sh->phase_run < 1) {
         sh->phase_run = 1;
-        http_server_close(sh->server, server_closed, sh);
+        http_server_drain(sh->server, quiesced, sh);
     }
     if (want >= 2 && sh->phase_run < 2) {
         sh->phase_run = 2;
+        if (sh->worker)
+            worker_drain(sh->worker, sh->app->drain_ms, drained, sh);
+        else
+            drained(sh);
+    }
+    if (want >= 3 && sh->phase_run < 3) {
+        sh->phase_run = 3;
+        http_server_close(sh->server, server_closed, sh);
+    }
+    if (want >= 4 && sh->phase_run < 4) {
+        sh->phase_run = 4;
+        /* No probe can reach this shard any more (its server is closed). */
+        probes_slot_retire(sh->probe_slot);
+        uv_close((uv_handle_t *)&sh->beat, NULL);
         if (sh->worker)
             worker_close(sh->worker, worker_closed, sh);
         else
@@ -129,32 +190,62 @@ static void on_ctl(uv_async_t *h) {
 }
 
 static void request_phase(app_t *app, int phase) {
+    app->phase = phase;
     for (unsigned i = 0; i < app->nshards; i++) {
         atomic_store(&app->shards[i].phase_req, phase);
         uv_async_send(&app->shards[i].ctl);
     }
 }
 
-/* On the main thread, once its loop is done: phase 1 on every shard, wait for
- * all, phase 2, join the threads (each ends when its loop has no handle left). */
-static void shutdown_shards(app_t *app) {
-    request_phase(app, 1);
-    pthread_mutex_lock(&app->phase_lock);
-    while (app->phase_finished < app->nshards)
-        pthread_cond_wait(&app->phase_cond, &app->phase_lock);
-    pthread_mutex_unlock(&app->phase_lock);
-    request_phase(app, 2);
-    for (unsigned i = 0; i < app->nshards; i++) pthread_join(app->shards[i].thread, NULL);
+static void on_main_beat(uv_timer_t *t) {
+    app_t *app = t->data;
+    probes_slot_beat(app->probe_slot);
 }
 
+/* On the main loop: the next phase once every shard finished this one; after the
+ * last, the main loop's own handles close, its loop ends and main joins the
+ * threads (each ends when its loop has no handle left). */
+static void on_phase_async(uv_async_t *h) {
+    app_t *app = h->data;
+    pthread_mutex_lock(&app->phase_lock);
+    bool all = app->phase_finished == app->nshards;
+    if (all) app->phase_finished = 0;
+    pthread_mutex_unlock(&app->phase_lock);
+    if (!all) return;
+    if (app->phase < 4) {
+        if (app->phase == 1) log_info("requests in flight finished");
+        request_phase(app, app->phase + 1);
+        return;
+    }
+    uv_close((uv_handle_t *)&app->phase_async, NULL);
+    uv_close((uv_handle_t *)&app->beat, NULL);
+    if (app->signals_on) {
+        uv_close((uv_handle_t *)&app->sigterm, NULL);
+        uv_close((uv_handle_t *)&app->sigint, NULL);
+    }
+}
+
+static void start_shutdown(app_t *app) {
+    app->stopping = true;
+    probes_set_draining();
+    request_phase(app, 1);
+}
+
+/* The first signal starts the drain; a second one ends the process at once, with
+ * 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), the code of a
+ * process killed by it: the drain was cut short, clients see their connections
+ * drop, and the worker's Redis entries are left for the other workers' sweep
+ * (after worker_ttl). Nothing is closed or flushed on the way out. */
 static void on_signal(uv_signal_t *h, int signum) {
     app_t *app = h->data;
-    if (app->stopping) return;
-    app->stopping = true;
-    log_info("shutting down", LOG_S("signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"));
-    /* The main loop ends with its last handles; main then shuts the shards down. */
-    uv_close((uv_handle_t *)&app->sigterm, NULL);
-    uv_close((uv_handle_t *)&app->sigint, NULL);
+    const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (app->stopping) {
+        log_warn("second signal: exiting at once", LOG_S("signal", name),
+                 LOG_I("exit_code", 128 + signum));
+        _exit(128 + signum);
+    }
+    log_info("shutting down", LOG_S("signal", name), LOG_U("drain_seconds", app->drain_ms / 1000));
+    start_shutdown(app);
 }
 
 static void *shard_main(void *arg) {
@@ -278,7 +369,15 @@ int main(int argc, char **argv) {
     atomic_init(&app.http_slots, 0);
     atomic_init(&app.ws_slots, 0);
     pthread_mutex_init(&app.phase_lock, NULL);
-    pthread_cond_init(&app.phase_cond, NULL);
+    app.drain_ms = (unsigned)app.cfg.drain_seconds * 1000u;
+    /* Probes: the main loop and every shard's loop each beat their own slot. */
+    uv_async_init(app.loop, &app.phase_async, on_phase_async);
+    app.phase_async.data = &app;
+    app.probe_slot = probes_slot_new();
+    probes_slot_set_ready(app.probe_slot, NULL); /* the main loop has no store */
+    uv_timer_init(app.loop, &app.beat);
+    app.beat.data = &app;
+    uv_timer_start(&app.beat, on_main_beat, PROBES_BEAT_MS, PROBES_BEAT_MS);
 
     http_server_config_t scfg = {
         .limits = {.max_header_bytes = (size_t)app.cfg.max_header_bytes,
@@ -327,6 +426,7 @@ int main(int argc, char **argv) {
         atomic_init(&sh->phase_req, 0);
         uv_async_init(&sh->loop, &sh->ctl, on_ctl);
         sh->ctl.data = sh;
+        sh->probe_slot = probes_slot_new();
         sh->store = app.mem ? store_memory_view_new(app.mem, &sh->loop)
                             : store_redis_new(&sh->loop, &rc_cfg);
         sh->server = http_server_new(&sh->loop, &scfg, precheck, route, sh);
@@ -346,6 +446,9 @@ int main(int argc, char **argv) {
             };
             sh->worker = worker_new(&sh->loop, sh->store, &wcfg);
         }
+        uv_timer_init(&sh->loop, &sh->beat);
+        sh->beat.data = sh;
+        uv_timer_start(&sh->beat, on_beat, 0, PROBES_BEAT_MS);
         built++;
         if (http_server_listen(sh->server, listen_addr, err, sizeof err)) {
             log_error("listening failed", LOG_S("error", err));
@@ -365,9 +468,13 @@ int main(int argc, char **argv) {
     app.nshards = built;
 
     if (exit_code) {
-        /* Listening failed: close what was built, in the usual order. */
-        shutdown_shards(&app);
+        /* Listening failed: close what was built, in the usual order, at once. */
+        app.drain_ms = 0;
+        start_shutdown(&app);
+        uv_run(app.loop, UV_RUN_DEFAULT);
+        for (unsigned i = 0; i < app.nshards; i++) pthread_join(app.shards[i].thread, NULL);
         uv_loop_close(app.loop);
+        pthread_mutex_destroy(&app.phase_lock);
         store_memory_shared_free(app.mem);
         free(app.shards);
         config_free(&app.cfg);
@@ -379,6 +486,7 @@ int main(int argc, char **argv) {
     app.sigterm.data = app.sigint.data = &app;
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
+    app.signals_on = true;
     pthread_sigmask(SIG_SETMASK, &old, NULL); /* a signal held meanwhile is handled now */
 
     /* The generated token is the one secret ever logged, on purpose and once: the
@@ -390,14 +498,13 @@ int main(int argc, char **argv) {
              LOG_BOOL("jwt", app.cfg.jwt_secret != NULL),
              LOG_S("generated_token", generated_token[0] ? generated_token : NULL));
 
-    uv_run(app.loop, UV_RUN_DEFAULT);
-    shutdown_shards(&app);
+    uv_run(app.loop, UV_RUN_DEFAULT); /* until the last shutdown phase is over */
+    for (unsigned i = 0; i < app.nshards; i++) pthread_join(app.shards[i].thread, NULL);
     int close_rc = uv_loop_close(app.loop);
     if (close_rc)
         log_error("event loop closed with open handles", LOG_S("error", uv_strerror(close_rc)));
     store_memory_shared_free(app.mem);
     pthread_mutex_destroy(&app.phase_lock);
-    pthread_cond_destroy(&app.phase_cond);
     free(app.shards);
     config_free(&app.cfg);
     log_info("stopped");

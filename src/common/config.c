@@ -73,6 +73,8 @@ static const config_key_t keys[] = {
     {"threads", T_INT, OFF(threads), "0", 0, 16, false,
      "event-loop threads of standalone and api (0: one per online CPU, at most 16); "
      "a worker always runs one"},
+    {"drain_seconds", T_INT, OFF(drain_seconds), "10", 1, 3600, false,
+     "seconds over which a stopping worker closes its clients with 1001 (docs/probes-and-drain.md)"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -33,6 +33,7 @@ typedef struct config {
     int64_t max_connections;  /* per process */
     int64_t idle_timeout;     /* seconds an HTTP connection may idle or dawdle */
     int64_t threads;          /* loop threads (standalone, api); 0: online CPUs, max 16 */
+    int64_t drain_seconds;    /* on SIGTERM/SIGINT: clients are closed over this many seconds */
 
     /* Where the configuration came from, for the startup line: the config file read
      * (as found or as given to --config), or the default file this start wrote

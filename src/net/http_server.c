@@ -40,6 +40,9 @@ struct http_server {
     size_t open_handles; /* handles whose close callback is still to come */
     bool listening;
     bool closing;
+    bool draining;          /* http_server_drain: every answer closes its connection */
+    void (*quiet)(void *ud); /* to call once nothing is in flight (then NULL) */
+    void *quiet_ud;
     void (*done)(void *ud);
     void *done_ud;
 };
@@ -64,6 +67,7 @@ struct http_conn {
     bool in_precheck;      /* in_handler, from the precheck: headers only, body unread */
     bool close_after_write;
     bool headers_seen;     /* deadline already extended for the body */
+    bool answered;         /* a response was written: idle now means kept alive */
     char peer[64];
 };
 
@@ -75,6 +79,7 @@ typedef struct write_req {
 
 static void conn_close(http_conn_t *c);
 static bool conn_process(http_conn_t *c, const char *data, size_t len);
+static void drain_check(http_server_t *s);
 
 /* ---- bookkeeping --------------------------------------------------------- */
 
@@ -139,6 +144,7 @@ static void conn_closed(uv_handle_t *h) {
         conn_free(c);
     }
     s->open_handles--;
+    drain_check(s);
     server_maybe_done(s);
 }
 
@@ -203,10 +209,12 @@ static void response_written(uv_write_t *req, int status) {
     }
     if (c->close_after_write) {
         start_linger(c);
+        drain_check(c->server);
         return;
     }
     c->state = CONN_READING;
     c->headers_seen = false;
+    c->answered = true;
     c->deadline = idle_deadline(c->server);
     conn_resume(c);
 }
@@ -599,7 +607,45 @@ int http_server_port(const http_server_t *s) {
     return -1;
 }
 
+/* In flight: a request past its headers (accepted by the precheck, its body
+ * being read), with the handler, or its answer being written. */
+static bool conn_busy(const http_conn_t *c) {
+    switch (c->state) {
+    case CONN_HANDLER:
+    case CONN_WRITING:
+        return true;
+    case CONN_READING:
+        return c->parser && http_parser_in_progress(c->parser);
+    default:
+        return false;
+    }
+}
+
+static void drain_check(http_server_t *s) {
+    if (!s->quiet) return;
+    for (const http_conn_t *c = s->conns; c; c = c->next)
+        if (conn_busy(c)) return;
+    void (*quiet)(void *) = s->quiet;
+    s->quiet = NULL;
+    quiet(s->quiet_ud);
+}
+
+void http_server_drain(http_server_t *s, void (*quiet)(void *ud), void *ud) {
+    s->draining = true;
+    /* Idle keep-alive connections are closed now rather than after their next
+     * request's 503; a request that is arriving (partly read) is let finish, and so
+     * is a connection just accepted, whose first request (a probe?) is on its way. */
+    for (http_conn_t *c = s->conns; c; c = c->next)
+        if (c->state == CONN_READING && c->answered && !conn_busy(c) && c->pending.len == 0)
+            conn_close(c);
+    if (!quiet) return;
+    s->quiet = quiet;
+    s->quiet_ud = ud;
+    drain_check(s);
+}
+
 void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud) {
+    s->quiet = NULL;
     s->closing = true;
     s->done = done;
     s->done_ud = ud;
@@ -629,7 +675,8 @@ void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, co
     const http_request_t *req = http_parser_request(c->parser);
     /* After a refused upgrade the bytes that follow may be another protocol; after
      * a CONNECT or an HTTP/1.0 chunked request keep_alive is false already. */
-    bool keep_alive = body_done && req->keep_alive && !req->upgrade && !c->server->closing;
+    bool keep_alive = body_done && req->keep_alive && !req->upgrade && !c->server->closing &&
+                      !c->server->draining;
     bool head_only = req->method == HTTP_METHOD_HEAD;
     http_parser_reset(c->parser); /* the request is answered; free it before the write */
     conn_write_response(c, status, extra_headers, body, body_len, keep_alive, head_only);
@@ -666,6 +713,7 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
     s->open_handles--;
     c->tcp = NULL;
     conn_free(c);
+    drain_check(s);
     return tcp;
 }
 

@@ -80,6 +80,15 @@ int http_server_listen(http_server_t *s, const char *address, char *err, size_t 
 /* The bound port (useful with port 0), or -1. */
 int http_server_port(const http_server_t *s);
 
+/* Graceful shutdown, first step (docs/probes-and-drain.md): from now on every
+ * answer closes its connection (Connection: close) and idle keep-alive
+ * connections are closed at once; the listener stays open (the precheck decides
+ * what a draining process still serves, e.g. probes). quiet (may be NULL) is
+ * called once, possibly before this returns, as soon as no request is in flight:
+ * none being read after its headers, with a handler, or being answered. Call it
+ * at most once, before http_server_close. */
+void http_server_drain(http_server_t *s, void (*quiet)(void *ud), void *ud);
+
 /* Stops listening, closes every connection (pending handlers still must answer;
  * their answers are dropped), frees the server and calls done (may be NULL) once
  * every handle is closed. Call it once. */

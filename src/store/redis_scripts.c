@@ -226,6 +226,23 @@ static const char sweep_lua[] = PRELUDE
     "end\n"
     "return budget\n";
 
+/* A worker that drained leaves nothing behind: normally its connections were
+ * unregistered one by one as they closed, so this finds empty sets and only
+ * deletes the worker's own keys; whatever an unregistration missed goes here. */
+static const char worker_leave_lua[] = PRELUDE
+    "local w, budget = ARGV[1], tonumber(ARGV[2])\n"
+    "local sets = {'worker-conns:' .. w, 'worker-conns-old:' .. w}\n"
+    "for _, set in ipairs(sets) do\n"
+    "  for _, id in ipairs(redis.call('SPOP', set, budget)) do\n"
+    "    local f = redis.call('HMGET', 'conn:' .. id, 'user', 'session', 'worker')\n"
+    "    if f[1] and f[3] == w then conn_drop(id, f[1], f[2] or '', w) end\n"
+    "  end\n"
+    "  if redis.call('EXISTS', set) == 1 then return 1 end\n"
+    "end\n"
+    "redis.call('DEL', 'worker-alive:' .. w)\n"
+    "redis.call('SREM', 'workers', w)\n"
+    "return 0\n";
+
 static const char conn_touch_lua[] = PRELUDE
     "local key = 'conn:' .. ARGV[1]\n"
     "if redis.call('EXISTS', key) == 0 then return 0 end\n"
@@ -243,4 +260,5 @@ const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT] = {
     [REDIS_SCRIPT_RESYNC_BEGIN] = {"resync_begin", resync_begin_lua},
     [REDIS_SCRIPT_RESYNC_END] = {"resync_end", resync_end_lua},
     [REDIS_SCRIPT_SWEEP] = {"sweep", sweep_lua},
+    [REDIS_SCRIPT_WORKER_LEAVE] = {"worker_leave", worker_leave_lua},
 };

@@ -33,6 +33,10 @@ typedef enum redis_script_id {
     REDIS_SCRIPT_RESYNC_END,
     /* ARGV budget. -> what is left of the budget. */
     REDIS_SCRIPT_SWEEP,
+    /* ARGV worker, budget. A worker leaving cleanly: drops what is left of its
+     * connections (at most budget per call), then its worker-alive key and its
+     * member of `workers`. -> 1 when connections are left (call again), else 0. */
+    REDIS_SCRIPT_WORKER_LEAVE,
     REDIS_SCRIPT_COUNT
 } redis_script_id_t;
 

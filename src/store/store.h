@@ -112,6 +112,7 @@ typedef struct store_ops {
     /* Lifecycle */
     void (*close)(store_t *s, void (*done)(void *ud), void *ud);
     const char *(*describe)(store_t *s);
+    bool (*ready)(store_t *s, const char **reason);
 } store_ops_t;
 
 struct store {
@@ -190,6 +191,19 @@ static inline void store_conn_touch(store_t *s, const char *conn_id, int64_t las
  * STORE_UNAVAILABLE, frees the store, then calls done (if not NULL). */
 static inline void store_close(store_t *s, void (*done)(void *ud), void *ud) {
     s->ops->close(s, done, ud);
+}
+
+/* Whether the store can do its job right now, for GET /readyz: answered from
+ * state the store keeps up to date in the background (never a round trip per
+ * call, so a probe storm costs the backend nothing). False sets *reason to a
+ * static lower_snake_case code: "starting", "store_unavailable" or (a worker)
+ * "subscription_lost". Redis: the API side PINGs every second and is ready while
+ * the last PING was answered within a second; the worker side publishes a canary
+ * to its own channel every second and is ready while one came back through its
+ * subscription within a second (docs/probes-and-drain.md). Memory: always ready.
+ * Call it on the store's loop thread. */
+static inline bool store_ready(store_t *s, const char **reason) {
+    return s->ops->ready(s, reason);
 }
 
 /* "redis 127.0.0.1:6379 db 0" or "memory": for the startup line. */

@@ -672,6 +672,13 @@ static void mem_close(store_t *base, void (*done)(void *ud), void *ud) {
 
 static const char *mem_describe(store_t *base) { return "memory"; }
 
+/* In the process and synchronous: nothing to wait for. */
+static bool mem_ready(store_t *base, const char **reason) {
+    (void)base;
+    *reason = NULL;
+    return true;
+}
+
 static const store_ops_t memory_ops = {
     .claim_create = mem_claim_create,
     .send = mem_send,
@@ -684,6 +691,7 @@ static const store_ops_t memory_ops = {
     .conn_touch = mem_conn_touch,
     .close = mem_close,
     .describe = mem_describe,
+    .ready = mem_ready,
 };
 
 store_memory_shared_t *store_memory_shared_new(void) {

@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/rand.h"
 #include "dsock.pb-c.h"
 #include "protocol/utf8.h"
 #include "protocol/validate.h"
@@ -23,6 +24,16 @@
 /* At most one warning about dropped bus messages per this many ms: a flood of bad
  * messages is counted, not logged one by one. */
 #define BUS_DROP_LOG_MS 10000
+/* Readiness (store_ready): a check every HEALTH_EVERY_MS, one at a time; it counts
+ * when answered within HEALTH_BOUND_MS; the store is ready while the last check
+ * that counted is at most HEALTH_STALE_MS old (a period, the bound and slack), so
+ * a dead path turns not-ready within 2.5 s and a healed one ready within a period.
+ * API side: PING on the command connection. Worker side: a CANARY message
+ * PUBLISHed to its own channel must come back through its subscription, which
+ * proves the whole path a /send takes (docs/probes-and-drain.md). */
+#define HEALTH_EVERY_MS 1000
+#define HEALTH_BOUND_MS 1000
+#define HEALTH_STALE_MS 2500
 
 typedef struct store_redis store_redis_t;
 
@@ -40,6 +51,8 @@ typedef enum op_kind {
     OP_FIRE,        /* answer ignored */
     OP_RESYNC_END,  /* repeated while it answers that stale entries are left */
     OP_SWEEP,       /* repeated while it used its whole budget */
+    OP_HEALTH_PING, /* readiness check of the API side */
+    OP_LEAVE,       /* at close: repeated while connections are left */
 } op_kind_t;
 
 /* One in-flight command. The arguments are copied into the same allocation so that
@@ -94,6 +107,13 @@ struct store_redis {
     uint64_t next_probe_ms;
     uint64_t max_body;           /* max_body_bytes: larger bus message bodies are dropped */
     store_redis_stats_t stats;
+    /* Readiness checks (HEALTH_*): the check in flight and the last that counted. */
+    bool check_pending;
+    uint64_t check_seq;          /* canary: sequence number of the check in flight */
+    uint64_t check_sent_ms;
+    uint64_t next_check_ms;
+    uint64_t last_ok_ms;         /* 0: never */
+    char canary_token[RAND_ID_LEN + 1]; /* canaries not carrying it are not ours */
     uint64_t drops_unlogged;     /* dropped since the last warning */
     uint64_t next_drop_log_ms;   /* no drop warning before this loop time */
 
@@ -231,6 +251,9 @@ static void unregister_later(store_redis_t *s, const char *id, const char *user,
 static void resync(store_redis_t *s);
 static void send_budgeted(store_redis_t *s, op_kind_t kind);
 static void send_heartbeat(store_redis_t *s, bool handshake);
+static void health_answered(store_redis_t *s, uint64_t seq);
+static void send_leave(store_redis_t *s);
+static void bus_drop(store_redis_t *s, const char *why, size_t len);
 
 /* Logs an unexpected answer; a NULL one (connection lost) is not news. */
 static store_status_t bad_reply(const op_t *op, const redisReply *reply) {
@@ -424,6 +447,16 @@ static void op_finish(op_t *op, redisReply *reply) {
     case OP_FIRE:
         if (reply && reply->type == REDIS_REPLY_ERROR) bad_reply(op, reply);
         break;
+    case OP_HEALTH_PING:
+        if (reply && reply->type == REDIS_REPLY_STATUS) health_answered(s, (uint64_t)(uintptr_t)op->ud);
+        else if (reply) bad_reply(op, reply);
+        break;
+    case OP_LEAVE:
+        if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+            send_leave(s); /* more connections left: another bounded step */
+        else if (reply && reply->type == REDIS_REPLY_ERROR)
+            bad_reply(op, reply);
+        break;
     }
     free(op);
 }
@@ -449,6 +482,11 @@ static void send_heartbeat(store_redis_t *s, bool handshake) {
 /* Each step of a clean-up script touches at most this many connections, so that
  * Redis is never blocked for long by a dead worker's thousands of entries. */
 #define CLEANUP_BUDGET "1000"
+
+static void send_leave(store_redis_t *s) {
+    op_issue(script_op(s, OP_LEAVE, REDIS_SCRIPT_WORKER_LEAVE, 2,
+                       (const char *[]){s->worker_id, CLEANUP_BUDGET}));
+}
 
 static void send_budgeted(store_redis_t *s, op_kind_t kind) {
     op_t *op = kind == OP_SWEEP
@@ -512,6 +550,90 @@ static void retry_flush(store_redis_t *s) {
     }
 }
 
+/* Readiness ------------------------------------------------------------------ */
+
+/* The check in flight came back (seq: the canary's; the PING in flight's). Late answers
+ * (past HEALTH_BOUND_MS) and canaries of earlier checks do not count. */
+static void health_answered(store_redis_t *s, uint64_t seq) {
+    if (!s->check_pending || seq != s->check_seq) return;
+    s->check_pending = false;
+    uint64_t now = uv_now(s->loop);
+    if (now - s->check_sent_ms <= HEALTH_BOUND_MS) s->last_ok_ms = now ? now : 1;
+}
+
+static void send_canary(store_redis_t *s) {
+    char body[RAND_ID_LEN + 24];
+    int n = snprintf(body, sizeof body, "%s:%llu", s->canary_token,
+                     (unsigned long long)s->check_seq);
+    Dsock__WorkerMessage m = DSOCK__WORKER_MESSAGE__INIT;
+    m.kind = DSOCK__WORKER_MESSAGE__KIND__CANARY;
+    m.body = (ProtobufCBinaryData){(size_t)n, (uint8_t *)body};
+    size_t packed = dsock__worker_message__get_packed_size(&m);
+    const char *args[] = {"PUBLISH", s->channel, NULL};
+    size_t lens[] = {7, strlen(s->channel), packed};
+    op_t *op = op_new(s, OP_FIRE, -1, 3, args, lens);
+    dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, 2));
+    op_issue(op);
+}
+
+/* From the command connection's tick: one check at a time, every HEALTH_EVERY_MS,
+ * only on a working connection (a broken one is not ready anyway). */
+static void health_tick(store_redis_t *s, uint64_t now) {
+    if (s->check_pending && now - s->check_sent_ms > HEALTH_BOUND_MS)
+        s->check_pending = false; /* lost or late: it will not count */
+    if (s->check_pending || now < s->next_check_ms || !cmd_ready(s)) return;
+    if (s->attached && !redis_conn_ready(s->sub)) return;
+    s->check_pending = true;
+    s->check_sent_ms = now;
+    s->next_check_ms = now + HEALTH_EVERY_MS;
+    s->check_seq++;
+    if (s->attached) {
+        send_canary(s);
+    } else {
+        const char *args[] = {"PING"};
+        size_t lens[] = {4};
+        op_t *op = op_new(s, OP_HEALTH_PING, -1, 1, args, lens);
+        op->ud = (void *)(uintptr_t)s->check_seq; /* a late answer must not count for a newer PING */
+        op_issue(op);
+    }
+}
+
+/* A canary on our channel: ours only if it carries our token. */
+static void canary_received(store_redis_t *s, const ProtobufCBinaryData *body) {
+    size_t tl = strlen(s->canary_token);
+    if (body->len <= tl + 1 || body->len > tl + 21 || memcmp(body->data, s->canary_token, tl) ||
+        body->data[tl] != ':') {
+        bus_drop(s, "a canary that is not ours", body->len);
+        return;
+    }
+    uint64_t seq = 0;
+    for (size_t i = tl + 1; i < body->len; i++) {
+        if (body->data[i] < '0' || body->data[i] > '9') {
+            bus_drop(s, "a canary that is not ours", body->len);
+            return;
+        }
+        seq = seq * 10 + (uint64_t)(body->data[i] - '0');
+    }
+    health_answered(s, seq);
+}
+
+static bool r_ready(store_t *st, const char **reason) {
+    store_redis_t *s = (store_redis_t *)st;
+    uint64_t now = uv_now(s->loop);
+    const char *lost = s->attached ? "subscription_lost" : "store_unavailable";
+    if (!cmd_ready(s))
+        *reason = "store_unavailable";
+    else if (s->attached && !redis_conn_ready(s->sub))
+        *reason = "subscription_lost";
+    else if (!s->last_ok_ms)
+        *reason = "starting";
+    else if (now - s->last_ok_ms > HEALTH_STALE_MS)
+        *reason = lost;
+    else
+        *reason = NULL;
+    return *reason == NULL;
+}
+
 /* Connection hooks ---------------------------------------------------------- */
 
 static void cmd_on_connect(redis_conn_t *c, void *ud) {
@@ -555,6 +677,7 @@ static void cmd_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
     }
     if (s->attached && redis_conn_ready(c) && !s->heartbeat_pending && now >= s->next_heartbeat_ms)
         send_heartbeat(s, false);
+    health_tick(s, now);
     if (now > s->conn_cfg.timeout_ms) waiting_drain(s, false, now - s->conn_cfg.timeout_ms);
 }
 
@@ -611,10 +734,20 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
     case DSOCK__WORKER_MESSAGE__KIND__TEXT: msg.kind = WORKER_MSG_TEXT; break;
     case DSOCK__WORKER_MESSAGE__KIND__BINARY: msg.kind = WORKER_MSG_BINARY; break;
     case DSOCK__WORKER_MESSAGE__KIND__DISCONNECT: msg.kind = WORKER_MSG_DISCONNECT; break;
+    case DSOCK__WORKER_MESSAGE__KIND__CANARY: break;
     default: why = "unknown kind"; break;
     }
     if (why)
         ;
+    else if (m->kind == DSOCK__WORKER_MESSAGE__KIND__CANARY) {
+        /* Consumed here, never handed to the worker: no client ever sees one. */
+        if (m->connection.len || m->user.len || m->session.len)
+            bus_drop(s, "a canary with a target", len);
+        else
+            canary_received(s, &m->body);
+        dsock__worker_message__free_unpacked(m, NULL);
+        return;
+    }
     else if (!bus_id_ok(&m->connection) || !bus_id_ok(&m->user) || !bus_id_ok(&m->session))
         why = "a target id is not a valid identifier";
     else if (!m->connection.len && !m->user.len)
@@ -866,12 +999,9 @@ static void r_close(store_t *st, void (*done)(void *ud), void *ud) {
     s->done_ud = ud;
     if (redis_conn_ready(s->cmd)) {
         retry_flush(s);
-        /* A worker leaving cleanly hides whatever it could not unregister at once. */
-        if (s->attached) {
-            const char *args[] = {"DEL", s->alive_key};
-            size_t lens[] = {3, strlen(s->alive_key)};
-            op_issue(op_new(s, OP_FIRE, -1, 2, args, lens));
-        }
+        /* A worker leaving cleanly removes what is left of its entries and its
+         * own keys, after the unregistrations already queued (one FIFO). */
+        if (s->attached) send_leave(s);
     }
     s->closing = true;
     s->close_deadline_ms = uv_now(s->loop) + s->conn_cfg.timeout_ms;
@@ -892,6 +1022,7 @@ static const store_ops_t redis_ops = {
     .conn_touch = r_conn_touch,
     .close = r_close,
     .describe = r_describe,
+    .ready = r_ready,
 };
 
 /* "host:port", "host", "[v6]:port" or "[v6]". */
@@ -929,6 +1060,7 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
     s->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
     s->ttl_s = cfg->worker_ttl_s ? cfg->worker_ttl_s : 10;
     s->max_body = cfg->max_body_bytes;
+    rand_id(s->canary_token);
     s->refresh_ms = s->ttl_s * 1000u / 3;
     if (s->refresh_ms == 0) s->refresh_ms = 1;
     s->conn_cfg = (redis_conn_config_t){

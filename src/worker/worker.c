@@ -229,7 +229,7 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
         respond_error_hdr(hc, 405, "Allow: GET\r\n", "METHOD_NOT_ALLOWED", "method not allowed");
         return true;
     }
-    if (w->closing) {
+    if (w->closing || w->draining) {
         http_conn_respond_error(hc, 503, "ERROR_SAVING_CONNECTION", "Worker is shutting down");
         return true;
     }
@@ -435,6 +435,9 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
     w->pool = (worker_qpool_t)WORKER_QPOOL_INIT(QPOOL_MAX);
     uv_timer_init(loop, &w->sweep);
     w->sweep.data = w;
+    uv_timer_init(loop, &w->drain_timer);
+    w->drain_timer.data = w;
+    w->timers_open = 2;
     uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     store_worker_handlers_t h = {on_message, on_resync, w};
     int r = store_worker_attach(store, w->id, &h);
@@ -444,6 +447,7 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
 
 static void on_timer_closed(uv_handle_t *h) {
     worker_t *w = h->data;
+    if (--w->timers_open) return;
     void (*done)(void *) = w->done;
     void *ud = w->done_ud;
     worker_index_free(&w->index);
@@ -458,9 +462,62 @@ void worker_maybe_finish(worker_t *w) {
     if (!w->closing || w->timer_closing || w->live || w->pending_ops) return;
     w->timer_closing = true;
     uv_close((uv_handle_t *)&w->sweep, on_timer_closed);
+    uv_close((uv_handle_t *)&w->drain_timer, on_timer_closed);
+}
+
+/* Drain ------------------------------------------------------------------------ */
+
+static void drain_finish(worker_t *w) {
+    uv_timer_stop(&w->drain_timer);
+    void (*done)(void *) = w->drain_done;
+    w->drain_done = NULL;
+    if (done) done(w->drain_ud);
+}
+
+static void on_drain_tick(uv_timer_t *t) {
+    worker_t *w = t->data;
+    uint64_t elapsed = uv_now(w->loop) - w->drain_start_ms;
+    if (elapsed >= w->drain_ms) {
+        /* The window is over: whatever is open now (including connections that
+         * were still registering when the cursor passed them) goes. */
+        for (worker_conn_t *c = w->conns; c; c = c->next)
+            if (c->state == CONN_OPEN) worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "going away");
+        w->drain_next = NULL;
+        drain_finish(w);
+        return;
+    }
+    size_t due = (size_t)((uint64_t)w->drain_total * elapsed / w->drain_ms);
+    while (w->drain_closed < due && w->drain_next) {
+        worker_conn_t *c = w->drain_next;
+        w->drain_next = c->next;
+        if (c->state != CONN_OPEN) continue; /* gone meanwhile, or still registering */
+        w->drain_closed++;
+        worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "going away");
+    }
+    if (!w->open && !w->connecting) drain_finish(w);
+}
+
+void worker_drain(worker_t *w, unsigned drain_ms, void (*done)(void *ud), void *ud) {
+    w->draining = true;
+    w->drain_done = done;
+    w->drain_ud = ud;
+    w->drain_start_ms = uv_now(w->loop);
+    w->drain_ms = drain_ms;
+    w->drain_total = w->open;
+    w->drain_closed = 0;
+    w->drain_next = w->conns;
+    log_info("draining clients", LOG_U("connections", w->open), LOG_U("drain_ms", drain_ms));
+    /* A close every drain_ms / n, in ticks of 5..100 ms (several closes per tick
+     * when they are denser than that). */
+    uint64_t every = w->drain_total ? drain_ms / w->drain_total : drain_ms;
+    if (every < 5) every = 5;
+    if (every > 100) every = 100;
+    uv_timer_start(&w->drain_timer, on_drain_tick, drain_ms ? every : 0, every);
 }
 
 void worker_close(worker_t *w, void (*done)(void *ud), void *ud) {
+    w->drain_done = NULL; /* a drain cut short: its done is not waited for */
+    uv_timer_stop(&w->drain_timer);
     w->closing = true;
     w->done = done;
     w->done_ud = ud;

@@ -66,6 +66,17 @@ typedef struct worker_stats {
 
 void worker_get_stats(const worker_t *w, worker_stats_t *out);
 
+/* Graceful shutdown (docs/probes-and-drain.md): from now on connects are refused
+ * (503), and the open connections are closed with 1001 (going away) spread evenly
+ * over drain_ms: the k-th of n at about k * drain_ms / n, so that clients do not
+ * all reconnect at once. Workers of several threads draining over the same window
+ * each spread their own share, so their closes together are spread as evenly.
+ * Until its close, a connection keeps getting its messages. done (may be NULL) is
+ * called once every connection was asked to close: at drain_ms, or earlier when
+ * none is left open. The worker stays attached to the store: worker_close follows.
+ * Call it at most once, before worker_close. */
+void worker_drain(worker_t *w, unsigned drain_ms, void (*done)(void *ud), void *ud);
+
 /* Closes every connection with 1001 (going away), unregisters them, stops the
  * timer, frees the worker, then calls done (may be NULL). */
 void worker_close(worker_t *w, void (*done)(void *ud), void *ud);

@@ -85,6 +85,18 @@ struct worker {
     worker_qpool_t pool;
     size_t released;               /* queue cost freed since the sweep last looked */
     uv_timer_t sweep;
+    /* worker_drain: closes OPEN connections in list order from drain_next, as many
+     * by now as drain_total * elapsed / drain_ms. */
+    uv_timer_t drain_timer;
+    bool draining;
+    uint64_t drain_start_ms;
+    uint64_t drain_ms;
+    size_t drain_total;            /* OPEN connections when the drain started */
+    size_t drain_closed;           /* closed by the drain so far */
+    struct worker_conn *drain_next; /* next to look at; moved on when it is freed */
+    void (*drain_done)(void *ud);
+    void *drain_ud;
+    int timers_open;               /* sweep and drain_timer, until their close callbacks */
     bool closing;
     bool timer_closing;
     void (*done)(void *ud);

@@ -44,6 +44,7 @@ void worker_conn_free(worker_conn_t *c) {
     worker_t *w = c->w;
     w->released += c->q.cost;
     worker_queue_clear(&c->q, &w->pool);
+    if (w->drain_next == c) w->drain_next = c->next;
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -392,6 +392,9 @@ def start_deployment(kind, log_dir, redis=None, apis=1, workers=1, token=None,
     on `redis`; "standalone": one process serving both). api_opts/worker_opts are
     extra flags {name: value}; in standalone both sets apply to the one process."""
     token = token or "tok-" + uuid.uuid4().hex
+    # A stopping worker closes its clients over drain_seconds (default 10): tests
+    # stop theirs with clients still open, so they drain over 1 s unless they say.
+    worker_opts = {"drain-seconds": 1, **(worker_opts or {})}
     dep = Deployment(kind, token, jwt_secret, redis)
     env = _clean_env()
     os.makedirs(log_dir, exist_ok=True)
