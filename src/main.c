@@ -19,6 +19,8 @@
 #include "common/mem.h"
 #include "common/rand.h"
 #include "net/http_server.h"
+#include "ops/metrics.h"
+#include "ops/metrics_http.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
 #include "worker/worker.h"
@@ -35,6 +37,8 @@ typedef struct shard {
     int phase_run;        /* the last phase this shard started (its thread only) */
     store_t *store;
     http_server_t *server;
+    http_server_t *mserver; /* metrics_address: shard 0 only, else NULL */
+    metrics_shard_t *metrics;
     api_t *api;
     worker_t *worker;
 } shard_t;
@@ -45,6 +49,7 @@ typedef struct app {
     unsigned nshards;
     shard_t *shards;
     store_memory_shared_t *mem; /* standalone: the records every shard's view shares */
+    metrics_http_t *metrics;    /* who may GET /metrics: shared, immutable */
     atomic_size_t http_slots;   /* max_connections: HTTP connections of all shards */
     atomic_size_t ws_slots;     /* max_connections: WebSocket connections of all shards */
     pthread_mutex_t phase_lock;
@@ -74,8 +79,8 @@ static void phase_finished(shard_t *sh) {
  * (and a 100 Continue), then goes to route(). */
 static bool precheck(void *ud, http_conn_t *c, const http_request_t *req) {
     shard_t *sh = ud;
-    http_verdict_t v = HTTP_NOT_MINE;
-    if (sh->api) v = api_precheck(sh->api, c, req);
+    http_verdict_t v = metrics_http_precheck(sh->app->metrics, c, req, false);
+    if (v == HTTP_NOT_MINE && sh->api) v = api_precheck(sh->api, c, req);
     if (v == HTTP_NOT_MINE && sh->worker) v = worker_precheck(sh->worker, c, req);
     if (v == HTTP_NOT_MINE) {
         http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
@@ -86,9 +91,35 @@ static bool precheck(void *ud, http_conn_t *c, const http_request_t *req) {
 
 static void route(void *ud, http_conn_t *c, const http_request_t *req) {
     shard_t *sh = ud;
+    if (metrics_http_handle(sh->app->metrics, c, req, false)) return;
     if (sh->api && api_handle(sh->api, c, req)) return;
     if (sh->worker && worker_handle(sh->worker, c, req)) return;
     http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
+}
+
+/* The metrics_address listener: /metrics only (add other operator endpoints
+ * here), everything else 404. */
+static bool metrics_precheck(void *ud, http_conn_t *c, const http_request_t *req) {
+    shard_t *sh = ud;
+    http_verdict_t v = metrics_http_precheck(sh->app->metrics, c, req, true);
+    if (v == HTTP_NOT_MINE) {
+        http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
+        return false;
+    }
+    return v == HTTP_ACCEPTED;
+}
+
+static void metrics_route(void *ud, http_conn_t *c, const http_request_t *req) {
+    shard_t *sh = ud;
+    if (metrics_http_handle(sh->app->metrics, c, req, true)) return;
+    http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
+}
+
+static void memory_sizes(void *ud, uint64_t *claims, uint64_t *records) {
+    size_t c, r;
+    store_memory_shared_sizes(ud, &c, &r);
+    *claims = c;
+    *records = r;
 }
 
 static void store_closed(void *ud) {
@@ -117,6 +148,8 @@ static void on_ctl(uv_async_t *h) {
     int want = atomic_load(&sh->phase_req);
     if (want >= 1 && sh->phase_run < 1) {
         sh->phase_run = 1;
+        if (sh->mserver) http_server_close(sh->mserver, NULL, NULL); /* answers synchronously */
+        sh->mserver = NULL;
         http_server_close(sh->server, server_closed, sh);
     }
     if (want >= 2 && sh->phase_run < 2) {
@@ -159,6 +192,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void *shard_main(void *arg) {
     shard_t *sh = arg;
+    metrics_bind(sh->metrics); /* this thread's counters (ops/metrics.h) */
     uv_run(&sh->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&sh->loop);
     if (rc) log_error("event loop closed with open handles", LOG_S("error", uv_strerror(rc)));
@@ -275,6 +309,13 @@ int main(int argc, char **argv) {
     app.shards = mem_calloc(app.nshards, sizeof *app.shards);
     bool threaded = app.nshards > 1;
     if (role == CONFIG_ROLE_STANDALONE) app.mem = store_memory_shared_new();
+    metrics_set_identity(&(metrics_identity_t){
+        .version = DSOCK_VERSION, .revision = DSOCK_REVISION, .role = sub,
+        .api = role != CONFIG_ROLE_WORKER, .worker = role != CONFIG_ROLE_API, .redis = !app.mem});
+    if (app.mem) metrics_set_store_sizes(memory_sizes, app.mem);
+    bool metrics_separate = app.cfg.metrics_address && *app.cfg.metrics_address;
+    app.metrics = metrics_http_new(&(metrics_http_config_t){
+        .token = app.cfg.token, .public_ = app.cfg.metrics_public, .separate = metrics_separate});
     atomic_init(&app.http_slots, 0);
     atomic_init(&app.ws_slots, 0);
     pthread_mutex_init(&app.phase_lock, NULL);
@@ -287,6 +328,7 @@ int main(int argc, char **argv) {
         .idle_timeout_ms = (unsigned)(app.cfg.idle_timeout * 1000),
         .max_connections = (size_t)app.cfg.max_connections,
         .shared_count = threaded ? &app.http_slots : NULL,
+        .log_requests = app.cfg.log_requests,
         .reuse_port = threaded,
     };
     store_redis_config_t rc_cfg = {
@@ -327,6 +369,7 @@ int main(int argc, char **argv) {
         atomic_init(&sh->phase_req, 0);
         uv_async_init(&sh->loop, &sh->ctl, on_ctl);
         sh->ctl.data = sh;
+        sh->metrics = metrics_shard_new();
         sh->store = app.mem ? store_memory_view_new(app.mem, &sh->loop)
                             : store_redis_new(&sh->loop, &rc_cfg);
         sh->server = http_server_new(&sh->loop, &scfg, precheck, route, sh);
@@ -355,6 +398,19 @@ int main(int argc, char **argv) {
         if (i == 0)
             bound_address(app.cfg.address, http_server_port(sh->server), listen_addr,
                           sizeof listen_addr);
+        if (i == 0 && metrics_separate) {
+            /* The scraper's port, on the first loop: a few connections, no sharing. */
+            http_server_config_t mcfg = scfg;
+            mcfg.max_connections = 64;
+            mcfg.shared_count = NULL;
+            mcfg.reuse_port = false;
+            sh->mserver = http_server_new(&sh->loop, &mcfg, metrics_precheck, metrics_route, sh);
+            if (http_server_listen(sh->mserver, app.cfg.metrics_address, err, sizeof err)) {
+                log_error("listening failed", LOG_S("error", err));
+                exit_code = 1;
+                break;
+            }
+        }
     }
 
     for (unsigned i = 0; i < built; i++) {
@@ -369,6 +425,7 @@ int main(int argc, char **argv) {
         shutdown_shards(&app);
         uv_loop_close(app.loop);
         store_memory_shared_free(app.mem);
+        metrics_http_free(app.metrics);
         free(app.shards);
         config_free(&app.cfg);
         return exit_code;
@@ -386,6 +443,7 @@ int main(int argc, char **argv) {
     log_info("listening", LOG_S("version", DSOCK_VERSION), LOG_S("address", listen_addr),
              LOG_S("store", store_describe(app.shards[0].store)), LOG_U("threads", app.nshards),
              LOG_S("config", app.cfg.source_file),
+             LOG_S("metrics_address", metrics_separate ? app.cfg.metrics_address : NULL),
              LOG_BOOL("defaults_written", app.cfg.wrote_default),
              LOG_BOOL("jwt", app.cfg.jwt_secret != NULL),
              LOG_S("generated_token", generated_token[0] ? generated_token : NULL));
@@ -396,6 +454,7 @@ int main(int argc, char **argv) {
     if (close_rc)
         log_error("event loop closed with open handles", LOG_S("error", uv_strerror(close_rc)));
     store_memory_shared_free(app.mem);
+    metrics_http_free(app.metrics);
     pthread_mutex_destroy(&app.phase_lock);
     pthread_cond_destroy(&app.phase_cond);
     free(app.shards);

@@ -304,12 +304,17 @@ static void deliver_one(void *ud, worker_index_node_t *n) {
         d->frame = worker_frame_new(d->msg->kind == WORKER_MSG_BINARY ? WS_OP_BINARY : WS_OP_TEXT,
                                     d->msg->body, d->msg->body_len);
     d->w->stats.deliveries++;
-    worker_conn_send(CONN_OF(n), d->frame);
+    if (worker_conn_send(CONN_OF(n), d->frame)) {
+        METRICS_INC(messages_written);
+        METRICS_ADD(message_bytes_written, d->msg->body_len);
+    } else {
+        METRICS_INC(dropped[METRICS_DROP_CONNECTION_CLOSING]);
+    }
 }
 
 static void disconnect_one(void *ud, worker_index_node_t *n) {
     (void)ud;
-    worker_conn_start_close(CONN_OF(n), WS_CLOSE_NORMAL, "");
+    worker_conn_close_for(CONN_OF(n), METRICS_CLOSE_DISCONNECT_API, WS_CLOSE_NORMAL, "");
 }
 
 static void on_message(void *ud, const worker_msg_t *msg) {
@@ -341,6 +346,7 @@ static void on_resync(void *ud) {
     worker_t *w = ud;
     int64_t wall = (int64_t)time(NULL);
     size_t n = 0;
+    METRICS_INC(store_resyncs);
     for (worker_conn_t *c = w->conns; c; c = c->next) {
         if (!c->indexed) continue;
         /* A PENDING connection has no lastPing yet: it registers as of now. */
@@ -397,7 +403,8 @@ static void on_sweep(uv_timer_t *t) {
                 w->stats.dead_closes++;
                 log_debug("client silent: closing", LOG_S("id", c->ix.id),
                           LOG_U("silent_s", w->ping_timeout_s));
-                worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "ping timeout");
+                worker_conn_close_for(c, METRICS_CLOSE_PING_TIMEOUT, WS_CLOSE_GOING_AWAY,
+                                      "ping timeout");
             } else {
                 worker_conn_flush_touch(c, now);
                 if (!w->closing && interval && now - c->last_ping_tx >= interval) {
