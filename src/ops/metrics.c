@@ -278,6 +278,10 @@ static void sample_u(buf_t *b, const char *name, uint64_t v) {
 
 /* A float as Prometheus reads it (Go's ParseFloat): shortest round-trip form. */
 static void fmt_double(char *out, size_t cap, double v) {
+    if (v == (double)(int64_t)v && v < 9007199254740992.0 && v > -9007199254740992.0) {
+        snprintf(out, cap, "%lld", (long long)v); /* integers in full, not 1e+09 */
+        return;
+    }
     for (int prec = 6; prec <= 17; prec++) {
         snprintf(out, cap, "%.*g", prec, v);
         if (strtod(out, NULL) == v) return;
