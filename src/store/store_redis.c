@@ -482,6 +482,8 @@ static void send_budgeted(store_redis_t *s, op_kind_t kind) {
  * in between; the registrations are pipelined, not one round trip each. */
 static void resync(store_redis_t *s) {
     if (!s->handlers.on_resync) return;
+    /* The ones before the first heartbeat answered are a new worker's start. */
+    if (s->announced) METRICS_INC(store_resyncs);
     op_submit(script_op(s, OP_FIRE, REDIS_SCRIPT_RESYNC_BEGIN, 2,
                         (const char *[]){s->worker_id, "3600"}));
     s->handlers.on_resync(s->handlers.ud);
@@ -583,12 +585,19 @@ static void sub_on_connect(redis_conn_t *c, void *ud) {
     if (redis_conn_subscribe(c, s->channel)) redis_conn_fail(c, "cannot send SUBSCRIBE");
 }
 
+/* Subscribed (the SUBSCRIBE was confirmed): dsock_store_subscribed is 1 at once;
+ * it goes back to 0 on the first tick after the connection is lost. */
+static void sub_on_ready(redis_conn_t *c, void *ud) {
+    (void)c;
+    (void)ud;
+    metrics_set_subscribed(1);
+}
+
 /* A subscribed connection carries no replies to time, so re-SUBSCRIBE now and
  * then: its confirmation proves the connection still works. */
 static void sub_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
     store_redis_t *s = ud;
-    /* dsock_store_subscribed, at most one tick late: the connection is ready once
-     * its SUBSCRIBE was confirmed. */
+    /* dsock_store_subscribed: 0 at most one tick (100 ms) after a loss. */
     metrics_set_subscribed(!s->closing && redis_conn_ready(c));
     if (s->closing || !redis_conn_ready(c) || redis_conn_subscribe_pending(c)) return;
     if (now < s->next_probe_ms) return;
@@ -819,6 +828,7 @@ static int r_worker_attach(store_t *st, const char *worker_id, const store_worke
     cfg.name = "pub/sub";
     redis_conn_hooks_t hooks = {
         .on_connect = sub_on_connect,
+        .on_ready = sub_on_ready,
         .on_tick = sub_on_tick,
         .on_message = sub_on_message,
         .on_closed = conn_on_closed,

@@ -346,7 +346,6 @@ static void on_resync(void *ud) {
     worker_t *w = ud;
     int64_t wall = (int64_t)time(NULL);
     size_t n = 0;
-    METRICS_INC(store_resyncs);
     for (worker_conn_t *c = w->conns; c; c = c->next) {
         if (!c->indexed) continue;
         /* A PENDING connection has no lastPing yet: it registers as of now. */
