@@ -269,14 +269,15 @@ def test_store_errors_reconnects_resyncs(make_redis, make_deployment):
         promtool_check(api.text())
 
 
-def test_invalid_bus_message_is_counted(make_deployment, deployment_kind):
-    if deployment_kind != "redis":
-        pytest.skip("the bus is Redis pub/sub")
-    dep = metrics_dep(make_deployment, deployment_kind)
+@pytest.mark.redis_only
+def test_invalid_bus_message_is_counted(make_redis, make_deployment):
+    r = make_redis()  # private: its only worker channel is this worker's
+    dep = metrics_dep(make_deployment, "redis", redis=r)
     _, worker = scrapers(dep)
     worker.wait_for("dsock_store_subscribed", 1)
-    wid = dep.redis.client().pubsub_channels("worker:*")[0].decode()
-    dep.redis.client().publish(wid, b"\xff\xffnot protobuf")
+    channels = r.client().pubsub_channels("worker:*")
+    assert len(channels) == 1, channels
+    r.client().publish(channels[0].decode(), b"\xff\xffnot protobuf")
     worker.wait_for("dsock_deliveries_dropped_total", 1, reason="invalid_bus_message")
 
 
