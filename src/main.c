@@ -21,6 +21,8 @@
 #include "common/mem.h"
 #include "common/rand.h"
 #include "net/http_server.h"
+#include "ops/metrics.h"
+#include "ops/metrics_http.h"
 #include "ops/probes.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
@@ -40,6 +42,8 @@ typedef struct shard {
     int probe_slot;
     store_t *store;
     http_server_t *server;
+    http_server_t *mserver; /* metrics_address: shard 0 only, else NULL */
+    metrics_shard_t *metrics;
     api_t *api;
     worker_t *worker;
 } shard_t;
@@ -50,6 +54,7 @@ typedef struct app {
     unsigned nshards;
     shard_t *shards;
     store_memory_shared_t *mem; /* standalone: the records every shard's view shares */
+    metrics_http_t *metrics;    /* who may GET /metrics: shared, immutable */
     atomic_size_t http_slots;   /* max_connections: HTTP connections of all shards */
     atomic_size_t ws_slots;     /* max_connections: WebSocket connections of all shards */
     pthread_mutex_t phase_lock;
@@ -99,14 +104,16 @@ static void phase_finished(shard_t *sh) {
  * (and a 100 Continue), then goes to route(). */
 static bool precheck(void *ud, http_conn_t *c, const http_request_t *req) {
     shard_t *sh = ud;
-    /* The process's own endpoints first: no token, answered here. */
+    /* The process's own endpoints first: the probes (no token, answered here),
+     * then /metrics, which stays readable while draining. */
     if (probes_precheck(c, req) != HTTP_NOT_MINE) return false;
+    http_verdict_t v = metrics_http_precheck(sh->app->metrics, c, req, false);
+    if (v != HTTP_NOT_MINE) return v == HTTP_ACCEPTED;
     /* Draining: the roles take no new request (what was accepted before finishes). */
     if (probes_draining()) {
         http_conn_respond_error(c, 503, "SHUTTING_DOWN", "the server is shutting down");
         return false;
     }
-    http_verdict_t v = HTTP_NOT_MINE;
     if (sh->api) v = api_precheck(sh->api, c, req);
     if (v == HTTP_NOT_MINE && sh->worker) v = worker_precheck(sh->worker, c, req);
     if (v == HTTP_NOT_MINE) {
@@ -118,9 +125,42 @@ static bool precheck(void *ud, http_conn_t *c, const http_request_t *req) {
 
 static void route(void *ud, http_conn_t *c, const http_request_t *req) {
     shard_t *sh = ud;
+    if (metrics_http_handle(sh->app->metrics, c, req, false)) return;
     if (sh->api && api_handle(sh->api, c, req)) return;
     if (sh->worker && worker_handle(sh->worker, c, req)) return;
     http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
+}
+
+/* The metrics_address listener: the probes and /metrics, everything else 404. */
+static bool metrics_precheck(void *ud, http_conn_t *c, const http_request_t *req) {
+    shard_t *sh = ud;
+    if (probes_precheck(c, req) != HTTP_NOT_MINE) return false;
+    http_verdict_t v = metrics_http_precheck(sh->app->metrics, c, req, true);
+    if (v == HTTP_NOT_MINE) {
+        http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
+        return false;
+    }
+    return v == HTTP_ACCEPTED;
+}
+
+static void metrics_route(void *ud, http_conn_t *c, const http_request_t *req) {
+    shard_t *sh = ud;
+    if (metrics_http_handle(sh->app->metrics, c, req, true)) return;
+    http_conn_respond_error(c, 404, "NOT_FOUND", "no such endpoint");
+}
+
+static double gauge_ready(void *ud) {
+    const char *reason;
+    return probes_ready(&reason) ? 1 : 0;
+}
+
+static double gauge_draining(void *ud) { return probes_draining() ? 1 : 0; }
+
+static void memory_sizes(void *ud, uint64_t *claims, uint64_t *records) {
+    size_t c, r;
+    store_memory_shared_sizes(ud, &c, &r);
+    *claims = c;
+    *records = r;
 }
 
 static void store_closed(void *ud) {
@@ -175,6 +215,9 @@ static void on_ctl(uv_async_t *h) {
     }
     if (want >= 3 && sh->phase_run < 3) {
         sh->phase_run = 3;
+        /* The metrics listener lives as long as the main one: a drain can be watched. */
+        if (sh->mserver) http_server_close(sh->mserver, NULL, NULL);
+        sh->mserver = NULL;
         http_server_close(sh->server, server_closed, sh);
     }
     if (want >= 4 && sh->phase_run < 4) {
@@ -250,6 +293,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void *shard_main(void *arg) {
     shard_t *sh = arg;
+    metrics_bind(sh->metrics); /* this thread's counters (ops/metrics.h) */
     uv_run(&sh->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&sh->loop);
     if (rc) log_error("event loop closed with open handles", LOG_S("error", uv_strerror(rc)));
@@ -366,6 +410,16 @@ int main(int argc, char **argv) {
     app.shards = mem_calloc(app.nshards, sizeof *app.shards);
     bool threaded = app.nshards > 1;
     if (role == CONFIG_ROLE_STANDALONE) app.mem = store_memory_shared_new();
+    metrics_set_identity(&(metrics_identity_t){
+        .version = DSOCK_VERSION, .revision = DSOCK_REVISION, .role = sub,
+        .api = role != CONFIG_ROLE_WORKER, .worker = role != CONFIG_ROLE_API, .redis = !app.mem});
+    if (app.mem) metrics_set_store_sizes(memory_sizes, app.mem);
+    metrics_gauge_register("dsock_ready", "1 when /readyz answers ok, else 0.", gauge_ready, NULL);
+    metrics_gauge_register("dsock_draining", "1 once a drain (SIGTERM/SIGINT) has begun.",
+                           gauge_draining, NULL);
+    bool metrics_separate = app.cfg.metrics_address && *app.cfg.metrics_address;
+    app.metrics = metrics_http_new(&(metrics_http_config_t){
+        .token = app.cfg.token, .public_ = app.cfg.metrics_public, .separate = metrics_separate});
     atomic_init(&app.http_slots, 0);
     atomic_init(&app.ws_slots, 0);
     pthread_mutex_init(&app.phase_lock, NULL);
@@ -386,6 +440,7 @@ int main(int argc, char **argv) {
         .idle_timeout_ms = (unsigned)(app.cfg.idle_timeout * 1000),
         .max_connections = (size_t)app.cfg.max_connections,
         .shared_count = threaded ? &app.http_slots : NULL,
+        .log_requests = app.cfg.log_requests,
         .reuse_port = threaded,
     };
     store_redis_config_t rc_cfg = {
@@ -427,6 +482,7 @@ int main(int argc, char **argv) {
         uv_async_init(&sh->loop, &sh->ctl, on_ctl);
         sh->ctl.data = sh;
         sh->probe_slot = probes_slot_new();
+        sh->metrics = metrics_shard_new();
         sh->store = app.mem ? store_memory_view_new(app.mem, &sh->loop)
                             : store_redis_new(&sh->loop, &rc_cfg);
         sh->server = http_server_new(&sh->loop, &scfg, precheck, route, sh);
@@ -458,6 +514,19 @@ int main(int argc, char **argv) {
         if (i == 0)
             bound_address(app.cfg.address, http_server_port(sh->server), listen_addr,
                           sizeof listen_addr);
+        if (i == 0 && metrics_separate) {
+            /* The scraper's port, on the first loop: a few connections, no sharing. */
+            http_server_config_t mcfg = scfg;
+            mcfg.max_connections = 64;
+            mcfg.shared_count = NULL;
+            mcfg.reuse_port = false;
+            sh->mserver = http_server_new(&sh->loop, &mcfg, metrics_precheck, metrics_route, sh);
+            if (http_server_listen(sh->mserver, app.cfg.metrics_address, err, sizeof err)) {
+                log_error("listening failed", LOG_S("error", err));
+                exit_code = 1;
+                break;
+            }
+        }
     }
 
     for (unsigned i = 0; i < built; i++) {
@@ -476,6 +545,7 @@ int main(int argc, char **argv) {
         uv_loop_close(app.loop);
         pthread_mutex_destroy(&app.phase_lock);
         store_memory_shared_free(app.mem);
+        metrics_http_free(app.metrics);
         free(app.shards);
         config_free(&app.cfg);
         return exit_code;
@@ -494,6 +564,7 @@ int main(int argc, char **argv) {
     log_info("listening", LOG_S("version", DSOCK_VERSION), LOG_S("address", listen_addr),
              LOG_S("store", store_describe(app.shards[0].store)), LOG_U("threads", app.nshards),
              LOG_S("config", app.cfg.source_file),
+             LOG_S("metrics_address", metrics_separate ? app.cfg.metrics_address : NULL),
              LOG_BOOL("defaults_written", app.cfg.wrote_default),
              LOG_BOOL("jwt", app.cfg.jwt_secret != NULL),
              LOG_S("generated_token", generated_token[0] ? generated_token : NULL));
@@ -504,6 +575,7 @@ int main(int argc, char **argv) {
     if (close_rc)
         log_error("event loop closed with open handles", LOG_S("error", uv_strerror(close_rc)));
     store_memory_shared_free(app.mem);
+    metrics_http_free(app.metrics);
     pthread_mutex_destroy(&app.phase_lock);
     free(app.shards);
     config_free(&app.cfg);

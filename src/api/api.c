@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/rand.h"
+#include "ops/metrics.h"
 #include "protocol/utf8.h"
 #include "protocol/validate.h"
 
@@ -35,6 +36,8 @@ typedef enum { TARGET_NONE, TARGET_ID, TARGET_USER } target_kind_t;
 typedef struct api_request {
     http_conn_t *conn;
     target_kind_t target_kind;
+    bool is_send;        /* a /send: counted in dsock_api_messages_total when accepted */
+    size_t send_bytes;
     /* /claim answers with what it stored */
     char claim_id[RAND_ID_LEN + 1];
     char *claim_id_given;
@@ -315,6 +318,10 @@ static void delivery_done(void *ud, store_status_t status, const store_delivery_
     if (status != STORE_OK) {
         respond_store_error(r->conn, r->target_kind);
     } else {
+        if (r->is_send) {
+            METRICS_INC(api_messages);
+            METRICS_ADD(api_message_bytes, r->send_bytes);
+        }
         char body[160];
         int n;
         if (d->unreachable)
@@ -349,8 +356,11 @@ static void handle_send(api_t *a, http_conn_t *c, const http_request_t *req) {
         http_conn_respond_error(c, 400, "INVALID_UTF8", "a text message must be valid UTF-8");
         return;
     }
+    api_request_t *r = request_new(c, kind);
+    r->is_send = true;
+    r->send_bytes = req->body_len;
     if (!target_can_match(&t)) {
-        delivery_done(request_new(c, kind), STORE_OK, &(store_delivery_t){0});
+        delivery_done(r, STORE_OK, &(store_delivery_t){0});
         return;
     }
     worker_msg_t msg = {
@@ -359,7 +369,7 @@ static void handle_send(api_t *a, http_conn_t *c, const http_request_t *req) {
         .body = (const uint8_t *)req->body,
         .body_len = req->body_len,
     };
-    store_send(a->store, &msg, delivery_done, request_new(c, kind));
+    store_send(a->store, &msg, delivery_done, r);
 }
 
 static void handle_disconnect(api_t *a, http_conn_t *c, const http_request_t *req) {

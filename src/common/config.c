@@ -47,9 +47,15 @@ static const config_key_t keys[] = {
     {"token", T_STRING, OFF(token), NULL, 0, 0, true, "API bearer token (required by api)"},
     {"jwt_secret", T_STRING, OFF(jwt_secret), NULL, 0, 0, true,
      "HMAC secret; when set, workers accept JWTs"},
+    {"metrics_public", T_BOOL, OFF(metrics_public), "false", 0, 0, false,
+     "serve GET /metrics without the token (docs/metrics.md)"},
+    {"metrics_address", T_STRING, OFF(metrics_address), "", 0, 0, false,
+     "a second listen address serving only /metrics, without the token (empty: none)"},
     {"debug", T_BOOL, OFF(debug), "false", 0, 0, false, "log debug lines"},
     {"log_format", T_STRING, OFF(log_format), "logfmt", 0, 0, false,
      "log line format: logfmt or json (docs/logging.md)"},
+    {"log_requests", T_BOOL, OFF(log_requests), "false", 0, 0, false,
+     "one access line per HTTP request, and an X-Request-Id header (docs/logging.md)"},
     {"redis_timeout_ms", T_INT, OFF(redis_timeout_ms), "2000", 10, 600000, false,
      "bound on every Redis wait, in milliseconds"},
     {"worker_ttl", T_INT, OFF(worker_ttl), "10", 2, 3600, false,
@@ -681,6 +687,15 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
                  origin_or(cfg, "ping_timeout"), (long long)cfg->ping_timeout,
                  (long long)cfg->ping_interval, origin_or(cfg, "ping_interval"));
         return -1;
+    }
+    if (cfg->metrics_address && *cfg->metrics_address) {
+        if (!strcmp(cfg->metrics_address, cfg->address)) {
+            snprintf(err, errlen, "%s: metrics_address must differ from address",
+                     origin_or(cfg, "metrics_address"));
+            return -1;
+        }
+        if (check_bind(cfg->metrics_address, origin_or(cfg, "metrics_address"), err, errlen))
+            return -1;
     }
     return check_bind(cfg->address, origin_or(cfg, "address"), err, errlen);
 }

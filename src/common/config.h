@@ -20,8 +20,11 @@ typedef struct config {
     int64_t redis_db;
     char *token;              /* API bearer token; NULL when unset (never "") */
     char *jwt_secret;         /* NULL: JWT authentication disabled (never "") */
+    bool metrics_public;      /* GET /metrics without the token */
+    char *metrics_address;    /* "": none; else a listener serving only /metrics */
     bool debug;
     char *log_format;         /* "logfmt" or "json" (checked by log_format_parse) */
+    bool log_requests;        /* one access line per HTTP request */
     int64_t redis_timeout_ms; /* bound on every Redis wait */
     int64_t worker_ttl;       /* seconds before a silent worker counts as dead */
     int64_t ping_interval;    /* seconds between server pings */

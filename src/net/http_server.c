@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "net/read_buffer.h"
+#include "ops/metrics.h"
 
 #define SWEEP_MAX_MS 1000
 #define LINGER_MAX_MS 2000
@@ -68,6 +69,8 @@ struct http_conn {
     bool close_after_write;
     bool headers_seen;     /* deadline already extended for the body */
     bool answered;         /* a response was written: idle now means kept alive */
+    bool timing;           /* req_start_ns holds the current request's first byte */
+    uint64_t req_start_ns; /* metrics_now_ns() at the request's first byte */
     char peer[64];
 };
 
@@ -220,14 +223,15 @@ static void response_written(uv_write_t *req, int status) {
 }
 
 /* Queues one response as a single write. The connection must be writable. */
-static void conn_write_response(http_conn_t *c, int status, const char *extra_headers,
-                                const char *body, size_t body_len, bool keep_alive,
-                                bool head_only) {
+static void conn_write_response(http_conn_t *c, int status, const char *content_type,
+                                const char *extra_headers, const char *body, size_t body_len,
+                                bool keep_alive, bool head_only) {
     buf_t h = BUF_INIT;
     buf_printf(&h,
-               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Connection: %s\r\n",
-               status, http_status_reason(status), body_len, keep_alive ? "keep-alive" : "close");
+               status, http_status_reason(status), content_type, body_len,
+               keep_alive ? "keep-alive" : "close");
     if (extra_headers) buf_append_str(&h, extra_headers);
     buf_append(&h, "\r\n", 2);
     size_t blen = head_only ? 0 : body_len;
@@ -278,15 +282,42 @@ static const char *parse_error_code(int status) {
     }
 }
 
+/* Counts an answer (metrics.h) and, with log_requests, writes its access line and
+ * adds an X-Request-Id header to *headers (the caller frees it). req is NULL when
+ * the request could not be parsed. The line never holds the query (it may carry
+ * the token, a claim id or a JWT): only the method, the decoded path, the status,
+ * the errorCode of an error body, the duration and the request id. */
+static void conn_account(http_conn_t *c, const http_request_t *req, int status,
+                         const char *body, size_t len, buf_t *headers) {
+    uint64_t ns = c->timing ? metrics_now_ns() - c->req_start_ns : 0;
+    c->timing = false;
+    char code[METRICS_CODE_MAX] = "";
+    if (status >= 400) metrics_error_code_of(body, len, code, sizeof code);
+    metrics_endpoint_t ep = metrics_endpoint_of(req ? req->path : NULL);
+    metrics_http_answered(ep, status, code, ns);
+    if (!c->server || !c->server->cfg.log_requests) return;
+    const http_kv_t *given = req ? http_request_header(req, "x-request-id") : NULL;
+    char id[METRICS_REQID_MAX + 1];
+    metrics_request_id(given ? given->value : NULL, given ? given->value_len : 0, id);
+    if (headers) buf_printf(headers, "X-Request-Id: %s\r\n", id);
+    log_info("request", LOG_S("method", req ? req->method_name : NULL),
+             LOG_S("path", req ? req->path : NULL), LOG_I("status", status),
+             LOG_S("error_code", code[0] ? code : NULL), LOG_U("duration_us", ns / 1000),
+             LOG_S("request_id", id), LOG_S("peer", c->peer));
+}
+
 static void conn_parse_error(http_conn_t *c) {
     int status = http_parser_error_status(c->parser);
     log_debug("http parse error", LOG_I("status", status), LOG_S("peer", c->peer),
               LOG_S("error", http_parser_error_message(c->parser)));
     buf_t b = BUF_INIT;
     error_body(&b, parse_error_code(status), http_parser_error_message(c->parser));
+    buf_t h = BUF_INIT;
+    conn_account(c, NULL, status, b.data, b.len, &h);
     uv_read_stop((uv_stream_t *)c->tcp);
     buf_free(&c->pending);
-    conn_write_response(c, status, NULL, b.data, b.len, false, false);
+    conn_write_response(c, status, "application/json", h.data, b.data, b.len, false, false);
+    buf_free(&h);
     buf_free(&b);
 }
 
@@ -325,6 +356,10 @@ static bool conn_process(http_conn_t *c, const char *data, size_t len) {
     if (!c->parser) {
         c->parser = http_parser_new(&s->cfg.limits);
         http_parser_stop_at_headers(c->parser, true);
+    }
+    if (!c->timing) { /* the first byte of a request: its duration starts */
+        c->timing = true;
+        c->req_start_ns = metrics_now_ns();
     }
     size_t off = 0;
     http_parse_status_t st;
@@ -658,6 +693,11 @@ void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud) {
 
 void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, const char *body,
                        size_t body_len) {
+    http_conn_respond_type(c, status, "application/json", extra_headers, body, body_len);
+}
+
+void http_conn_respond_type(http_conn_t *c, int status, const char *content_type,
+                            const char *extra_headers, const char *body, size_t body_len) {
     if (!c->in_handler) log_fatal("http_conn_respond: no request pending on this connection");
     c->in_handler = false;
     if (!c->tcp || c->state == CONN_CLOSING) {
@@ -678,8 +718,12 @@ void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, co
     bool keep_alive = body_done && req->keep_alive && !req->upgrade && !c->server->closing &&
                       !c->server->draining;
     bool head_only = req->method == HTTP_METHOD_HEAD;
+    buf_t h = BUF_INIT;
+    if (extra_headers) buf_append_str(&h, extra_headers);
+    conn_account(c, req, status, body, body_len, &h);
     http_parser_reset(c->parser); /* the request is answered; free it before the write */
-    conn_write_response(c, status, extra_headers, body, body_len, keep_alive, head_only);
+    conn_write_response(c, status, content_type, h.data, body, body_len, keep_alive, head_only);
+    buf_free(&h);
 }
 
 void http_conn_respond_error(http_conn_t *c, int status, const char *code, const char *message) {
@@ -703,6 +747,8 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
     }
     http_server_t *s = c->server;
     uv_tcp_t *tcp = c->tcp;
+    /* The handler wrote (or queued) its 101: counted, and logged, as answered. */
+    conn_account(c, http_parser_request(c->parser), 101, NULL, 0, NULL);
     uv_read_stop((uv_stream_t *)tcp);
     tcp->data = NULL;
     if (c->pending.len > 0) {

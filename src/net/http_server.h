@@ -42,6 +42,8 @@ typedef struct http_server_config {
     atomic_size_t *shared_count; /* NULL, or a counter several servers (threads) share:
                                   * then max_connections bounds their sum. The caller
                                   * keeps it alive while any of them exists. */
+    bool log_requests;         /* one access line per answered request, and an
+                                * X-Request-Id response header (docs/logging.md) */
     bool reuse_port;           /* SO_REUSEPORT: several servers (one per thread) listen on
                                 * one address and the kernel spreads connections */
 } http_server_config_t;
@@ -104,6 +106,10 @@ void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud);
  * pending is a broken invariant and aborts. */
 void http_conn_respond(http_conn_t *c, int status, const char *extra_headers, const char *body,
                        size_t body_len);
+
+/* The same with another Content-Type (e.g. the Prometheus text format). */
+void http_conn_respond_type(http_conn_t *c, int status, const char *content_type,
+                            const char *extra_headers, const char *body, size_t body_len);
 
 /* Answers {"success":false,"error":message,"errorCode":code} with status. */
 void http_conn_respond_error(http_conn_t *c, int status, const char *code, const char *message);

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/mem.h"
+#include "ops/metrics.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -39,6 +40,8 @@ struct redis_conn {
     unsigned failures;        /* consecutive failed attempts, to log only the first */
     redis_req_t *first, *last;
     bool sub_pending;         /* a SUBSCRIBE awaits its confirmation */
+    bool ever_ready;          /* a later ready is a reconnect (metrics) */
+    bool timing_out;          /* dropping for a late answer: what is lost timed out */
     uint64_t sub_sent_ms;
 };
 
@@ -102,6 +105,7 @@ static void drop(redis_conn_t *c) {
 static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
     (void)ac;
     redis_req_t *req = priv;
+    if (!r && req->conn->timing_out) req->timed_out = true;
     fifo_unlink(req->conn, req);
     req->fn(req, r);
 }
@@ -220,7 +224,9 @@ static void on_tick(uv_timer_t *t) {
         if (c->ac == ac && timed_out(c, uv_now(c->loop))) {
             char why[64];
             snprintf(why, sizeof why, "no answer within %u ms", c->timeout_ms);
+            c->timing_out = true;
             redis_conn_fail(c, why);
+            c->timing_out = false;
         }
     }
     if (!c->closing && c->hooks.on_tick) c->hooks.on_tick(c, c->hooks.ud, uv_now(c->loop));
@@ -285,6 +291,8 @@ void redis_conn_set_ready(redis_conn_t *c) {
     if (c->state != C_CONNECTING) return;
     c->state = C_READY;
     c->backoff_ms = BACKOFF_MIN_MS;
+    if (c->ever_ready) METRICS_INC(store_reconnects);
+    c->ever_ready = true;
     if (c->failures)
         log_info("redis connection ready again", LOG_S("conn", c->name), LOG_S("host", c->host),
                  LOG_I("port", c->port), LOG_U("failed_attempts", c->failures));

@@ -29,6 +29,7 @@ struct redis_req {
     redis_req_t *prev, *next; /* the connection's in-flight FIFO */
     redis_conn_t *conn;       /* set by redis_conn_send */
     uint64_t sent_ms;
+    bool timed_out;           /* lost because an answer was late (reply NULL) */
     redis_reply_fn fn;        /* set by the caller */
 };
 

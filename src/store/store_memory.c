@@ -23,6 +23,7 @@
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "ops/metrics.h"
 #include "common/mpsc.h"
 
 #define SWEEP_MS 1000
@@ -349,6 +350,7 @@ static void mem_claim_create(store_t *base, const store_claim_t *c, store_status
         return;
     }
     assert(c->id && c->user);
+    uint64_t t0 = metrics_now_ns();
     int64_t now = now_s();
     store_status_t st = STORE_OK;
     sh_lock(s);
@@ -363,6 +365,7 @@ static void mem_claim_create(store_t *base, const store_claim_t *c, store_status
             table_insert(claims, record_new(c->id, c->user, opt(c->session), NULL, c->expiration));
     }
     sh_unlock(s);
+    metrics_observe_store(METRICS_OP_CLAIM_CREATE, metrics_now_ns() - t0);
     cb(ud, st);
 }
 
@@ -438,7 +441,9 @@ static void mem_send(store_t *base, const worker_msg_t *msg, store_delivery_cb c
         cb(ud, STORE_UNAVAILABLE, &d);
         return;
     }
+    uint64_t t0 = metrics_now_ns();
     d = deliver(s, msg, false);
+    metrics_observe_store(METRICS_OP_SEND, metrics_now_ns() - t0);
     cb(ud, STORE_OK, &d);
 }
 
@@ -454,6 +459,7 @@ static void mem_disconnect(store_t *base, const store_target_t *t, bool keep_cla
         cb(ud, STORE_UNAVAILABLE, &d);
         return;
     }
+    uint64_t t0 = metrics_now_ns();
     /* Claims first, so nothing can connect with one once the connections are told
      * to close. Claims belong to users: an id target deletes none. */
     if (!keep_claims && !opt(t->id)) {
@@ -466,6 +472,7 @@ static void mem_disconnect(store_t *base, const store_target_t *t, bool keep_cla
      * thread has yet to close. */
     worker_msg_t msg = {.kind = WORKER_MSG_DISCONNECT, .target = *t, .body = NULL, .body_len = 0};
     d = deliver(s, &msg, true);
+    metrics_observe_store(METRICS_OP_DISCONNECT, metrics_now_ns() - t0);
     cb(ud, STORE_OK, &d);
 }
 
@@ -515,6 +522,7 @@ static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, v
         cb(ud, STORE_UNAVAILABLE, &info);
         return;
     }
+    uint64_t t0 = metrics_now_ns();
     info_fill_t f = {.now = now_s()};
     sh_lock(s);
     if (opt(t->id)) {
@@ -544,6 +552,7 @@ static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, v
     free(f.claims);
     info = (store_info_t){f.n_conns ? conns : NULL, f.n_conns, f.n_claims ? claims : NULL,
                           f.n_claims};
+    metrics_observe_store(METRICS_OP_INFO, metrics_now_ns() - t0);
     cb(ud, STORE_OK, &info);
     free(block);
 }
@@ -568,12 +577,14 @@ static void mem_claim_take(store_t *base, const char *claim_id, store_claim_cb c
         cb(ud, STORE_UNAVAILABLE, NULL);
         return;
     }
+    uint64_t t0 = metrics_now_ns();
     sh_lock(s);
     record_t *r = claim_id ? table_get(&s->sh->claims, claim_id) : NULL;
     /* Out of the indexes before the callback: whatever it does, the claim is used,
      * and of concurrent takes on several threads exactly one finds it. */
     if (r) table_remove(&s->sh->claims, r);
     sh_unlock(s);
+    metrics_observe_store(METRICS_OP_CLAIM_TAKE, metrics_now_ns() - t0);
     if (!r) {
         cb(ud, STORE_NOT_FOUND, NULL);
         return;
@@ -594,6 +605,7 @@ static void mem_conn_register(store_t *base, const store_conn_t *conn, store_sta
         return;
     }
     assert(conn->id && conn->user);
+    uint64_t t0 = metrics_now_ns();
     const char *worker = conn->worker ? conn->worker : s->worker_id ? s->worker_id : "";
     record_t *r = record_new(conn->id, conn->user, opt(conn->session), worker, conn->last_ping);
     r->view = s;
@@ -603,26 +615,31 @@ static void mem_conn_register(store_t *base, const store_conn_t *conn, store_sta
     table_insert(&s->sh->conns, r);
     sh_unlock(s);
     free(old);
+    metrics_observe_store(METRICS_OP_CONN_REGISTER, metrics_now_ns() - t0);
     cb(ud, STORE_OK);
 }
 
 static void mem_conn_unregister(store_t *base, const store_conn_t *conn) {
     store_memory_t *s = (store_memory_t *)base;
     if (s->closing || !conn->id) return;
+    uint64_t t0 = metrics_now_ns();
     sh_lock(s);
     record_t *r = table_get(&s->sh->conns, conn->id);
     if (r) table_remove(&s->sh->conns, r);
     sh_unlock(s);
     free(r);
+    metrics_observe_store(METRICS_OP_CONN_UNREGISTER, metrics_now_ns() - t0);
 }
 
 static void mem_conn_touch(store_t *base, const char *conn_id, int64_t last_ping) {
     store_memory_t *s = (store_memory_t *)base;
     if (s->closing || !conn_id) return;
+    uint64_t t0 = metrics_now_ns();
     sh_lock(s);
     record_t *r = table_get(&s->sh->conns, conn_id);
     if (r) r->time = last_ping;
     sh_unlock(s);
+    metrics_observe_store(METRICS_OP_CONN_TOUCH, metrics_now_ns() - t0);
 }
 
 /* Lifecycle --------------------------------------------------------------- */
@@ -746,6 +763,13 @@ size_t store_memory_claim_count(const store_t *base) {
     size_t n = s->sh->claims.count;
     sh_unlock(s);
     return n;
+}
+
+void store_memory_shared_sizes(store_memory_shared_t *sh, size_t *claims, size_t *conns) {
+    pthread_mutex_lock(&sh->lock);
+    *claims = sh->claims.count;
+    *conns = sh->conns.count;
+    pthread_mutex_unlock(&sh->lock);
 }
 
 size_t store_memory_conn_count(const store_t *base) {

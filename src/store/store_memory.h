@@ -66,5 +66,7 @@ store_t *store_memory_new(uv_loop_t *loop);
  * include expired ones the sweep has not freed yet. */
 size_t store_memory_claim_count(const store_t *s);
 size_t store_memory_conn_count(const store_t *s);
+/* The same for a whole core, from any thread (metrics). */
+void store_memory_shared_sizes(store_memory_shared_t *sh, size_t *claims, size_t *conns);
 
 #endif

@@ -15,6 +15,7 @@
 #include "common/mem.h"
 #include "common/rand.h"
 #include "dsock.pb-c.h"
+#include "ops/metrics.h"
 #include "protocol/utf8.h"
 #include "protocol/validate.h"
 #include "store/redis_conn.h"
@@ -64,6 +65,8 @@ typedef struct op {
     int script;      /* redis_script_id_t, or -1 */
     bool handshake;
     bool sent;       /* handed to the connection (its effect may happen even if lost) */
+    int8_t mop;      /* metrics_store_op_t of a store operation, or -1 */
+    uint64_t t0_ns;  /* when it was asked for (metrics) */
     union {
         store_status_cb status;
         store_claim_cb claim;
@@ -153,6 +156,7 @@ static op_t *op_new(store_redis_t *s, op_kind_t kind, int script, int nargs, con
     op_t *op = mem_calloc(1, head + bytes);
     op->s = s;
     op->kind = kind;
+    op->mop = -1;
     op->script = script;
     op->req.fn = op_reply;
     op->argc = argc;
@@ -223,10 +227,12 @@ static void waiting_drain(store_redis_t *s, bool ready, uint64_t deadline) {
         op_t *op = s->wait_first;
         s->wait_first = (op_t *)op->req.next;
         if (!s->wait_first) s->wait_last = NULL;
-        if (ready)
+        if (ready) {
             op_issue(op);
-        else
+        } else {
+            op->req.timed_out = deadline != UINT64_MAX; /* not the close */
             op_finish(op, NULL);
+        }
     }
 }
 
@@ -255,8 +261,19 @@ static void health_answered(store_redis_t *s, uint64_t seq);
 static void send_leave(store_redis_t *s);
 static void bus_drop(store_redis_t *s, const char *why, size_t len);
 
-/* Logs an unexpected answer; a NULL one (connection lost) is not news. */
+/* A store operation, timed into dsock_store_operation_duration_seconds. */
+static op_t *op_timed(op_t *op, metrics_store_op_t mop) {
+    op->mop = (int8_t)mop;
+    op->t0_ns = metrics_now_ns();
+    return op;
+}
+
+/* Logs an unexpected answer; a NULL one (connection lost) is not news. Counts a
+ * failed store operation in dsock_store_errors_total. */
 static store_status_t bad_reply(const op_t *op, const redisReply *reply) {
+    if (op->mop >= 0)
+        METRICS_INC(store_errors[!reply && op->req.timed_out ? METRICS_STORE_TIMEOUT
+                                                             : METRICS_STORE_ERROR]);
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_warn("redis error",
                  LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
@@ -362,6 +379,8 @@ static void finish_handshake(op_t *op, redisReply *reply) {
 
 static void op_finish(op_t *op, redisReply *reply) {
     store_redis_t *s = op->s;
+    if (op->mop >= 0)
+        metrics_observe_store((metrics_store_op_t)op->mop, metrics_now_ns() - op->t0_ns);
     switch (op->kind) {
     case OP_CLAIM_CREATE:
         if (reply && reply->type == REDIS_REPLY_INTEGER)
@@ -502,6 +521,8 @@ static void send_budgeted(store_redis_t *s, op_kind_t kind) {
  * in between; the registrations are pipelined, not one round trip each. */
 static void resync(store_redis_t *s) {
     if (!s->handlers.on_resync) return;
+    /* The ones before the first heartbeat answered are a new worker's start. */
+    if (s->announced) METRICS_INC(store_resyncs);
     op_submit(script_op(s, OP_FIRE, REDIS_SCRIPT_RESYNC_BEGIN, 2,
                         (const char *[]){s->worker_id, "3600"}));
     s->handlers.on_resync(s->handlers.ud);
@@ -514,6 +535,7 @@ static void unregister_send(store_redis_t *s, const char *id, const char *user,
                             const char *session, const char *worker) {
     op_t *op = script_op(s, OP_UNREGISTER, REDIS_SCRIPT_CONN_UNREGISTER, 4,
                          (const char *[]){id, user, session, worker});
+    op_timed(op, METRICS_OP_CONN_UNREGISTER);
     op_issue(op);
 }
 
@@ -687,10 +709,20 @@ static void sub_on_connect(redis_conn_t *c, void *ud) {
     if (redis_conn_subscribe(c, s->channel)) redis_conn_fail(c, "cannot send SUBSCRIBE");
 }
 
+/* Subscribed (the SUBSCRIBE was confirmed): dsock_store_subscribed is 1 at once;
+ * it goes back to 0 on the first tick after the connection is lost. */
+static void sub_on_ready(redis_conn_t *c, void *ud) {
+    (void)c;
+    (void)ud;
+    metrics_set_subscribed(1);
+}
+
 /* A subscribed connection carries no replies to time, so re-SUBSCRIBE now and
  * then: its confirmation proves the connection still works. */
 static void sub_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
     store_redis_t *s = ud;
+    /* dsock_store_subscribed: 0 at most one tick (100 ms) after a loss. */
+    metrics_set_subscribed(!s->closing && redis_conn_ready(c));
     if (s->closing || !redis_conn_ready(c) || redis_conn_subscribe_pending(c)) return;
     if (now < s->next_probe_ms) return;
     s->next_probe_ms = now + s->refresh_ms;
@@ -701,6 +733,7 @@ static void sub_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
  * warning after a quiet spell reports how many were dropped since the last one. */
 static void bus_drop(store_redis_t *s, const char *why, size_t len) {
     s->stats.bus_dropped_invalid++;
+    METRICS_INC(dropped[METRICS_DROP_INVALID_BUS_MESSAGE]);
     s->drops_unlogged++;
     uint64_t now = uv_now(s->loop);
     if (now < s->next_drop_log_ms) return;
@@ -830,6 +863,7 @@ static void r_claim_create(store_t *st, const store_claim_t *c, store_status_cb 
     snprintf(exp, sizeof exp, "%lld", (long long)c->expiration);
     op_t *op = script_op(s, OP_CLAIM_CREATE, REDIS_SCRIPT_CLAIM_CREATE, 4,
                          (const char *[]){c->id, nz(c->user), nz(c->session), exp});
+    op_timed(op, METRICS_OP_CLAIM_CREATE);
     op->cb.status = cb;
     op->ud = ud;
     op_submit(op);
@@ -874,6 +908,7 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
     size_t lens[] = {strlen(args[0]), strlen(args[1]), strlen(args[2]), packed, 1};
     op_t *op = op_new(s, OP_DELIVER, REDIS_SCRIPT_DELIVER, 5, args, lens);
     dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, 3));
+    op_timed(op, kind == WORKER_MSG_DISCONNECT ? METRICS_OP_DISCONNECT : METRICS_OP_SEND);
     op->cb.delivery = cb;
     op->ud = ud;
     op_submit(op);
@@ -902,6 +937,7 @@ static void r_info(store_t *st, const store_target_t *t, store_info_cb cb, void 
     }
     op_t *op = script_op(s, OP_INFO, REDIS_SCRIPT_INFO, 3,
                          (const char *[]){nz(id), nz(user), nz(session)});
+    op_timed(op, METRICS_OP_INFO);
     op->cb.info = cb;
     op->ud = ud;
     op_submit(op);
@@ -926,6 +962,7 @@ static int r_worker_attach(store_t *st, const char *worker_id, const store_worke
     cfg.name = "pub/sub";
     redis_conn_hooks_t hooks = {
         .on_connect = sub_on_connect,
+        .on_ready = sub_on_ready,
         .on_tick = sub_on_tick,
         .on_message = sub_on_message,
         .on_closed = conn_on_closed,
@@ -946,6 +983,7 @@ static void r_claim_take(store_t *st, const char *claim_id, store_claim_cb cb, v
         return;
     }
     op_t *op = script_op(s, OP_CLAIM_TAKE, REDIS_SCRIPT_CLAIM_TAKE, 1, (const char *[]){claim_id});
+    op_timed(op, METRICS_OP_CLAIM_TAKE);
     op->cb.claim = cb;
     op->ud = ud;
     op_submit(op);
@@ -965,6 +1003,7 @@ static void r_conn_register(store_t *st, const store_conn_t *c, store_status_cb 
     op_t *op = script_op(s, OP_REGISTER, REDIS_SCRIPT_CONN_REGISTER, 6,
                          (const char *[]){c->id, nz(c->user), nz(opt(c->session)),
                                           nz(c->worker ? c->worker : s->worker_id), ping, ttl});
+    op_timed(op, METRICS_OP_CONN_REGISTER);
     op->cb.status = cb;
     op->ud = ud;
     op_submit(op);
@@ -987,7 +1026,9 @@ static void r_conn_touch(store_t *st, const char *conn_id, int64_t last_ping) {
     if (!cmd_ready(s)) return; /* the next ping will do */
     char ping[24];
     snprintf(ping, sizeof ping, "%lld", (long long)last_ping);
-    op_issue(script_op(s, OP_TOUCH, REDIS_SCRIPT_CONN_TOUCH, 2, (const char *[]){conn_id, ping}));
+    op_issue(op_timed(script_op(s, OP_TOUCH, REDIS_SCRIPT_CONN_TOUCH, 2,
+                                (const char *[]){conn_id, ping}),
+                      METRICS_OP_CONN_TOUCH));
 }
 
 /* Lifecycle ----------------------------------------------------------------- */

@@ -304,12 +304,17 @@ static void deliver_one(void *ud, worker_index_node_t *n) {
         d->frame = worker_frame_new(d->msg->kind == WORKER_MSG_BINARY ? WS_OP_BINARY : WS_OP_TEXT,
                                     d->msg->body, d->msg->body_len);
     d->w->stats.deliveries++;
-    worker_conn_send(CONN_OF(n), d->frame);
+    if (worker_conn_send(CONN_OF(n), d->frame)) {
+        METRICS_INC(messages_written);
+        METRICS_ADD(message_bytes_written, d->msg->body_len);
+    } else {
+        METRICS_INC(dropped[METRICS_DROP_CONNECTION_CLOSING]);
+    }
 }
 
 static void disconnect_one(void *ud, worker_index_node_t *n) {
     (void)ud;
-    worker_conn_start_close(CONN_OF(n), WS_CLOSE_NORMAL, "");
+    worker_conn_close_for(CONN_OF(n), METRICS_CLOSE_DISCONNECT_API, WS_CLOSE_NORMAL, "");
 }
 
 static void on_message(void *ud, const worker_msg_t *msg) {
@@ -397,7 +402,8 @@ static void on_sweep(uv_timer_t *t) {
                 w->stats.dead_closes++;
                 log_debug("client silent: closing", LOG_S("id", c->ix.id),
                           LOG_U("silent_s", w->ping_timeout_s));
-                worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "ping timeout");
+                worker_conn_close_for(c, METRICS_CLOSE_PING_TIMEOUT, WS_CLOSE_GOING_AWAY,
+                                      "ping timeout");
             } else {
                 worker_conn_flush_touch(c, now);
                 if (!w->closing && interval && now - c->last_ping_tx >= interval) {
@@ -481,7 +487,8 @@ static void on_drain_tick(uv_timer_t *t) {
         /* The window is over: whatever is open now (including connections that
          * were still registering when the cursor passed them) goes. */
         for (worker_conn_t *c = w->conns; c; c = c->next)
-            if (c->state == CONN_OPEN) worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "going away");
+            if (c->state == CONN_OPEN)
+                worker_conn_close_for(c, METRICS_CLOSE_SHUTDOWN, WS_CLOSE_GOING_AWAY, "going away");
         w->drain_next = NULL;
         drain_finish(w);
         return;
@@ -492,7 +499,7 @@ static void on_drain_tick(uv_timer_t *t) {
         w->drain_next = c->next;
         if (c->state != CONN_OPEN) continue; /* gone meanwhile, or still registering */
         w->drain_closed++;
-        worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "going away");
+        worker_conn_close_for(c, METRICS_CLOSE_SHUTDOWN, WS_CLOSE_GOING_AWAY, "going away");
     }
     if (!w->open && !w->connecting) drain_finish(w);
 }
@@ -526,7 +533,7 @@ void worker_close(worker_t *w, void (*done)(void *ud), void *ud) {
     for (worker_conn_t *c = w->conns; c; c = next) {
         next = c->next;
         if (c->state == CONN_OPEN) {
-            worker_conn_start_close(c, WS_CLOSE_GOING_AWAY, "going away");
+            worker_conn_close_for(c, METRICS_CLOSE_SHUTDOWN, WS_CLOSE_GOING_AWAY, "going away");
         } else if (c->state == CONN_CLOSING) { /* do not wait the usual grace period */
             uint32_t soon = worker_now(w) + WORKER_TICKS_PER_S;
             if ((int32_t)(c->close_deadline - soon) > 0) c->close_deadline = soon;

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "net/http_server.h"
+#include "ops/metrics.h"
 #include "protocol/ws_frame.h"
 #include "store/store.h"
 #include "worker/conn_index.h"
@@ -51,6 +52,7 @@ typedef struct worker_conn {
     uint32_t paused_unacked;       /* read_paused: bytes the client had not acknowledged at
                                       the last sweep (low 32 bits: only compared) */
     uint16_t close_after_open;     /* PENDING: close with this code once open */
+    uint8_t close_why;             /* metrics_close_t + 1 of the close asked for; 0: none */
     uint8_t state;
     uint8_t inflight;              /* queue nodes in the uv_write in flight */
     bool writing;
@@ -112,11 +114,17 @@ void worker_slot_release(worker_t *w);
 /* Queues a frame for the connection (it takes its own reference): written at once
  * when nothing is queued, else after the rest. When the queue's cost (frame.h) goes
  * over max_queued the client is closed with 1008 instead. Ignored unless PENDING or
- * OPEN. */
-void worker_conn_send(worker_conn_t *c, worker_frame_t *f);
+ * OPEN: returns false then. */
+bool worker_conn_send(worker_conn_t *c, worker_frame_t *f);
 
-/* Starts the closing handshake with code (PENDING: once open). */
+/* Starts the closing handshake with code (PENDING: once open). Counted in
+ * dsock_connections_closed_total as server_close, or shutdown while the worker is
+ * closing, unless worker_conn_close_for gave the reason. */
 void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason);
+
+/* The same, counted with this reason (the first one given wins). */
+void worker_conn_close_for(worker_conn_t *c, metrics_close_t why, uint16_t code,
+                           const char *reason);
 
 /* Writes a lastPing that the rate limit held back (at most one store write per
  * connection per second). Called by the sweep for every open connection. */

@@ -56,9 +56,18 @@ void worker_conn_free(worker_conn_t *c) {
     worker_maybe_finish(w);
 }
 
+/* Counts the end of an open connection, once, as it stops being open. */
+static void count_close(worker_conn_t *c, metrics_close_t fallback) {
+    unsigned why = c->close_why ? c->close_why - 1u : (unsigned)fallback;
+    METRICS_INC(conns_closed[why]);
+}
+
 void worker_conn_kill(worker_conn_t *c) {
     if (c->state == CONN_CLOSED || !c->tcp) return;
-    if (c->state == CONN_OPEN) c->w->open--;
+    if (c->state == CONN_OPEN) {
+        c->w->open--;
+        count_close(c, METRICS_CLOSE_GONE); /* no close frame: the peer vanished */
+    }
     worker_conn_unroute(c);
     c->state = CONN_CLOSED;
     log_debug("disconnect", LOG_S("id", c->ix.id), LOG_S("user", c->ix.user));
@@ -170,6 +179,7 @@ static void start_write(worker_conn_t *c) {
 static void slow_close(worker_conn_t *c) {
     worker_t *w = c->w;
     w->stats.slow_closes++;
+    if (!c->close_why) c->close_why = METRICS_CLOSE_SLOW_CLIENT + 1;
     log_warn("closing slow client: queued bytes over max_queued_bytes", LOG_S("id", c->ix.id),
              LOG_S("user", c->ix.user), LOG_U("queued", c->q.cost),
              LOG_U("max_queued_bytes", w->max_queued));
@@ -206,11 +216,18 @@ static void enqueue(worker_conn_t *c, worker_frame_t *f, size_t off) {
     if (c->state == CONN_OPEN) start_write(c);
 }
 
-void worker_conn_send(worker_conn_t *c, worker_frame_t *f) {
-    if (!can_send(c)) return;
+bool worker_conn_send(worker_conn_t *c, worker_frame_t *f) {
+    if (!can_send(c)) return false;
     ssize_t n = write_direct(c, f->data, f->len);
-    if (n < 0 || (size_t)n == f->len) return;
+    if (n < 0 || (size_t)n == f->len) return true;
     enqueue(c, f, (size_t)n);
+    return true;
+}
+
+/* A final TEXT or BINARY frame (what a message becomes), not a control frame nor
+ * the raw 101. */
+static bool is_data_frame(const worker_frame_t *f) {
+    return f->len && (f->data[0] == 0x81 || f->data[0] == 0x82);
 }
 
 /* A pong, built on the stack and written at once when nothing is queued, so it
@@ -249,6 +266,7 @@ void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason
     if (c->state != CONN_OPEN) return;
     c->state = CONN_CLOSING;
     w->open--;
+    count_close(c, w->closing ? METRICS_CLOSE_SHUTDOWN : METRICS_CLOSE_SERVER_CLOSE);
     worker_conn_unroute(c);
     c->close_deadline = worker_now(w) + (w->closing ? WORKER_TICKS_PER_S : CLOSE_GRACE_TICKS);
     log_debug("closing", LOG_S("id", c->ix.id), LOG_S("user", c->ix.user), LOG_U("code", code));
@@ -256,6 +274,10 @@ void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason
     if (code == WS_CLOSE_POLICY) {
         size_t keep = c->writing ? c->inflight : 0;
         if (!keep && c->q.head && c->q.head->off) keep = 1; /* partly written by try_write */
+        size_t dropped = 0, i = 0;
+        for (worker_qnode_t *q = c->q.head; q; q = q->next, i++)
+            if (i >= keep && is_data_frame(q->frame)) dropped++;
+        METRICS_ADD(dropped[METRICS_DROP_SLOW_CLIENT], dropped);
         size_t cost = c->q.cost;
         worker_queue_truncate(&c->q, &w->pool, keep);
         w->released += cost - c->q.cost;
@@ -266,6 +288,13 @@ void worker_conn_start_close(worker_conn_t *c, uint16_t code, const char *reason
     worker_queue_push(&c->q, &w->pool, f, 0);
     worker_frame_unref(f);
     start_write(c);
+}
+
+void worker_conn_close_for(worker_conn_t *c, metrics_close_t why, uint16_t code,
+                           const char *reason) {
+    if (!c->close_why && (c->state == CONN_OPEN || c->state == CONN_PENDING))
+        c->close_why = (uint8_t)(why + 1);
+    worker_conn_start_close(c, code, reason);
 }
 
 static void store_touch(worker_conn_t *c, uint32_t now) {
@@ -309,7 +338,7 @@ static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
         c->rx_done = true;
         if (c->state == CONN_OPEN) {
             uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code;
-            worker_conn_start_close(c, code, "");
+            worker_conn_close_for(c, METRICS_CLOSE_CLIENT_CLOSE, code, "");
         } else if (c->state == CONN_CLOSING && !c->q.head) {
             worker_conn_kill(c); /* our close frame is already out */
         }
@@ -320,7 +349,7 @@ static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
                   LOG_U("code", ev->close_code));
         if (c->state == CONN_OPEN) {
             w->stats.protocol_closes++;
-            worker_conn_start_close(c, ev->close_code, ev->error);
+            worker_conn_close_for(c, METRICS_CLOSE_PROTOCOL_ERROR, ev->close_code, ev->error);
         } else {
             worker_conn_kill(c);
         }
@@ -364,6 +393,7 @@ void worker_conn_open(worker_conn_t *c, uv_tcp_t *tcp, char *rest, size_t rest_l
     c->last_client_ping = (uint32_t)time(NULL);
     w->open++;
     w->stats.connects++;
+    METRICS_INC(conns_opened);
     int r = uv_read_start((uv_stream_t *)tcp, read_buffer_alloc, on_read);
     if (r < 0) {
         worker_conn_kill(c);
