@@ -21,6 +21,7 @@
 #include "common/mem.h"
 #include "common/rand.h"
 #include "net/http_server.h"
+#include "ops/healthcheck.h"
 #include "ops/metrics.h"
 #include "ops/metrics_http.h"
 #include "ops/probes.h"
@@ -343,6 +344,8 @@ int main(int argc, char **argv) {
         print_version();
         return 0;
     }
+    /* A client, not a role: no configuration, no loop (src/ops/healthcheck.c). */
+    if (!strcmp(sub, "healthcheck")) return healthcheck_main(argc - 1, argv + 1);
     config_role_t role;
     if (!strcmp(sub, "api")) {
         role = CONFIG_ROLE_API;
