@@ -148,9 +148,9 @@ def test_standalone_probes_and_healthcheck(container):
     healthz = api.request("GET", "/healthz", auth=None)
     if healthz.status == 404:
         pytest.skip("this tree has no /healthz and /readyz yet (issue 8's probes land separately)")
-    assert healthz.status == 200 and healthz.json() == {"status": "ok"}
+    assert healthz.status == 200 and healthz.json == {"status": "ok"}
     readyz = api.request("GET", "/readyz", auth=None)
-    assert readyz.status == 200 and readyz.json() == {"status": "ok"}
+    assert readyz.status == 200 and readyz.json == {"status": "ok"}
     # The image's own HEALTHCHECK (dsock healthcheck, inside the container).
     r = podman("healthcheck", "run", c.name, check=False)
     assert r.returncode == 0, (r.stdout, r.stderr, c.logs())
