@@ -286,14 +286,18 @@ static const char *conn_reqid(http_conn_t *c, const http_request_t *req) {
     return c->reqid;
 }
 
-/* dSock 0.4 put the request id into its error answers: a JSON error object gets
- * "requestId" as its last member, wherever it was built (here, the roles, the
- * probes), so no error answer can miss it. The id needs no escaping. Returns false
- * (out untouched) when body is not such an object or already names a requestId. */
+/* dSock 0.4 put the request id into its error answers: an error object
+ * ({"success":false,...}, docs/api.md) gets "requestId" as its last member, wherever
+ * it was built (here, the roles, the 405s), so no error answer can miss it; a
+ * probe's {"status":"not_ready"} is not an error object and stays as documented.
+ * The id needs no escaping. Returns false (out untouched) when body is not such an
+ * object or already names a requestId. */
 static bool error_with_reqid(buf_t *out, int status, const char *content_type,
                              const char *body, size_t len, const char *id) {
-    if (status < 400 || strcmp(content_type, "application/json") || len < 2 || body[0] != '{' ||
-        body[len - 1] != '}' || memmem(body, len, "\"requestId\"", 11))
+    static const char head[] = "{\"success\":false";
+    if (status < 400 || strcmp(content_type, "application/json") || len < sizeof head ||
+        memcmp(body, head, sizeof head - 1) || body[len - 1] != '}' ||
+        memmem(body, len, "\"requestId\"", 11))
         return false;
     size_t inner = len - 1;
     while (inner > 1 && (body[inner - 1] == ' ' || body[inner - 1] == '\n')) inner--;
