@@ -103,11 +103,29 @@ static void phase_finished(shard_t *sh) {
  * shard runs (standalone runs both) routes, checks the method and authorizes what
  * it can; an unknown path is a 404. Only an accepted request gets its body read
  * (and a 100 Continue), then goes to route(). */
+/* dSock 0.3's GET|POST /ping on every role, without token: "pong" as text, as its
+ * gin handler answered (docs/api.md). Answered from the headers, so a POST body
+ * is never read. A liveness check: it still answers while draining. */
+static http_verdict_t ping_precheck(http_conn_t *c, const http_request_t *req) {
+    if (!req->path || strcmp(req->path, "/ping")) return HTTP_NOT_MINE;
+    if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_HEAD &&
+        req->method != HTTP_METHOD_POST) {
+        static const char body[] = "{\"success\":false,\"error\":\"method not allowed\","
+                                   "\"errorCode\":\"METHOD_NOT_ALLOWED\"}";
+        http_conn_respond(c, 405, "Allow: GET, HEAD, POST\r\n", body, sizeof body - 1);
+        return HTTP_ANSWERED;
+    }
+    http_conn_respond_type(c, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n",
+                           "pong", 4);
+    return HTTP_ANSWERED;
+}
+
 static bool precheck(void *ud, http_conn_t *c, const http_request_t *req) {
     shard_t *sh = ud;
-    /* The process's own endpoints first: the probes (no token, answered here),
-     * then /metrics, which stays readable while draining. */
+    /* The process's own endpoints first: the probes and /ping (no token, answered
+     * here), then /metrics, which stays readable while draining. */
     if (probes_precheck(c, req) != HTTP_NOT_MINE) return false;
+    if (ping_precheck(c, req) != HTTP_NOT_MINE) return false;
     http_verdict_t v = metrics_http_precheck(sh->app->metrics, c, req, false);
     if (v != HTTP_NOT_MINE) return v == HTTP_ACCEPTED;
     /* Draining: the roles take no new request (what was accepted before finishes). */
@@ -402,6 +420,7 @@ int main(int argc, char **argv) {
     }
     log_set_format(log_format);
     log_set_debug(app.cfg.debug);
+    config_log_compat(&app.cfg, role);
     config_write_default_file(&app.cfg);
     signal(SIGPIPE, SIG_IGN);
 

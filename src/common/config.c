@@ -40,10 +40,17 @@ typedef struct config_key {
 #define OFF(f) offsetof(config_t, f)
 static const config_key_t keys[] = {
     {"address", T_STRING, OFF(address), ":6241", 0, 0, false,
-     "listen address, host:port or :port (empty: :$PORT)"},
+     "listen address, host:port or :port (empty: :port); see \"Listen address\" for how it "
+     "and port combine"},
+    {"port", T_INT, OFF(port), "6241", 0, 65535, false,
+     "the port to listen on, on all interfaces, when no address is given (also PORT)"},
     {"redis_host", T_STRING, OFF(redis_host), "localhost:6379", 0, 0, false, "Redis host:port"},
     {"redis_password", T_STRING, OFF(redis_password), "", 0, 0, true, "Redis password"},
     {"redis_db", T_INT, OFF(redis_db), "0", 0, 1 << 20, false, "Redis database number"},
+    {"redis_max_retries", T_INT, OFF(redis_max_retries), "10", -1, 1 << 20, false,
+     "dSock 0.4 key, accepted and without effect: Redis is reconnected forever, with back-off"},
+    {"redis_tls", T_BOOL, OFF(redis_tls), "false", 0, 0, false,
+     "dSock 0.4 key: true is refused (Debian's hiredis has no TLS; use a TLS tunnel)"},
     {"token", T_STRING, OFF(token), NULL, 0, 0, true, "API bearer token (required by api)"},
     {"jwt_secret", T_STRING, OFF(jwt_secret), NULL, 0, 0, true,
      "HMAC secret; when set, workers accept JWTs"},
@@ -55,7 +62,7 @@ static const config_key_t keys[] = {
     {"log_format", T_STRING, OFF(log_format), "logfmt", 0, 0, false,
      "log line format: logfmt or json (docs/logging.md)"},
     {"log_requests", T_BOOL, OFF(log_requests), "false", 0, 0, false,
-     "one access line per HTTP request, and an X-Request-Id header (docs/logging.md)"},
+     "one access line per HTTP request (docs/logging.md)"},
     {"redis_timeout_ms", T_INT, OFF(redis_timeout_ms), "2000", 10, 600000, false,
      "bound on every Redis wait, in milliseconds"},
     {"worker_ttl", T_INT, OFF(worker_ttl), "10", 2, 3600, false,
@@ -81,6 +88,16 @@ static const config_key_t keys[] = {
      "a worker always runs one"},
     {"drain_seconds", T_INT, OFF(drain_seconds), "10", 1, 3600, false,
      "seconds over which a stopping worker closes its clients with 1001 (docs/probes-and-drain.md)"},
+    {"messaging_method", T_STRING, OFF(messaging_method), "redis", 0, 0, false,
+     "dSock 0.4 key: redis or direct; direct only logs a warning, messages still travel over "
+     "Redis"},
+    {"direct_message_hostname", T_STRING, OFF(direct_message_hostname), "", 0, 0, false,
+     "dSock 0.4 key, accepted and unused (direct messaging is not implemented)"},
+    {"direct_message_port", T_STRING, OFF(direct_message_port), "", 0, 0, false,
+     "dSock 0.4 key, accepted and unused: empty or a port number (a string or an integer)"},
+    {"ttl_duration", T_STRING, OFF(ttl_duration), NULL, 0, 0, false,
+     "dSock 0.4 key: a Go duration (\"60s\"); sets worker_ttl, in whole seconds rounded up, "
+     "unless worker_ttl is set"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -175,10 +192,22 @@ static void suggest_key(const char *word, void (*spell)(const char *, char *, si
 
 /* ---- setting values --------------------------------------------------------- */
 
+/* The layers, lowest first; each key remembers the one that set it last, so the
+ * listen address can be resolved per layer (address and port) and ttl_duration
+ * can tell whether worker_ttl was set. */
+enum { LAYER_DEFAULT, LAYER_FILE, LAYER_ENV, LAYER_FLAG };
+static _Thread_local unsigned char cur_layer;
+
 static void set_origin(config_t *cfg, const config_key_t *k, const char *origin) {
     size_t i = (size_t)(k - keys);
     free(cfg->origins[i]);
     cfg->origins[i] = mem_strdup(origin);
+    cfg->layers[i] = cur_layer;
+}
+
+static unsigned char layer_of(const config_t *cfg, const char *name) {
+    const config_key_t *k = key_by_name(name);
+    return k ? cfg->layers[k - keys] : LAYER_DEFAULT;
 }
 
 static void store_string(config_t *cfg, const config_key_t *k, const char *s) {
@@ -255,6 +284,15 @@ static int set_entry(config_t *cfg, const config_file_entry_t *e, const char *fi
         return -1;
     }
     if (e->type == CONFIG_FILE_NULL) return 0; /* null: keep the default */
+    char itext[32];
+    /* dSock 0.4 documented direct_message_port as a string and read it as a number:
+     * a file may give either. */
+    if (k->offset == OFF(direct_message_port) && e->type == CONFIG_FILE_INTEGER) {
+        snprintf(itext, sizeof itext, "%lld", (long long)e->integer);
+        store_string(cfg, k, itext);
+        set_origin(cfg, k, source);
+        return 0;
+    }
     bool match = (k->type == T_STRING && e->type == CONFIG_FILE_STRING) ||
                  (k->type == T_INT && e->type == CONFIG_FILE_INTEGER) ||
                  (k->type == T_BOOL && e->type == CONFIG_FILE_BOOLEAN);
@@ -406,11 +444,11 @@ static int load_env(config_t *cfg, char *err, size_t errlen) {
         const char *v = getenv(name);
         if (v && set_text(cfg, &keys[i], v, name, err, errlen)) return -1;
     }
-    /* The seed: with no DSOCK_ADDRESS, the plain PORT variable sets the port (as
-     * hosting platforms expect), over the config file like any variable. */
+    /* The seed and dSock 0.4: the plain PORT variable (as hosting platforms set it)
+     * gives the port; it wins over DSOCK_PORT, as in 0.4, and is resolved with the
+     * rest of the environment layer (see resolve_address). */
     const char *port = getenv("PORT");
-    const char *addr = getenv("DSOCK_ADDRESS");
-    if (port && *port && (!addr || !*addr)) {
+    if (port && *port) {
         char *end;
         errno = 0;
         long p = strtol(port, &end, 10);
@@ -421,8 +459,8 @@ static int load_env(config_t *cfg, char *err, size_t errlen) {
             return -1;
         }
         char a[16];
-        snprintf(a, sizeof a, ":%ld", p);
-        if (set_text(cfg, key_by_name("address"), a, "PORT", err, errlen)) return -1;
+        snprintf(a, sizeof a, "%ld", p);
+        if (set_text(cfg, key_by_name("port"), a, "PORT", err, errlen)) return -1;
     }
     return 0;
 }
@@ -515,7 +553,109 @@ static void clear_empty(char **s) {
     }
 }
 
+/* address and port are one setting spelled two ways (docs/configuration.md,
+ * "Listen address"): within a layer a non-empty address wins over port, and a
+ * layer that gives a port without a non-empty address makes the address :port
+ * (named after the port's source in errors). So the usual precedence, flag >
+ * environment (DSOCK_ADDRESS > PORT > DSOCK_PORT) > file > default, holds for the
+ * pair as a whole. */
+static void resolve_address(config_t *cfg) {
+    bool port_here = layer_of(cfg, "port") == cur_layer;
+    bool addr_here = layer_of(cfg, "address") == cur_layer && cfg->address && *cfg->address;
+    if (!port_here || addr_here) return;
+    const config_key_t *a = key_by_name("address");
+    char text[16];
+    snprintf(text, sizeof text, ":%lld", (long long)cfg->port);
+    store_string(cfg, a, text);
+    set_origin(cfg, a, config_origin(cfg, "port"));
+}
+
+/* Seconds per unit of a Go duration; µs in its two spellings (U+00B5, U+03BC). */
+static const struct { const char *unit; double s; } duration_units[] = {
+    {"ns", 1e-9}, {"us", 1e-6}, {"\xc2\xb5s", 1e-6}, {"\xce\xbcs", 1e-6},
+    {"ms", 1e-3}, {"s", 1},     {"m", 60},             {"h", 3600},
+};
+
+int config_parse_duration(const char *s, double *seconds) {
+    if (!s || !*s) return -1;
+    if (!strcmp(s, "0")) {
+        *seconds = 0;
+        return 0;
+    }
+    double total = 0;
+    const char *p = s;
+    while (*p) {
+        /* [0-9]*(.[0-9]*)? with at least one digit, then a unit */
+        const char *start = p;
+        double v = 0, scale = 1;
+        bool digits = false;
+        while (isdigit((unsigned char)*p)) {
+            v = v * 10 + (*p++ - '0');
+            digits = true;
+        }
+        if (*p == '.') {
+            p++;
+            while (isdigit((unsigned char)*p)) {
+                scale /= 10;
+                v += (*p++ - '0') * scale;
+                digits = true;
+            }
+        }
+        if (!digits || p == start) return -1;
+        size_t best = 0;
+        double unit = 0;
+        for (size_t i = 0; i < sizeof duration_units / sizeof duration_units[0]; i++) {
+            size_t n = strlen(duration_units[i].unit);
+            /* the longest unit that matches: "ms" before "m" */
+            if (n > best && !strncmp(p, duration_units[i].unit, n)) {
+                best = n;
+                unit = duration_units[i].s;
+            }
+        }
+        if (!best) return -1;
+        p += best;
+        total += v * unit;
+        if (total > 1e12) return -1;
+    }
+    *seconds = total;
+    return 0;
+}
+
+/* dSock 0.4's ttl_duration (how often its worker refreshed its keys, which expired
+ * a little after) maps onto worker_ttl, the time after which a silent worker's
+ * connections stop counting: unless worker_ttl itself is set in any layer. */
+static int apply_ttl_duration(config_t *cfg, char *err, size_t errlen) {
+    if (!cfg->ttl_duration || !*cfg->ttl_duration) return 0;
+    const char *origin = config_origin(cfg, "ttl_duration");
+    char pv[80];
+    double sec;
+    if (config_parse_duration(cfg->ttl_duration, &sec)) {
+        snprintf(err, errlen, "%s: ttl_duration must be a Go duration such as \"60s\" or "
+                              "\"1m30s\", got \"%s\"",
+                 origin, config_file_printable(cfg->ttl_duration, pv, sizeof pv));
+        return -1;
+    }
+    if (layer_of(cfg, "worker_ttl") != LAYER_DEFAULT) return 0;
+    const config_key_t *k = key_by_name("worker_ttl");
+    double whole = (double)(int64_t)sec;
+    int64_t v = (int64_t)(whole < sec ? whole + 1 : whole);
+    if (v < k->min || v > k->max) {
+        snprintf(err, errlen, "%s: ttl_duration (which sets worker_ttl) must be between %llds "
+                              "and %llds, got \"%s\"",
+                 origin, (long long)k->min, (long long)k->max,
+                 config_file_printable(cfg->ttl_duration, pv, sizeof pv));
+        return -1;
+    }
+    cfg->worker_ttl = v;
+    unsigned char saved = cur_layer;
+    cur_layer = layer_of(cfg, "ttl_duration");
+    set_origin(cfg, k, origin);
+    cur_layer = saved;
+    return 0;
+}
+
 static int load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
+    cur_layer = LAYER_DEFAULT;
     for (size_t i = 0; i < NKEYS; i++) {
         if (keys[i].def && set_text(cfg, &keys[i], keys[i].def, "default", err, errlen))
             return CONFIG_ERROR;
@@ -528,6 +668,7 @@ static int load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) 
     if (rc != CONFIG_OK) goto out;
 
     rc = CONFIG_ERROR;
+    cur_layer = LAYER_FILE;
     if (config_path) {
         if (load_file(cfg, config_path, err, errlen)) goto out;
         cfg->source_file = mem_strdup(config_path);
@@ -549,19 +690,29 @@ static int load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) 
         free(cwd);
     }
 
+    resolve_address(cfg);
+
+    cur_layer = LAYER_ENV;
     warn_unknown_env();
     if (load_env(cfg, err, errlen)) goto out;
+    resolve_address(cfg);
 
+    cur_layer = LAYER_FLAG;
     for (size_t i = 0; i < nflags; i++)
         if (set_text(cfg, flags[i].key, flags[i].value, flags[i].flag, err, errlen)) goto out;
+    resolve_address(cfg);
 
-    /* The seed: an empty address means :$PORT, whichever layer emptied it. */
-    const char *port = getenv("PORT");
-    if (cfg->address && !*cfg->address && port && *port) {
-        char a[32];
-        snprintf(a, sizeof a, ":%.20s", port);
-        store_string(cfg, key_by_name("address"), a);
+    /* The seed: an empty address means :port, whichever layer emptied it (the
+     * port of the highest layer that gave one, PORT included). */
+    if (!cfg->address || !*cfg->address) {
+        const config_key_t *a = key_by_name("address");
+        char text[16];
+        snprintf(text, sizeof text, ":%lld", (long long)cfg->port);
+        store_string(cfg, a, text);
+        cur_layer = layer_of(cfg, "port");
+        set_origin(cfg, a, config_origin(cfg, "port"));
     }
+    if (apply_ttl_duration(cfg, err, errlen)) goto out;
     /* An empty token or secret is the same as none: it must never authenticate. */
     clear_empty(&cfg->token);
     clear_empty(&cfg->jwt_secret);
@@ -575,6 +726,7 @@ int config_load(config_t *cfg, int argc, char **argv, char *err, size_t errlen) 
     memset(cfg, 0, sizeof *cfg);
     if (errlen) err[0] = '\0';
     cfg->origins = mem_calloc(NKEYS, sizeof *cfg->origins);
+    cfg->layers = mem_calloc(NKEYS, sizeof *cfg->layers);
     int rc = load(cfg, argc, argv, err, errlen);
     if (rc != CONFIG_OK) config_free(cfg);
     return rc;
@@ -688,6 +840,35 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
                  (long long)cfg->ping_interval, origin_or(cfg, "ping_interval"));
         return -1;
     }
+    /* dSock 0.4's keys: the values it accepted, and no more. */
+    if (strcmp(cfg->messaging_method, "redis") && strcmp(cfg->messaging_method, "direct")) {
+        char pv[80];
+        snprintf(err, errlen, "%s: messaging_method must be redis or direct, got \"%s\"",
+                 origin_or(cfg, "messaging_method"),
+                 config_file_printable(cfg->messaging_method, pv, sizeof pv));
+        return -1;
+    }
+    if (*cfg->direct_message_port) {
+        const char *p = cfg->direct_message_port;
+        bool ok = strlen(p) <= 5;
+        for (const char *q = p; *q && ok; q++) ok = isdigit((unsigned char)*q);
+        if (!ok || atol(p) < 1 || atol(p) > 65535) {
+            char pv[80];
+            snprintf(err, errlen, "%s: direct_message_port must be empty or a port number "
+                                  "(1-65535), got \"%s\"",
+                     origin_or(cfg, "direct_message_port"), config_file_printable(p, pv, sizeof pv));
+            return -1;
+        }
+    }
+    if (cfg->redis_tls && role != CONFIG_ROLE_STANDALONE) {
+        snprintf(err, errlen,
+                 "%s: redis_tls = true is not supported: this dsock is built with Debian's "
+                 "hiredis, which has no TLS. Reach Redis through a TLS tunnel (stunnel, "
+                 "a sidecar) listening on a private address, point redis_host at it and "
+                 "set redis_tls = false (docs/compatibility.md)",
+                 origin_or(cfg, "redis_tls"));
+        return -1;
+    }
     if (cfg->metrics_address && *cfg->metrics_address) {
         if (!strcmp(cfg->metrics_address, cfg->address)) {
             snprintf(err, errlen, "%s: metrics_address must differ from address",
@@ -698,6 +879,27 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
             return -1;
     }
     return check_bind(cfg->address, origin_or(cfg, "address"), err, errlen);
+}
+
+void config_log_compat(const config_t *cfg, config_role_t role) {
+    bool redis = role != CONFIG_ROLE_STANDALONE;
+    if (!strcmp(cfg->messaging_method, "direct") && redis)
+        log_warn("messaging_method = direct is not implemented: messages from the API to the "
+                 "workers still travel over Redis pub/sub (direct_message_hostname and "
+                 "direct_message_port are unused)",
+                 LOG_S("source", config_origin(cfg, "messaging_method")));
+    else if (!strcmp(cfg->messaging_method, "direct"))
+        log_warn("messaging_method = direct is ignored: standalone hands messages to its "
+                 "worker in-process",
+                 LOG_S("source", config_origin(cfg, "messaging_method")));
+    if (layer_of(cfg, "redis_max_retries") != LAYER_DEFAULT)
+        log_info("redis_max_retries is accepted for dSock 0.4 configs and has no effect: Redis "
+                 "is reconnected forever with back-off, and a request that cannot reach it "
+                 "answers 503",
+                 LOG_S("source", config_origin(cfg, "redis_max_retries")));
+    if (cfg->redis_tls && !redis)
+        log_warn("redis_tls is ignored: standalone uses no Redis",
+                 LOG_S("source", config_origin(cfg, "redis_tls")));
 }
 
 /* ---- generated text ---------------------------------------------------------- */
@@ -739,7 +941,7 @@ void config_usage(const char *subcommand) {
     printf("\nConfig files: config.toml, config.json, config.yaml or config.yml in the working\n"
            "directory, then $HOME/.config/dsock, then /etc/dsock; the first found is used.\n"
            "With none, a commented config.toml with the defaults is written to the working\n"
-           "directory. PORT sets the port when DSOCK_ADDRESS is not set.\n");
+           "directory. PORT sets the port (over DSOCK_PORT) when DSOCK_ADDRESS is not set.\n");
 }
 
 static void toml_quoted(FILE *out, const char *s) {
@@ -811,6 +1013,7 @@ void config_free(config_t *cfg) {
     if (cfg->origins)
         for (size_t i = 0; i < NKEYS; i++) free(cfg->origins[i]);
     free(cfg->origins);
+    free(cfg->layers);
     free(cfg->source_file);
     free(cfg->default_dir);
     memset(cfg, 0, sizeof *cfg);

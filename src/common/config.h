@@ -14,10 +14,14 @@
 #include <stdio.h>
 
 typedef struct config {
-    char *address;            /* listen address, "host:port", ":port" or "[v6]:port" */
+    char *address;            /* listen address, "host:port", ":port" or "[v6]:port"; never
+                               * empty after config_load (an empty one became ":port") */
+    int64_t port;             /* the port when no layer gave a non-empty address */
     char *redis_host;
     char *redis_password;
     int64_t redis_db;
+    int64_t redis_max_retries;/* dSock 0.4 key: accepted, no effect (docs/compatibility.md) */
+    bool redis_tls;           /* dSock 0.4 key: true is refused for api and worker */
     char *token;              /* API bearer token; NULL when unset (never "") */
     char *jwt_secret;         /* NULL: JWT authentication disabled (never "") */
     bool metrics_public;      /* GET /metrics without the token */
@@ -37,6 +41,11 @@ typedef struct config {
     int64_t idle_timeout;     /* seconds an HTTP connection may idle or dawdle */
     int64_t threads;          /* loop threads (standalone, api); 0: online CPUs, max 16 */
     int64_t drain_seconds;    /* on SIGTERM/SIGINT: clients are closed over this many seconds */
+    /* dSock 0.4 keys accepted so its config files start unchanged (docs/compatibility.md) */
+    char *messaging_method;   /* "redis" or "direct" (direct: a warning, still Redis) */
+    char *direct_message_hostname; /* unused */
+    char *direct_message_port;     /* unused; "" or a port number */
+    char *ttl_duration;       /* NULL or a Go duration; sets worker_ttl unless that is set */
 
     /* Where the configuration came from, for the startup line: the config file read
      * (as found or as given to --config), or the default file this start wrote
@@ -45,6 +54,7 @@ typedef struct config {
     bool wrote_default;
     char *default_dir;   /* no file found: where config_write_default_file will write */
     char **origins; /* private to config.c: see config_origin */
+    unsigned char *layers; /* private to config.c: the layer that last set each key */
 } config_t;
 
 typedef enum config_role {
@@ -87,6 +97,16 @@ void config_write_default_file(config_t *cfg);
 /* Where key's value came from: "default", "<file>:<line>", "DSOCK_<KEY>", "PORT"
  * or "--flag". NULL for an unknown key. Valid until config_free. */
 const char *config_origin(const config_t *cfg, const char *key);
+
+/* Logs what the dSock 0.4 compatibility keys mean for this start (warnings: a
+ * messaging_method of direct, which still travels over Redis; redis_tls in
+ * standalone, which has no Redis; info: redis_max_retries, which has no effect).
+ * Call after config_validate succeeded and the log format is set. */
+void config_log_compat(const config_t *cfg, config_role_t role);
+
+/* Parses a Go duration ("60s", "1m30s", "1.5h", "500ms", "0") into seconds. 0, or
+ * -1 when it does not parse (a number without a unit, an unknown unit, a sign). */
+int config_parse_duration(const char *s, double *seconds);
 
 /* Writes the usage and every option (flag, variable, default, description) to
  * stdout. subcommand NULL: the top-level usage with the list of subcommands. */

@@ -70,7 +70,9 @@ struct http_conn {
     bool headers_seen;     /* deadline already extended for the body */
     bool answered;         /* a response was written: idle now means kept alive */
     bool timing;           /* req_start_ns holds the current request's first byte */
+    bool has_reqid;        /* reqid holds the current request's id */
     uint64_t req_start_ns; /* metrics_now_ns() at the request's first byte */
+    char reqid[METRICS_REQID_MAX + 1]; /* X-Request-ID: the client's, if valid, or made */
     char peer[64];
 };
 
@@ -272,6 +274,38 @@ static void error_body(buf_t *b, const char *code, const char *message) {
     buf_append_str(b, "\"}");
 }
 
+/* The current request's id, made once: the client's X-Request-ID when it is valid
+ * (bounded, [A-Za-z0-9._:-], metrics_request_id), else a new one. req may be NULL
+ * (an unparsable request). */
+static const char *conn_reqid(http_conn_t *c, const http_request_t *req) {
+    if (!c->has_reqid) {
+        const http_kv_t *given = req ? http_request_header(req, "x-request-id") : NULL;
+        metrics_request_id(given ? given->value : NULL, given ? given->value_len : 0, c->reqid);
+        c->has_reqid = true;
+    }
+    return c->reqid;
+}
+
+/* dSock 0.4 put the request id into its error answers: an error object
+ * ({"success":false,...}, docs/api.md) gets "requestId" as its last member, wherever
+ * it was built (here, the roles, the 405s), so no error answer can miss it; a
+ * probe's {"status":"not_ready"} is not an error object and stays as documented.
+ * The id needs no escaping. Returns false (out untouched) when body is not such an
+ * object or already names a requestId. */
+static bool error_with_reqid(buf_t *out, int status, const char *content_type,
+                             const char *body, size_t len, const char *id) {
+    static const char head[] = "{\"success\":false";
+    if (status < 400 || strcmp(content_type, "application/json") || len < sizeof head ||
+        memcmp(body, head, sizeof head - 1) || body[len - 1] != '}' ||
+        memmem(body, len, "\"requestId\"", 11))
+        return false;
+    size_t inner = len - 1;
+    while (inner > 1 && (body[inner - 1] == ' ' || body[inner - 1] == '\n')) inner--;
+    buf_append(out, body, inner);
+    buf_printf(out, "%s\"requestId\":\"%s\"}", inner > 1 ? "," : "", id);
+    return true;
+}
+
 static const char *parse_error_code(int status) {
     switch (status) {
     case 413: return "REQUEST_TOO_LARGE";
@@ -282,11 +316,12 @@ static const char *parse_error_code(int status) {
     }
 }
 
-/* Counts an answer (metrics.h) and, with log_requests, writes its access line and
- * adds an X-Request-Id header to *headers (the caller frees it). req is NULL when
- * the request could not be parsed. The line never holds the query (it may carry
- * the token, a claim id or a JWT): only the method, the decoded path, the status,
- * the errorCode of an error body, the duration and the request id. */
+/* Counts an answer (metrics.h), adds the X-Request-ID header to *headers (the
+ * caller frees it; NULL: the caller writes its own answer, a 101) and, with
+ * log_requests, writes its access line. req is NULL when the request could not be
+ * parsed. The line never holds the query (it may carry the token, a claim id or a
+ * JWT): only the method, the decoded path, the status, the errorCode of an error
+ * body, the duration and the request id. The request is done: its id is forgotten. */
 static void conn_account(http_conn_t *c, const http_request_t *req, int status,
                          const char *body, size_t len, buf_t *headers) {
     uint64_t ns = c->timing ? metrics_now_ns() - c->req_start_ns : 0;
@@ -295,11 +330,10 @@ static void conn_account(http_conn_t *c, const http_request_t *req, int status,
     if (status >= 400) metrics_error_code_of(body, len, code, sizeof code);
     metrics_endpoint_t ep = metrics_endpoint_of(req ? req->path : NULL);
     metrics_http_answered(ep, status, code, ns);
+    const char *id = conn_reqid(c, req);
+    c->has_reqid = false; /* the buffer stays valid until the next request's headers */
+    if (headers) buf_printf(headers, "X-Request-ID: %s\r\n", id);
     if (!c->server || !c->server->cfg.log_requests) return;
-    const http_kv_t *given = req ? http_request_header(req, "x-request-id") : NULL;
-    char id[METRICS_REQID_MAX + 1];
-    metrics_request_id(given ? given->value : NULL, given ? given->value_len : 0, id);
-    if (headers) buf_printf(headers, "X-Request-Id: %s\r\n", id);
     log_info("request", LOG_S("method", req ? req->method_name : NULL),
              LOG_S("path", req ? req->path : NULL), LOG_I("status", status),
              LOG_S("error_code", code[0] ? code : NULL), LOG_U("duration_us", ns / 1000),
@@ -310,8 +344,11 @@ static void conn_parse_error(http_conn_t *c) {
     int status = http_parser_error_status(c->parser);
     log_debug("http parse error", LOG_I("status", status), LOG_S("peer", c->peer),
               LOG_S("error", http_parser_error_message(c->parser)));
-    buf_t b = BUF_INIT;
-    error_body(&b, parse_error_code(status), http_parser_error_message(c->parser));
+    buf_t e = BUF_INIT, b = BUF_INIT;
+    error_body(&e, parse_error_code(status), http_parser_error_message(c->parser));
+    if (!error_with_reqid(&b, status, "application/json", e.data, e.len, conn_reqid(c, NULL)))
+        buf_append(&b, e.data, e.len);
+    buf_free(&e);
     buf_t h = BUF_INIT;
     conn_account(c, NULL, status, b.data, b.len, &h);
     uv_read_stop((uv_stream_t *)c->tcp);
@@ -375,6 +412,9 @@ static bool conn_process(http_conn_t *c, const char *data, size_t len) {
             c->deadline = idle_deadline(s); /* and the body gets its own */
         }
         if (st != HTTP_PARSE_HEADERS) break;
+        /* The id exists from the headers on, for whatever logs about the request. */
+        c->has_reqid = false;
+        conn_reqid(c, http_parser_request(c->parser));
         if (!conn_precheck(c)) {
             /* Answered: stop reading. The bytes after the headers are the next
              * request when the answer keeps the connection (no body), else unread
@@ -718,12 +758,17 @@ void http_conn_respond_type(http_conn_t *c, int status, const char *content_type
     bool keep_alive = body_done && req->keep_alive && !req->upgrade && !c->server->closing &&
                       !c->server->draining;
     bool head_only = req->method == HTTP_METHOD_HEAD;
-    buf_t h = BUF_INIT;
+    buf_t h = BUF_INIT, with_id = BUF_INIT;
+    if (error_with_reqid(&with_id, status, content_type, body, body_len, conn_reqid(c, req))) {
+        body = with_id.data;
+        body_len = with_id.len;
+    }
     if (extra_headers) buf_append_str(&h, extra_headers);
     conn_account(c, req, status, body, body_len, &h);
     http_parser_reset(c->parser); /* the request is answered; free it before the write */
     conn_write_response(c, status, content_type, h.data, body, body_len, keep_alive, head_only);
     buf_free(&h);
+    buf_free(&with_id);
 }
 
 void http_conn_respond_error(http_conn_t *c, int status, const char *code, const char *message) {
@@ -764,6 +809,10 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
 }
 
 const char *http_conn_peer(const http_conn_t *c) { return c->peer; }
+
+const char *http_conn_request_id(http_conn_t *c) {
+    return conn_reqid(c, c->parser ? http_parser_request(c->parser) : NULL);
+}
 
 size_t http_conn_max_connections(const http_conn_t *c) {
     return c->server ? c->server->cfg.max_connections : 0;

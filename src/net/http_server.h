@@ -42,8 +42,7 @@ typedef struct http_server_config {
     atomic_size_t *shared_count; /* NULL, or a counter several servers (threads) share:
                                   * then max_connections bounds their sum. The caller
                                   * keeps it alive while any of them exists. */
-    bool log_requests;         /* one access line per answered request, and an
-                                * X-Request-Id response header (docs/logging.md) */
+    bool log_requests;         /* one access line per answered request (docs/logging.md) */
     bool reuse_port;           /* SO_REUSEPORT: several servers (one per thread) listen on
                                 * one address and the kernel spreads connections */
 } http_server_config_t;
@@ -97,7 +96,8 @@ void http_server_drain(http_server_t *s, void (*quiet)(void *ud), void *ud);
 void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud);
 
 /* Answers the current request (from the handler, or from the precheck). Adds
- * Content-Type: application/json, Content-Length and Connection headers;
+ * Content-Type: application/json, Content-Length, Connection and X-Request-ID
+ * headers (and "requestId" to a JSON error body, see http_conn_request_id);
  * extra_headers (NULL or lines each ending in "\r\n") are added as given. The
  * body is copied. The request (and its strings) is freed here. A HEAD request gets
  * the headers only. An answered upgrade request (a refused WebSocket handshake),
@@ -127,6 +127,14 @@ bool http_conn_is_gone(const http_conn_t *c);
  * cleans up itself). Either way the request and c are freed: read what you need
  * from them (and http_conn_peer) before calling. */
 uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len);
+
+/* The pending request's id (docs/api.md, "Request ids"): its X-Request-ID header
+ * when that is at most 64 bytes of [A-Za-z0-9._:-], else one made here (16 hex
+ * digits). Every answer carries it in an X-Request-ID header, an error answer
+ * (a JSON object, status >= 400) also as "requestId", and the access line names
+ * it; a role names it in what it logs about the request. Valid until the request
+ * is answered or detached; a role writing its own 101 adds the header itself. */
+const char *http_conn_request_id(http_conn_t *c);
 
 /* Peer address as text ("127.0.0.1:5555"), for logs. */
 const char *http_conn_peer(const http_conn_t *c);

@@ -106,7 +106,8 @@ static void on_registered(void *ud, store_status_t status) {
     if (status == STORE_OK) c->registered = true;
     if (status != STORE_OK || w->closing) {
         if (status != STORE_OK)
-            log_warn("registering a connection failed (store)", LOG_S("id", c->ix.id));
+            log_warn("registering a connection failed (store)", LOG_S("id", c->ix.id),
+                     LOG_S("request_id", http_conn_request_id(c->hc)));
         worker_conn_unroute(c);
         http_conn_respond_error(c->hc, 503, "ERROR_SAVING_CONNECTION",
                                 w->closing ? "Worker is shutting down" : "Error saving connection");
@@ -153,11 +154,12 @@ static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept, const c
     c->state = CONN_PENDING;
     ws_parser_init(&c->parser, w->max_message);
 
-    char resp[160];
+    char resp[256];
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                     accept);
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                     "X-Request-ID: %s\r\n\r\n",
+                     accept, http_conn_request_id(hc));
     worker_frame_t *f = worker_frame_raw(resp, (size_t)n);
     worker_queue_push(&c->q, &w->pool, f, 0);
     worker_frame_unref(f);

@@ -533,10 +533,179 @@ Test(config, port_variable) {
     expect_err(load(0, NULL), CONFIG_ERROR, "PORT: must be a port number");
 }
 
-Test(config, empty_address_without_port) {
+Test(config, empty_address_means_port) {
     cr_assert_eq(LOAD("--address", ""), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":6241", "an empty address means :port (default 6241)");
+    cr_expect_str_eq(config_origin(&cfg, "address"), "default");
+    config_free(&cfg);
+    setenv("PORT", "8080", 1);
+    cr_assert_eq(LOAD("--address", ""), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":8080");
+    cr_expect_str_eq(config_origin(&cfg, "address"), "PORT");
+}
+
+/* address and port: per layer a non-empty address wins over port; across layers the
+ * usual flag > environment (DSOCK_ADDRESS > PORT > DSOCK_PORT) > file > default. */
+Test(config, listen_address_precedence) {
+    write_file("cwd/config.toml", "port = 7000\n");
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":7000", "a file's port alone");
+    cr_expect(strstr(config_origin(&cfg, "address"), "config.toml:1"), "%s",
+              config_origin(&cfg, "address"));
+    config_free(&cfg);
+
+    write_file("cwd/config.toml", "address = \"127.0.0.1:7001\"\nport = 7000\n");
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, "127.0.0.1:7001", "address wins over port in one layer");
+    config_free(&cfg);
+
+    write_file("cwd/config.toml", "address = \"\"\nport = 7000\n");
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":7000", "an empty address (dSock's own files) means :port");
+    config_free(&cfg);
+
+    write_file("cwd/config.toml", "address = \":7001\"\n");
+    setenv("DSOCK_PORT", "8000", 1);
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":8000", "the environment's port over the file's address");
+    cr_expect_str_eq(config_origin(&cfg, "address"), "DSOCK_PORT");
+    config_free(&cfg);
+
+    setenv("PORT", "8080", 1);
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":8080", "PORT over DSOCK_PORT, as in dSock 0.4");
+    cr_expect_eq(cfg.port, 8080);
+    config_free(&cfg);
+
+    setenv("DSOCK_ADDRESS", "127.0.0.1:9", 1);
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, "127.0.0.1:9", "DSOCK_ADDRESS over PORT and DSOCK_PORT");
+    config_free(&cfg);
+
+    cr_assert_eq(LOAD("--port", "9000"), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":9000", "a flag's port over the environment's address");
+    cr_expect_str_eq(config_origin(&cfg, "address"), "--port");
+    config_free(&cfg);
+
+    cr_assert_eq(LOAD("--address", ":5", "--port", "9000"), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":5");
+    config_free(&cfg);
+
+    unsetenv("PORT");
+    unsetenv("DSOCK_ADDRESS");
+    setenv("DSOCK_PORT", "http", 1);
+    expect_err(load(0, NULL), CONFIG_ERROR, "DSOCK_PORT: port must be an integer");
+    unsetenv("DSOCK_PORT");
+    write_file("cwd/config.toml", "port = 70000\n");
+    expect_err(load(0, NULL), CONFIG_ERROR, "port must be between 0 and 65535, got 70000");
+}
+
+/* ---- dSock 0.4's keys -------------------------------------------------------------------- */
+
+/* A config file as written for dSock 0.4 (every key of its README but
+ * default_channels) loads and validates for every role but redis_tls = true. */
+Test(config, dsock04_keys_accepted) {
+    write_file("cwd/config.toml",
+               "port = 7100\nredis_host = \"localhost:6379\"\nredis_password = \"\"\n"
+               "redis_db = 0\nredis_max_retries = 10\nredis_tls = false\ntoken = \"abc\"\n"
+               "jwt_secret = \"s\"\ndebug = false\nlog_requests = true\n"
+               "messaging_method = \"direct\"\ndirect_message_hostname = \"10.0.0.5\"\n"
+               "direct_message_port = 7100\nttl_duration = \"60s\"\n");
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.address, ":7100");
+    cr_expect_eq(cfg.redis_max_retries, 10);
+    cr_expect_eq(cfg.redis_tls, false);
+    cr_expect_str_eq(cfg.messaging_method, "direct");
+    cr_expect_str_eq(cfg.direct_message_hostname, "10.0.0.5");
+    cr_expect_str_eq(cfg.direct_message_port, "7100", "an integer in the file is taken as text");
+    cr_expect_eq(cfg.worker_ttl, 60, "ttl_duration sets worker_ttl");
+    cr_expect(strstr(config_origin(&cfg, "worker_ttl"), "config.toml:14"), "%s",
+              config_origin(&cfg, "worker_ttl"));
+    cr_expect_eq(cfg.log_requests, true);
+    config_free(&cfg);
+
+    write_file("cwd/config.toml", "");
+    write_file("cwd/config.json", "{\"port\": 7101, \"direct_message_port\": \"7101\", "
+                                  "\"messaging_method\": \"redis\", \"redis_max_retries\": -1}");
+    cr_assert_eq(rename("config.json", "../config.json"), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    cr_assert_eq(LOAD("--config", path), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.direct_message_port, "7101");
+    cr_expect_eq(cfg.redis_max_retries, -1);
+    cr_expect_eq(cfg.worker_ttl, 10, "no ttl_duration: worker_ttl keeps its default");
+    cr_expect_null(cfg.ttl_duration);
+}
+
+Test(config, dsock04_key_values_checked) {
+    cr_assert_eq(LOAD("--messaging-method", "kafka"), CONFIG_OK, "%s", err);
     cr_assert_neq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0);
-    cr_expect(strstr(err, "--address: address is empty and PORT is not set"), "%s", err);
+    cr_expect(strstr(err, "--messaging-method: messaging_method must be redis or direct, got "
+                          "\"kafka\""), "%s", err);
+    config_free(&cfg);
+
+    cr_assert_eq(LOAD("--direct-message-port", "http"), CONFIG_OK, "%s", err);
+    cr_assert_neq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0);
+    cr_expect(strstr(err, "direct_message_port must be empty or a port number"), "%s", err);
+    config_free(&cfg);
+
+    setenv("DSOCK_REDIS_TLS", "true", 1);
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0", "--token", "t"), CONFIG_OK, "%s", err);
+    config_role_t roles[] = {CONFIG_ROLE_API, CONFIG_ROLE_WORKER};
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_neq(config_validate(&cfg, roles[i], err, sizeof err), 0);
+        cr_expect(strstr(err, "DSOCK_REDIS_TLS: redis_tls = true is not supported") &&
+                      strstr(err, "hiredis"), "%s", err);
+        cr_expect(!strchr(err, '\n'));
+    }
+    cr_expect_eq(config_validate(&cfg, CONFIG_ROLE_STANDALONE, err, sizeof err), 0,
+                 "standalone uses no Redis: %s", err);
+    config_free(&cfg);
+    unsetenv("DSOCK_REDIS_TLS");
+
+    expect_err(LOAD("--redis-max-retries", "-2"), CONFIG_ERROR,
+               "redis_max_retries must be between -1 and");
+}
+
+Test(config, ttl_duration_sets_worker_ttl) {
+    setenv("DSOCK_TTL_DURATION", "2.5s", 1);
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_eq(cfg.worker_ttl, 3, "whole seconds, rounded up");
+    cr_expect_str_eq(config_origin(&cfg, "worker_ttl"), "DSOCK_TTL_DURATION");
+    config_free(&cfg);
+
+    write_file("cwd/config.toml", "worker_ttl = 5\n");
+    setenv("DSOCK_TTL_DURATION", "1m", 1);
+    cr_assert_eq(load(0, NULL), CONFIG_OK, "%s", err);
+    cr_expect_eq(cfg.worker_ttl, 5, "worker_ttl, when set in any layer, wins");
+    config_free(&cfg);
+    write_file("cwd/config.toml", "");
+
+    setenv("DSOCK_TTL_DURATION", "1s", 1);
+    expect_err(load(0, NULL), CONFIG_ERROR,
+               "DSOCK_TTL_DURATION: ttl_duration (which sets worker_ttl) must be between 2s and "
+               "3600s, got \"1s\"");
+    setenv("DSOCK_TTL_DURATION", "60", 1);
+    expect_err(load(0, NULL), CONFIG_ERROR,
+               "DSOCK_TTL_DURATION: ttl_duration must be a Go duration such as \"60s\"");
+}
+
+Test(config, go_durations) {
+    struct { const char *s; double want; } ok[] = {
+        {"60s", 60}, {"1m30s", 90}, {"1.5h", 5400}, {"500ms", 0.5}, {"0", 0},
+        {"2h45m", 9900}, {"1000us", 0.001}, {"1\xc2\xb5s", 1e-6}, {"10ns", 1e-8}, {".5s", 0.5},
+        {"1.s", 1},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        double v = -1;
+        cr_expect_eq(config_parse_duration(ok[i].s, &v), 0, "%s", ok[i].s);
+        cr_expect(v > ok[i].want - 1e-12 && v < ok[i].want + 1e-12, "%s: %g", ok[i].s, v);
+    }
+    const char *bad[] = {"", "60", "5x", "-1s", "+1s", ".s", "s", "1m 30s", "1d", "0s5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double v;
+        cr_expect_neq(config_parse_duration(bad[i], &v), 0, "\"%s\" parsed", bad[i]);
+    }
 }
 
 /* ---- config_validate ------------------------------------------------------------------- */
