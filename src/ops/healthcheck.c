@@ -247,7 +247,7 @@ int healthcheck_main(int argc, char **argv) {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: dsock healthcheck [URL]\n\n"
                "GETs URL (default http://127.0.0.1:$PORT%s, the port and host taken from\n"
-               "DSOCK_ADDRESS or PORT as dsock itself does, else 6241) within %d ms and exits 0\n"
+               "DSOCK_ADDRESS, PORT or DSOCK_PORT as dsock itself does, else 6241) within %d ms and exits 0\n"
                "when the status is 200, 1 otherwise. For container health checks.\n",
                HEALTHCHECK_DEFAULT_PATH, HEALTHCHECK_TIMEOUT_MS);
         return 0;
@@ -258,7 +258,12 @@ int healthcheck_main(int argc, char **argv) {
     }
     char url[1400], err[256];
     if (argc == 2) snprintf(url, sizeof url, "%s", argv[1]);
-    else healthcheck_default_url(getenv("DSOCK_ADDRESS"), getenv("PORT"), url, sizeof url);
+    else {
+        /* Same order as dsock's own listen address: DSOCK_ADDRESS, PORT, DSOCK_PORT. */
+        const char *port = getenv("PORT");
+        if (!port || !*port) port = getenv("DSOCK_PORT");
+        healthcheck_default_url(getenv("DSOCK_ADDRESS"), port, url, sizeof url);
+    }
     healthcheck_target_t t;
     if (healthcheck_parse_url(url, &t, err, sizeof err) < 0) {
         fprintf(stderr, "dsock healthcheck: %s\n", err);

@@ -25,8 +25,9 @@ int healthcheck_parse_url(const char *url, healthcheck_target_t *t, char *err, s
 
 /* The URL used without an argument: http://127.0.0.1:PORT/healthz, PORT taken from
  * the port of DSOCK_ADDRESS when set (and its host, unless it is a wildcard), else
- * from PORT, else 6241: the address dsock itself listens on with that environment.
- * address and port are the values of those variables (NULL when unset). I/O-free. */
+ * from port, else 6241: the address dsock itself listens on with that environment.
+ * address is DSOCK_ADDRESS, port is PORT or else DSOCK_PORT (NULL when unset).
+ * I/O-free. */
 void healthcheck_default_url(const char *address, const char *port, char *out, size_t outlen);
 
 /* Status code of an HTTP/1.x status line at the start of buf ("HTTP/1.1 200 OK\r\n"),

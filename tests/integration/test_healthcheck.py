@@ -137,6 +137,13 @@ def test_default_url_follows_port_and_dsock_address(server):
     r = healthcheck(env={"PORT": str(h.free_port()), "DSOCK_ADDRESS": f"0.0.0.0:{s2.port}"})
     assert r.returncode == 0, r.stderr
     assert len(s2.requests) == 1
+    # DSOCK_PORT (dSock 0.4's port key) when PORT is unset; PORT wins over it.
+    s3 = server(ok)
+    r = healthcheck(env={"DSOCK_PORT": str(s3.port)})
+    assert r.returncode == 0, r.stderr
+    r = healthcheck(env={"PORT": str(s3.port), "DSOCK_PORT": str(h.free_port())})
+    assert r.returncode == 0, r.stderr
+    assert len(s3.requests) == 2
 
 
 def test_help():
