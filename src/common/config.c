@@ -72,6 +72,10 @@ static const config_key_t keys[] = {
      "largest WebSocket message accepted from a client (close 1009 above)"},
     {"max_queued_bytes", T_INT, OFF(max_queued_bytes), "67108864", 1024, (int64_t)1 << 40,
      false, "memory held by unsent frames per WebSocket connection before it is closed with 1008"},
+    {"compression", T_STRING, OFF(compression), "auto", 0, 0, false,
+     "permessage-deflate: auto (accepted when a client offers it) or off (docs/api.md)"},
+    {"compression_min_bytes", T_INT, OFF(compression_min_bytes), "256", 1, (int64_t)1 << 30,
+     false, "smallest message sent compressed to a client that negotiated compression"},
     {"max_connections", T_INT, OFF(max_connections), "18000", 1, 1 << 24, false,
      "HTTP connections, and WebSocket connections, each per process (503 above)"},
     {"idle_timeout", T_INT, OFF(idle_timeout), "60", 1, 86400, false,
@@ -686,6 +690,12 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
                  "%s: ping_timeout (%lld) must be greater than ping_interval (%lld, from %s)",
                  origin_or(cfg, "ping_timeout"), (long long)cfg->ping_timeout,
                  (long long)cfg->ping_interval, origin_or(cfg, "ping_interval"));
+        return -1;
+    }
+    if (cfg->compression && strcmp(cfg->compression, "auto") != 0 &&
+        strcmp(cfg->compression, "off") != 0) {
+        snprintf(err, errlen, "%s: compression must be auto or off, got \"%s\"",
+                 origin_or(cfg, "compression"), cfg->compression);
         return -1;
     }
     if (cfg->metrics_address && *cfg->metrics_address) {
