@@ -73,11 +73,10 @@ struct ws_inflater {
     int8_t failed;   /* a ws_inflate_status_t, sticky */
 };
 
-ws_inflater_t *ws_inflater_new(unsigned bits, uint64_t max_out, bool text) {
-    if (bits < 8 || bits > 15) bits = 15;
+ws_inflater_t *ws_inflater_new(uint64_t max_out, bool text) {
     ws_inflater_t *z = calloc(1, sizeof *z);
     if (!z) return NULL;
-    if (inflateInit2(&z->s, -(int)bits) != Z_OK) {
+    if (inflateInit2(&z->s, -15) != Z_OK) {
         free(z);
         return NULL;
     }
@@ -112,12 +111,16 @@ static ws_inflate_status_t run(ws_inflater_t *z, const uint8_t *in, size_t n) {
             s->avail_out = co;
             int r = inflate(s, Z_SYNC_FLUSH);
             size_t got = co - s->avail_out;
-            z->total += got;
-            if (z->total > z->max_out) return WS_INFLATE_TOO_BIG;
-            if (z->text && got) {
-                z->utf8 = utf8_feed(z->utf8, out, got);
+            /* The first fault in the inflated bytes wins, wherever the output was
+             * cut: the bytes within the limit are validated before the limit is
+             * judged, so the verdict does not depend on how the input was split. */
+            size_t within = got > room ? (size_t)room : got;
+            if (z->text && within) {
+                z->utf8 = utf8_feed(z->utf8, out, within);
                 if (z->utf8 == UTF8_REJECT) return WS_INFLATE_UTF8;
             }
+            z->total += got;
+            if (z->total > z->max_out) return WS_INFLATE_TOO_BIG;
             if (r == Z_STREAM_END) {
                 z->ended = true;
                 break;

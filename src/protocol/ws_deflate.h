@@ -45,10 +45,16 @@ typedef enum ws_inflate_status {
     WS_INFLATE_UTF8 = -3,    /* text that is not UTF-8 (close 1007) */
 } ws_inflate_status_t;
 
-/* An inflater for one message: window of 2^bits (8..15; a bigger window than the
- * client's is harmless), at most max_out inflated bytes, UTF-8 checked when text.
- * Returns NULL when zlib cannot allocate. */
-ws_inflater_t *ws_inflater_new(unsigned bits, uint64_t max_out, bool text);
+/* An inflater for one message: at most max_out inflated bytes, UTF-8 checked when
+ * text. Returns NULL when zlib cannot allocate. Its window is always 32 KiB (15
+ * bits), whatever window the client declared: zlib checks a distance against the
+ * window only when it reaches back before the current output buffer, so with a
+ * smaller window a client that overstepped it would be accepted or refused
+ * depending on how its bytes were split; with the largest window every valid
+ * deflate stream is accepted, however it arrives. The cost: ~7 KiB of state plus
+ * the 32 KiB window (allocated at the first inflated byte), only while a compressed
+ * message is being read. */
+ws_inflater_t *ws_inflater_new(uint64_t max_out, bool text);
 void ws_inflater_free(ws_inflater_t *z);
 
 /* Inflates the next compressed bytes of the message (already unmasked); fin: they

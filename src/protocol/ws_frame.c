@@ -81,9 +81,7 @@ static void drop_inflater(ws_parser_t *p) {
 
 void ws_parser_free(ws_parser_t *p) { drop_inflater(p); }
 
-void ws_parser_set_deflate(ws_parser_t *p, unsigned bits) {
-    p->deflate_bits = (uint8_t)(bits < 8 || bits > 15 ? 15 : bits);
-}
+void ws_parser_set_deflate(ws_parser_t *p) { p->deflate = 1; }
 
 uint64_t ws_parser_wire_limit(uint64_t max_message) {
     uint64_t slack = (max_message >> 3) + 1024;
@@ -126,7 +124,7 @@ static int header_step(ws_parser_t *p) {
         /* RSV1 is permessage-deflate's "compressed" bit: allowed only once it was
          * negotiated, and only on the first frame of a data message (RFC 7692 6). */
         if (b0 & 0x40) {
-            if (!p->deflate_bits) return E_RSV;
+            if (!p->deflate) return E_RSV;
             if (op != WS_OP_TEXT && op != WS_OP_BINARY) return E_RSV1_FRAME;
         }
         p->opcode = (uint8_t)op;
@@ -194,7 +192,7 @@ static void unmask(uint8_t *d, size_t n, const uint8_t mask[4], unsigned off) {
  * inflater is made at its first bytes (or at its end, for an empty message). */
 static int inflate_span(ws_parser_t *p, const uint8_t *span, size_t n, bool fin) {
     if (!p->inflater) {
-        p->inflater = ws_inflater_new(p->deflate_bits, p->max_message, p->msg_opcode == WS_OP_TEXT);
+        p->inflater = ws_inflater_new(p->max_message, p->msg_opcode == WS_OP_TEXT);
         if (!p->inflater) return E_INFLATE_NOMEM;
     }
     switch (ws_inflater_feed(p->inflater, span, n, fin)) {

@@ -75,8 +75,7 @@ typedef struct ws_parser {
     uint8_t msg_opcode;         /* current data message (0: none in progress) */
     uint8_t mask[4];
     uint8_t failed;
-    uint8_t deflate_bits;       /* permessage-deflate negotiated: the client's window
-                                   (8..15); 0: not negotiated, RSV1 is an error */
+    uint8_t deflate;            /* permessage-deflate negotiated; else RSV1 is an error */
     uint8_t compressed;         /* the current message has RSV1 */
     uint8_t ctrl_len;
     uint8_t ctrl[125];
@@ -101,8 +100,7 @@ void ws_parser_init(ws_parser_t *p, uint64_t max_message);
 size_t ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, ws_event_t *ev);
 
 /* permessage-deflate was negotiated (RFC 7692, with client_no_context_takeover:
- * every message is a deflate stream of its own) and the client compresses with a
- * window of at most 2^bits (8..15). From then on RSV1 is allowed on the first frame
+ * every message is a deflate stream of its own). From then on RSV1 is allowed on the first frame
  * of a data message (and nowhere else: 1002) and marks it compressed: its payload is
  * inflated with an inflater the parser holds only until the message ends (or fails),
  * the inflated size is held to max_message (1009 as soon as it is passed, before
@@ -110,7 +108,7 @@ size_t ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, ws_event_t *ev)
  * 1002. The wire size of a compressed message is bounded too, by
  * ws_parser_wire_limit, since empty deflate blocks inflate to nothing. The event's
  * message_len is the inflated size. */
-void ws_parser_set_deflate(ws_parser_t *p, unsigned bits);
+void ws_parser_set_deflate(ws_parser_t *p);
 
 /* The largest wire size of a compressed message: max_message plus what deflate
  * can add to incompressible data, with a generous margin (1/8 + 1 KiB). */

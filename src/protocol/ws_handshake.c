@@ -279,9 +279,6 @@ bool ws_deflate_parse_offer(const char *value, size_t len, ws_deflate_params_t *
         if (c.i < c.n) c.i++; /* the comma */
         if (ours && ok) {
             p.enabled = true;
-            /* What the answer asks the client for (ws_deflate_response). */
-            if (p.client_bits_offered && p.client_bits > WS_DEFLATE_CLIENT_BITS)
-                p.client_bits = WS_DEFLATE_CLIENT_BITS;
             *out = p;
             return true;
         }
@@ -306,9 +303,5 @@ size_t ws_deflate_response(const ws_deflate_params_t *p, char out[WS_DEFLATE_RES
     if (p->server_bits_offered)
         n += snprintf(out + n, WS_DEFLATE_RESPONSE_MAX - (size_t)n, "; server_max_window_bits=%u",
                       (unsigned)p->server_bits);
-    /* Only when offered (7.1.2.2): the smaller of the client's and ours. */
-    if (p->client_bits_offered)
-        n += snprintf(out + n, WS_DEFLATE_RESPONSE_MAX - (size_t)n, "; client_max_window_bits=%u",
-                      (unsigned)p->client_bits);
     return (size_t)n;
 }

@@ -38,16 +38,10 @@ typedef struct ws_deflate_params {
     bool enabled;               /* an offer was accepted */
     uint8_t server_bits;        /* window dsock compresses with: 9..15 */
     bool server_bits_offered;   /* server_max_window_bits was in the offer: echoed */
-    uint8_t client_bits;        /* largest window the client may use: 8..15 (when
-                                   offered, already lowered to WS_DEFLATE_CLIENT_BITS) */
+    uint8_t client_bits;        /* client_max_window_bits offered (8..15; 15 when
+                                   offered without a value or not at all) */
     bool client_bits_offered;   /* client_max_window_bits was in the offer */
 } ws_deflate_params_t;
-
-/* The window dsock asks a client to compress with when the client offers
- * client_max_window_bits: client messages are only validated and dropped, so a
- * small window costs nothing but saves the inflater's memory (512 bytes of window
- * instead of 32 KiB). 9, not 8: zlib cannot deflate with an 8-bit window. */
-#define WS_DEFLATE_CLIENT_BITS 9
 
 /* Parses one Sec-WebSocket-Extensions value (RFC 6455 9.1: a comma-separated list
  * of extensions, each a token with ";"-separated parameters, a value being a token
@@ -66,7 +60,10 @@ bool ws_deflate_parse_offer(const char *value, size_t len, ws_deflate_params_t *
 bool ws_deflate_negotiate(const http_request_t *req, ws_deflate_params_t *out);
 
 /* Writes the Sec-WebSocket-Extensions value answering an accepted offer (no header
- * name, no CRLF) into out, NUL-terminated; returns its length (< WS_DEFLATE_RESPONSE_MAX). */
+ * name, no CRLF) into out, NUL-terminated; returns its length (< WS_DEFLATE_RESPONSE_MAX).
+ * client_max_window_bits is never answered (RFC 7692 7.1.2.2 makes it optional): a
+ * smaller client window would not save dsock anything (its inflater uses 32 KiB
+ * anyway, ws_deflate.h), so the client keeps the window it offered. */
 #define WS_DEFLATE_RESPONSE_MAX 128
 size_t ws_deflate_response(const ws_deflate_params_t *p, char out[WS_DEFLATE_RESPONSE_MAX]);
 

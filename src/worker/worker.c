@@ -156,7 +156,7 @@ static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
     char ext[WS_DEFLATE_RESPONSE_MAX + 32] = "";
     if (zp->enabled) {
         c->zbits = zp->server_bits;
-        ws_parser_set_deflate(&c->parser, zp->client_bits);
+        ws_parser_set_deflate(&c->parser);
         char v[WS_DEFLATE_RESPONSE_MAX];
         ws_deflate_response(zp, v);
         snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", v);

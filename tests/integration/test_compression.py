@@ -85,7 +85,7 @@ def inflate(payload, bits=15):
     return d.decompress(payload + b"\x00\x00\xff\xff") + d.flush()
 
 
-def client_deflate(data, bits=9):
+def client_deflate(data, bits=15):
     c = zlib.compressobj(6, zlib.DEFLATED, -bits)
     out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
     assert out.endswith(b"\x00\x00\xff\xff")
@@ -112,11 +112,11 @@ def test_websockets_library_negotiates_and_receives(cluster):
     async def main():
         ws = await lib_connect(cluster, user)
         try:
-            assert ws.response_headers[OFFER] == FULL_ANSWER + "; client_max_window_bits=9"
+            assert ws.response_headers[OFFER] == FULL_ANSWER
             (ext,) = ws.extensions
             assert ext.name == "permessage-deflate"
             assert ext.remote_no_context_takeover and ext.local_no_context_takeover
-            assert ext.local_max_window_bits == 9 and ext.remote_max_window_bits == 15
+            assert ext.local_max_window_bits == 15 and ext.remote_max_window_bits == 15
             api = cluster.api()
             api.send(big, user=user, type="text").expect(200)
             api.send(binary, user=user, type="binary").expect(200)
@@ -142,18 +142,18 @@ def test_websockets_library_negotiates_and_receives(cluster):
     ("permessage-deflate; client_no_context_takeover", FULL_ANSWER),
     ("permessage-deflate; server_no_context_takeover", FULL_ANSWER),
     ("permessage-deflate; server_no_context_takeover; client_no_context_takeover", FULL_ANSWER),
-    ("permessage-deflate; client_max_window_bits", FULL_ANSWER + "; client_max_window_bits=9"),
-    ("permessage-deflate; client_max_window_bits=10", FULL_ANSWER + "; client_max_window_bits=9"),
-    ("permessage-deflate; client_max_window_bits=8", FULL_ANSWER + "; client_max_window_bits=8"),
+    ("permessage-deflate; client_max_window_bits", FULL_ANSWER),
+    ("permessage-deflate; client_max_window_bits=10", FULL_ANSWER),
+    ("permessage-deflate; client_max_window_bits=8", FULL_ANSWER),
     ("permessage-deflate; server_max_window_bits=10", FULL_ANSWER + "; server_max_window_bits=10"),
     ('permessage-deflate; server_max_window_bits="12"; client_max_window_bits',
-     FULL_ANSWER + "; server_max_window_bits=12; client_max_window_bits=9"),
+     FULL_ANSWER + "; server_max_window_bits=12"),
     # the RFC's example of a fallback: the first offer cannot be served (8 bits)
     ("permessage-deflate; server_max_window_bits=8, permessage-deflate",
      FULL_ANSWER),
     ("permessage-deflate; client_max_window_bits; server_max_window_bits=10, "
      "permessage-deflate; client_max_window_bits",
-     FULL_ANSWER + "; server_max_window_bits=10; client_max_window_bits=9"),
+     FULL_ANSWER + "; server_max_window_bits=10"),
     ("x-webkit-deflate-frame, permessage-deflate; foo=1, permessage-deflate; server_max_window_bits=11",
      FULL_ANSWER + "; server_max_window_bits=11"),
     # declined: nothing acceptable (never a failed handshake)
@@ -233,8 +233,7 @@ def test_mixed_recipients_one_send(cluster):
         plain = h.ws_connect(cluster.worker(0), f"claim={cluster.claim(user)}")
         try:
             assert b.response_headers.get(OFFER) is None and not b.extensions
-            assert c.response_headers[OFFER] == (FULL_ANSWER + "; server_max_window_bits=10"
-                                                 "; client_max_window_bits=9")
+            assert c.response_headers[OFFER] == FULL_ANSWER + "; server_max_window_bits=10"
             r = cluster.api().send(big, user=user, type="text").expect(200)
             assert r["connections"] == 7
             for ws in (a, b, c):
@@ -282,7 +281,7 @@ def test_compressed_client_messages(cluster):
         ws.send_frame(OP_TEXT, z[:5], rsv=4, fin=False)
         ws.send_frame(OP_CONT, z[5:])
         # the BFINAL form (Z_FINISH) is valid too
-        c = zlib.compressobj(6, zlib.DEFLATED, -9)
+        c = zlib.compressobj(6, zlib.DEFLATED, -12)
         ws.send_frame(OP_TEXT, c.compress(big) + c.flush(), rsv=4)
         assert ws.is_open()
 

@@ -53,11 +53,9 @@ Test(negotiate, rfc_examples_and_parameter_combinations) {
                     if (cnct) n += snprintf(o + n, sizeof o - n, "; client_no_context_takeover");
                     if (sv[s]) n += snprintf(o + n, sizeof o - n, "; %s", sv[s]);
                     if (cv[c]) snprintf(o + n, sizeof o - n, "; %s", cv[c]);
+                    /* client_max_window_bits is never answered (the client keeps its own) */
                     n = snprintf(want, sizeof want, FULL);
-                    if (sv[s]) n += snprintf(want + n, sizeof want - n, "; %s", sv[s]);
-                    if (cv[c]) /* lowered to 9, or the client's 8 */
-                        snprintf(want + n, sizeof want - n, "; client_max_window_bits=%d",
-                                 c == 3 ? 8 : 9);
+                    if (sv[s]) snprintf(want + n, sizeof want - n, "; %s", sv[s]);
                     expect_answer(o, want);
                 }
 }
@@ -76,7 +74,8 @@ Test(negotiate, params) {
     cr_assert_eq(p.client_bits, 8);
     cr_assert(p.client_bits_offered);
     cr_assert(offer("permessage-deflate; client_max_window_bits", &p));
-    cr_assert_eq(p.client_bits, WS_DEFLATE_CLIENT_BITS);
+    cr_assert_eq(p.client_bits, 15);
+    cr_assert(p.client_bits_offered);
     cr_assert_not(offer("nope", &p));
     cr_assert_not(p.enabled);
 }
@@ -85,7 +84,7 @@ Test(negotiate, fallback_and_other_extensions) {
     /* RFC 7692 5.1 example: the first offer (server window 10) and a fallback. */
     expect_answer("permessage-deflate; client_max_window_bits; server_max_window_bits=10, "
                   "permessage-deflate; client_max_window_bits",
-                  FULL "; server_max_window_bits=10; client_max_window_bits=9");
+                  FULL "; server_max_window_bits=10");
     /* the first cannot be served (8 bits): the second is taken */
     expect_answer("permessage-deflate; server_max_window_bits=8, permessage-deflate", FULL);
     expect_answer("foo, bar; baz=\"a,b;c\", permessage-deflate", FULL);
@@ -100,7 +99,7 @@ Test(negotiate, fallback_and_other_extensions) {
 Test(negotiate, quoted_values) {
     expect_answer("permessage-deflate; server_max_window_bits=\"10\"", FULL "; server_max_window_bits=10");
     expect_answer("permessage-deflate; server_max_window_bits=\"1\\0\"", FULL "; server_max_window_bits=10");
-    expect_answer("permessage-deflate; client_max_window_bits=\"8\"", FULL "; client_max_window_bits=8");
+    expect_answer("permessage-deflate; client_max_window_bits=\"8\"", FULL);
     expect_answer("permessage-deflate; server_max_window_bits=\"10", NULL);    /* unterminated */
     expect_answer("permessage-deflate; server_max_window_bits=\"\"", NULL);
     expect_answer("permessage-deflate; server_max_window_bits=\"10 \"", NULL);
@@ -194,7 +193,7 @@ Test(negotiate, byte_by_byte) {
     ws_deflate_params_t p;
     cr_assert(offer(offers[0], &p));
     cr_assert_eq(p.server_bits, 12);
-    cr_assert_eq(p.client_bits, 9);
+    cr_assert_eq(p.client_bits, 10);
     /* one byte less of it (the closing value digit) still parses: "1" is out of range */
     cr_assert_not(ws_deflate_parse_offer(offers[0], strlen(offers[0]) - 1, &p));
 }
@@ -241,7 +240,7 @@ Test(codec, roundtrip_every_window_and_split) {
         cr_assert_lt(n, sizeof text / 5);
         size_t chunks[] = {n, 1, 7, 100};
         for (size_t c = 0; c < 4; c++) {
-            ws_inflater_t *in = ws_inflater_new(bits, sizeof text, true);
+            ws_inflater_t *in = ws_inflater_new(sizeof text, true);
             size_t off = 0;
             while (off < n) {
                 size_t k = chunks[c] < n - off ? chunks[c] : n - off;
@@ -261,13 +260,13 @@ Test(codec, roundtrip_every_window_and_split) {
 Test(codec, empty_message) {
     uint8_t *z;
     size_t n = deflate_buf(15, "", 0, &z);
-    ws_inflater_t *in = ws_inflater_new(15, 10, true);
+    ws_inflater_t *in = ws_inflater_new(10, true);
     cr_assert_eq(ws_inflater_feed(in, z, n, true), WS_INFLATE_OK);
     cr_assert_eq(ws_inflater_total(in), 0);
     ws_inflater_free(in);
     free(z);
     /* no payload at all is an empty message too */
-    in = ws_inflater_new(15, 10, false);
+    in = ws_inflater_new(10, false);
     cr_assert_eq(ws_inflater_feed(in, NULL, 0, true), WS_INFLATE_OK);
     ws_inflater_free(in);
 }
@@ -277,17 +276,17 @@ Test(codec, limit_stops_early) {
     uint8_t *zeros = calloc(1, big), *z;
     size_t n = deflate_buf(15, zeros, big, &z);
     cr_assert_lt(n, 2048);
-    ws_inflater_t *in = ws_inflater_new(15, 65536, false);
+    ws_inflater_t *in = ws_inflater_new(65536, false);
     cr_assert_eq(ws_inflater_feed(in, z, n, true), WS_INFLATE_TOO_BIG);
     cr_assert_eq(ws_inflater_total(in), 65537, "at most one byte past the limit is inflated");
     cr_assert_eq(ws_inflater_feed(in, z, n, true), WS_INFLATE_TOO_BIG, "sticky");
     ws_inflater_free(in);
     /* exactly at the limit: fine */
-    in = ws_inflater_new(15, big, false);
+    in = ws_inflater_new(big, false);
     cr_assert_eq(ws_inflater_feed(in, z, n, true), WS_INFLATE_OK);
     ws_inflater_free(in);
     /* no limit */
-    in = ws_inflater_new(15, UINT64_MAX, false);
+    in = ws_inflater_new(UINT64_MAX, false);
     cr_assert_eq(ws_inflater_feed(in, z, n, true), WS_INFLATE_OK);
     cr_assert_eq(ws_inflater_total(in), big);
     ws_inflater_free(in);
@@ -298,20 +297,20 @@ Test(codec, limit_stops_early) {
 Test(codec, utf8_and_corruption) {
     uint8_t *z;
     size_t n = deflate_buf(15, "ok \xc3\x28", 5, &z);
-    ws_inflater_t *in = ws_inflater_new(15, 100, true);
+    ws_inflater_t *in = ws_inflater_new(100, true);
     cr_assert_eq(ws_inflater_feed(in, z, n, true), WS_INFLATE_UTF8);
     ws_inflater_free(in);
     free(z);
     n = deflate_buf(15, "\xe2\x82", 2, &z); /* truncated euro sign */
-    in = ws_inflater_new(15, 100, true);
+    in = ws_inflater_new(100, true);
     cr_assert_eq(ws_inflater_feed(in, z, n, false), WS_INFLATE_OK);
     cr_assert_eq(ws_inflater_feed(in, NULL, 0, true), WS_INFLATE_UTF8);
     ws_inflater_free(in);
-    in = ws_inflater_new(15, 100, false); /* binary: no UTF-8 rule */
+    in = ws_inflater_new(100, false); /* binary: no UTF-8 rule */
     cr_assert_eq(ws_inflater_feed(in, z, n, true), WS_INFLATE_OK);
     ws_inflater_free(in);
     free(z);
-    in = ws_inflater_new(15, 100, false);
+    in = ws_inflater_new(100, false);
     cr_assert_eq(ws_inflater_feed(in, (const uint8_t *)"\xff\xff\xff\xff", 4, true), WS_INFLATE_CORRUPT);
     ws_inflater_free(in);
 }
@@ -363,7 +362,7 @@ Test(parser, compressed_messages_whole_and_fragmented) {
         uint8_t buf[1024];
         ws_parser_t p;
         ws_parser_init(&p, 1000);
-        ws_parser_set_deflate(&p, 9);
+        ws_parser_set_deflate(&p);
         size_t len = frame(buf, 0xC1, z, n); /* FIN + RSV1 + TEXT */
         ws_event_t ev = feed(&p, buf, len, bytewise);
         cr_assert_eq(ev.type, WS_EVENT_MESSAGE);
@@ -398,7 +397,7 @@ static uint16_t error_code(unsigned bits, const uint8_t *frames, size_t len, uin
     memcpy(buf, frames, len);
     ws_parser_t p;
     ws_parser_init(&p, max);
-    if (bits) ws_parser_set_deflate(&p, bits);
+    if (bits) ws_parser_set_deflate(&p);
     ws_event_t ev = feed(&p, buf, len, false);
     cr_assert_null(p.inflater, "no inflater after an error");
     ws_parser_free(&p);
@@ -454,7 +453,7 @@ Test(parser, free_mid_message) {
     size_t len = frame(buf, 0x41, (const uint8_t *)"\x4a", 1);
     ws_parser_t p;
     ws_parser_init(&p, 100);
-    ws_parser_set_deflate(&p, 15);
+    ws_parser_set_deflate(&p);
     ws_event_t ev = feed(&p, buf, len, false);
     cr_assert_eq(ev.type, WS_EVENT_NONE);
     cr_assert_not_null(p.inflater);
