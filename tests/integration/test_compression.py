@@ -379,3 +379,44 @@ def test_compression_off_declines(make_deployment):
         assert "sec-websocket-extensions" not in headers
         ws.send_frame(OP_TEXT, client_deflate(b"hello"), rsv=4)
         expect_close(ws, 1002)
+
+
+# ---------------------------------------------------------------------------
+# Compressed once per message and window
+
+
+def test_compressed_once_per_window(make_deployment, deployment_kind):
+    """dsock_messages_compressed_total: one send to 4 compressing connections with
+    the default window and 2 with a 10-bit window is 2 compressions, not 6; a
+    message under compression_min_bytes or one that does not shrink is none. (Each
+    loop thread delivers to its own connections, so standalone runs one thread
+    here: with more, a message is compressed once per window and thread.)"""
+    import uuid
+    from test_metrics import Scraper
+
+    token = "tok-" + uuid.uuid4().hex
+    wopts = {"token": token} if deployment_kind == "redis" else {"threads": 1}
+    dep = make_deployment(token=token, worker_opts=wopts)
+    metrics = Scraper(dep.workers[0], dep.token)
+    name = "dsock_messages_compressed_total"
+    user = h.new_id()
+    conns = [deflate_ws(dep, user, "permessage-deflate")[1] for _ in range(4)]
+    conns += [deflate_ws(dep, user, "permessage-deflate; server_max_window_bits=10")[1]
+              for _ in range(2)]
+    try:
+        before = metrics.value(name)
+        big = json_message()
+        assert dep.api().send(big, user=user, type="text").expect(200)["connections"] == 6
+        for ws in conns:
+            rsv, op, p = recv_data_frame(ws)
+            assert rsv == 4 and inflate(p) == big
+        assert metrics.value(name) - before == 2
+        dep.api().send(b"s" * 100, user=user, type="text").expect(200)
+        dep.api().send(os.urandom(4000), user=user, type="binary").expect(200)
+        for ws in conns:
+            assert recv_data_frame(ws)[0] == 0
+            assert recv_data_frame(ws)[0] == 0
+        assert metrics.value(name) - before == 2
+    finally:
+        for ws in conns:
+            ws.close()
