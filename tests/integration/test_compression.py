@@ -420,3 +420,16 @@ def test_compressed_once_per_window(make_deployment, deployment_kind):
     finally:
         for ws in conns:
             ws.close()
+
+
+def test_compression_value_is_checked(tmp_path):
+    """compression takes auto or off; anything else refuses to start (exit 1)."""
+    import subprocess
+    for role in ("standalone", "worker"):
+        argv = [h.DSOCK_BIN, role, "--address", f"127.0.0.1:{h.free_port()}", "--token", "t",
+                "--compression", "gzip"]
+        p = subprocess.run(argv, cwd=tmp_path, env=h._clean_env(), capture_output=True, timeout=20)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        assert p.returncode == 1, out
+        assert 'compression must be auto or off, got \\"gzip\\"' in out or \
+            'compression must be auto or off, got "gzip"' in out, out
