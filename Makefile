@@ -25,7 +25,7 @@ CPPFLAGS += -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -I$(LLHTTP_INC) \
             -DDSOCK_VERSION='"$(VERSION)"' -DDSOCK_REVISION='"$(GIT_REV)"'
 CFLAGS += -std=c11 $(OPT) $(WARN) $(SANFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS)
-LDLIBS += -luv -lhiredis -lcrypto -lprotobuf-c -lcjson -lyaml -lm -lpthread
+LDLIBS += -luv -lhiredis -lcrypto -lprotobuf-c -lcjson -lyaml -lz -lm -lpthread
 
 SRCS := $(shell find src -name '*.c' | sort)
 OBJS := $(SRCS:%.c=$(BUILD)/%.o)
@@ -90,7 +90,7 @@ FUZZ_CFLAGS = -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-
 FUZZ_LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 build-fuzz/%: fuzz/%.c $(FUZZ_LIB_SRCS) build-fuzz/gen/dsock.pb-c.c
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) $(LLHTTP_FLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(LLHTTP_DIR)/*.c build-fuzz/gen/*.pb-c.c -luv -lhiredis -lcrypto -lprotobuf-c -lcjson -lyaml -lm -lpthread
+	clang $(FUZZ_CFLAGS) $(LLHTTP_FLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(LLHTTP_DIR)/*.c build-fuzz/gen/*.pb-c.c -luv -lhiredis -lcrypto -lprotobuf-c -lcjson -lyaml -lz -lm -lpthread
 build-fuzz/gen/%.pb-c.c: protos/%.proto
 	@mkdir -p build-fuzz/gen
 	protoc-c --proto_path=protos --c_out=build-fuzz/gen $<

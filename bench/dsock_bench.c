@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+#include <zlib.h>
 
 extern char **environ;
 
@@ -143,6 +144,8 @@ typedef struct opts {
     double duration;
     long pid, pid2;
     bool run_fanout, run_throughput, run_large;
+    bool compress;          /* offer permessage-deflate on every connection */
+    const char *payload;    /* "letters" (default) or "json": the filler of a message */
 } opts_t;
 
 static opts_t O = {
@@ -158,6 +161,7 @@ static opts_t O = {
     .run_fanout = true,
     .run_throughput = true,
     .run_large = true,
+    .payload = "letters",
 };
 
 static void usage(FILE *f) {
@@ -187,7 +191,12 @@ static void usage(FILE *f) {
         "  --large-size BYTES  large message size (default 1048576)\n"
         "  --large-count L     large messages (default 256)\n"
         "  --duration S        cap on the sending time of each scenario, seconds (default 10)\n"
-        "  --only LIST         comma list of fanout,throughput,large (idle always runs)\n");
+        "  --only LIST         comma list of fanout,throughput,large (idle always runs)\n"
+        "  --compress on|off   offer permessage-deflate (RFC 7692) on every connection (default\n"
+        "                      off); compressed messages are inflated only as far as their\n"
+        "                      16-byte head, and wire bytes per delivery are reported\n"
+        "  --payload KIND      filler of fan-out/throughput/large messages: letters (a..z, the\n"
+        "                      default) or json (JSON records, compressing like real messages)\n");
 }
 
 static size_t parse_size(const char *name, const char *v, size_t min, size_t max) {
@@ -220,6 +229,13 @@ static void parse_opts(int argc, char **argv) {
             v = argv[++i];
         }
         if (!strcmp(a, "--api")) O.api = v;
+        else if (!strcmp(a, "--compress")) {
+            if (strcmp(v, "on") && strcmp(v, "off")) die("--compress must be on or off");
+            O.compress = !strcmp(v, "on");
+        } else if (!strcmp(a, "--payload")) {
+            if (strcmp(v, "letters") && strcmp(v, "json")) die("--payload must be letters or json");
+            O.payload = v;
+        }
         else if (!strcmp(a, "--worker")) O.worker = v;
         else if (!strcmp(a, "--token")) O.token = v;
         else if (!strcmp(a, "--jwt-secret")) O.jwt_secret = v;
@@ -538,6 +554,7 @@ typedef struct scenario {
     slot_t *slots;
     size_t issued, answered, completed, failed, zero;
     uint64_t deliveries, bytes, expected_sum, lost, extra;
+    uint64_t wire, compressed; /* frame bytes received (headers included); RSV1 messages */
     uint64_t t_start, t_last_answer, t_last_delivery, issue_deadline;
     bool stop_issuing;
     lat_t lat;
@@ -568,13 +585,46 @@ struct ws_conn {
     ws_hs_t *hs;
     uint8_t state, rd, hdr_have, hdr_need;
     uint8_t opcode, fin, in_msg, prefix_len, ctrl_len;
+    uint8_t zmsg;     /* the message in progress is compressed (RSV1) */
+    uint16_t zlen;    /* compressed bytes kept in zhead */
+    uint64_t msg_wire;
     uint8_t hs_match; /* how much of "\r\n\r\n" ends the bytes seen so far */
     uint64_t remaining;
     uint8_t hdr[14];
     uint8_t prefix[MSG_HEAD];
     uint8_t ctrl[125];
     char user[40];
+    uint8_t *zhead;   /* --compress: the first ZHEAD compressed bytes of the message */
 };
+
+/* Enough of a compressed message to inflate its 16-byte head: a dynamic Huffman
+ * block header is at most ~300 bytes. */
+#define ZHEAD 768
+static z_stream zin;
+static bool zin_ready;
+
+/* Inflates the head of a compressed message (no context takeover: each message is
+ * a stream of its own) into c->prefix. */
+static void inflate_head(ws_conn_t *c) {
+    if (!zin_ready) {
+        if (inflateInit2(&zin, -15) != Z_OK) abort();
+        zin_ready = true;
+    } else {
+        inflateReset(&zin);
+    }
+    static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+    zin.next_in = c->zhead;
+    zin.avail_in = c->zlen;
+    zin.next_out = c->prefix;
+    zin.avail_out = MSG_HEAD;
+    int r = inflate(&zin, Z_SYNC_FLUSH);
+    if (zin.avail_out && zin.avail_in == 0 && r != Z_STREAM_END) { /* a short message */
+        zin.next_in = (Bytef *)tail;
+        zin.avail_in = 4;
+        inflate(&zin, Z_SYNC_FLUSH);
+    }
+    c->prefix_len = (uint8_t)(MSG_HEAD - zin.avail_out);
+}
 
 typedef struct pong {
     uv_write_t w;
@@ -608,6 +658,8 @@ static void ws_on_close(uv_handle_t *h) {
         free(c->hs);
         c->hs = NULL;
     }
+    free(c->zhead);
+    c->zhead = NULL;
     B.ws_closed_cbs++;
 }
 
@@ -660,6 +712,7 @@ static void slot_check(scenario_t *s, slot_t *sl) {
 static void on_message(ws_conn_t *c) {
     B.msgs_total++;
     scenario_t *s = B.sc;
+    if (c->zmsg) inflate_head(c);
     if (c->prefix_len < MSG_HEAD || memcmp(c->prefix, MSG_MAGIC, 4)) {
         B.foreign++;
         return;
@@ -677,6 +730,8 @@ static void on_message(ws_conn_t *c) {
     sl->received++;
     sl->t_last = t;
     s->deliveries++;
+    s->wire += c->msg_wire;
+    s->compressed += c->zmsg;
     s->bytes += s->size;
     s->t_last_delivery = t;
     if (sl->done) {
@@ -746,6 +801,11 @@ static void ws_feed(ws_conn_t *c, const uint8_t *p, size_t n) {
             }
             c->fin = c->hdr[0] >> 7;
             c->opcode = c->hdr[0] & 0x0f;
+            if ((c->hdr[0] & 0x40) && (!O.compress || (c->hdr[0] & 0x0f) == 0 || (c->hdr[0] & 0x08))) {
+                B.ws_protocol_errors++;
+                ws_fail(c, "RSV1 where it may not be");
+                return;
+            }
             if (c->opcode >= 8) {
                 if (len > 125 || !c->fin) {
                     B.ws_protocol_errors++;
@@ -761,12 +821,16 @@ static void ws_feed(ws_conn_t *c, const uint8_t *p, size_t n) {
                 }
                 c->in_msg = 1;
                 c->prefix_len = 0;
+                c->zmsg = (c->hdr[0] & 0x40) != 0;
+                c->zlen = 0;
+                c->msg_wire = 0;
             } else if (c->opcode != 0 || !c->in_msg) {
                 B.ws_protocol_errors++;
                 ws_fail(c, "bad opcode");
                 return;
             }
             c->remaining = len;
+            if (c->opcode < 8) c->msg_wire += c->hdr_need + len;
             if (len == 0) frame_done(c);
             else c->rd = RD_PAYLOAD;
         } else {
@@ -774,6 +838,12 @@ static void ws_feed(ws_conn_t *c, const uint8_t *p, size_t n) {
             if (c->opcode >= 8) {
                 memcpy(c->ctrl + c->ctrl_len, p, take);
                 c->ctrl_len = (uint8_t)(c->ctrl_len + take);
+            } else if (c->zmsg) {
+                if (!c->zhead) c->zhead = xcalloc(1, ZHEAD);
+                size_t k = ZHEAD - c->zlen;
+                if (k > take) k = take;
+                memcpy(c->zhead + c->zlen, p, k);
+                c->zlen = (uint16_t)(c->zlen + k);
             } else if (c->prefix_len < MSG_HEAD) {
                 size_t k = MSG_HEAD - c->prefix_len;
                 if (k > take) k = take;
@@ -894,8 +964,9 @@ static void ws_start(ws_conn_t *c) {
     snprintf(hs->req, sizeof hs->req,
              "GET /connect?jwt=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
              "Connection: Upgrade\r\nSec-WebSocket-Key: ZHNvY2stYmVuY2gtLWtleQ==\r\n"
-             "Sec-WebSocket-Version: 13\r\n\r\n",
-             jwt, O.worker);
+             "Sec-WebSocket-Version: 13\r\n%s\r\n",
+             jwt, O.worker,
+             O.compress ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
     hs->creq.data = hs;
     B.batch_inflight++;
     uv_tcp_init(B.loop, &c->tcp);
@@ -1072,6 +1143,29 @@ static void api_written(uv_write_t *w, int status) {
     }
 }
 
+/* JSON-looking records, varied as real messages are (ids, names, numbers), so that
+ * they compress like them (5-10x), not like a repeated alphabet. */
+static void json_filler(char *out, size_t n) {
+    static const char *names[] = {"alice", "bob", "carol", "dave", "erin", "frank", "grace"};
+    static const char *tags[] = {"\"alpha\"", "\"beta\",\"gamma\"", "\"delta\"", ""};
+    size_t pos = 0;
+    uint32_t x = 12345;
+    char rec[256];
+    for (unsigned i = 0; pos < n; i++) {
+        x = x * 1103515245u + 12345u;
+        int l = snprintf(rec, sizeof rec,
+                         "%s{\"id\":%u,\"user\":\"%s-%u\",\"score\":%u.%02u,\"tags\":[%s],"
+                         "\"active\":%s,\"ts\":\"2026-01-%02uT%02u:%02u:%02uZ\"}",
+                         i ? "," : "{\"type\":\"update\",\"items\":[", 1000 + i,
+                         names[x % 7], (x >> 8) % 100, (x >> 4) % 1000, (x >> 12) % 100,
+                         tags[(x >> 16) % 4], (x >> 20) & 1 ? "true" : "false", 1 + (x >> 3) % 28,
+                         (x >> 7) % 24, (x >> 9) % 60, (x >> 13) % 60);
+        size_t k = (size_t)l < n - pos ? (size_t)l : n - pos;
+        memcpy(out + pos, rec, k);
+        pos += k;
+    }
+}
+
 static void api_issue(api_conn_t *a, scenario_t *s, uint64_t seq) {
     if (a->body_cap < s->size) {
         a->body = xrealloc(a->body, s->size);
@@ -1080,7 +1174,10 @@ static void api_issue(api_conn_t *a, scenario_t *s, uint64_t seq) {
     }
     if (a->body_filled < s->size) {
         /* Printable filler: the same bytes would also pass as a text message. */
-        for (size_t i = a->body_filled; i < s->size; i++) a->body[i] = (char)('a' + i % 26);
+        if (!strcmp(O.payload, "json"))
+            json_filler(a->body, s->size);
+        else
+            for (size_t i = a->body_filled; i < s->size; i++) a->body[i] = (char)('a' + i % 26);
         a->body_filled = s->size;
     }
     memcpy(a->body, MSG_MAGIC, 4);
@@ -1405,6 +1502,10 @@ int main(int argc, char **argv) {
         double dps = rate(s.deliveries, s.t_start, s.t_last_delivery);
         printf("    %" PRIu64 " deliveries in %.2f s: %.0f deliveries/s (%.0f sends/s)\n", s.deliveries,
                span(s.t_start, s.t_last_delivery), dps, rate(s.completed, s.t_start, s.t_last_delivery));
+        if (s.deliveries)
+            printf("    on the wire: %.0f bytes per delivered %zu B message (%" PRIu64 " of %" PRIu64
+                   " compressed)\n", (double)s.wire / (double)s.deliveries, O.size, s.compressed,
+                   s.deliveries);
         printf("    latency, /send written -> last of K connections received: p50 %s, p99 %s, max %s\n",
                ms_str(&s.lat, 50, m1, sizeof m1), ms_str(&s.lat, 99, m2, sizeof m2),
                ms_str(&s.lat, 100, m3, sizeof m3));

@@ -520,6 +520,8 @@ int main(int argc, char **argv) {
                 .ping_timeout_s = (unsigned)app.cfg.ping_timeout,
                 .max_message_bytes = (uint64_t)app.cfg.max_message_bytes,
                 .max_queued_bytes = (uint64_t)app.cfg.max_queued_bytes,
+                .compression = !app.cfg.compression || strcmp(app.cfg.compression, "off") != 0,
+                .compression_min_bytes = (uint64_t)app.cfg.compression_min_bytes,
                 .shared_slots = threaded ? &app.ws_slots : NULL,
             };
             sh->worker = worker_new(&sh->loop, sh->store, &wcfg);

@@ -79,6 +79,10 @@ static const config_key_t keys[] = {
      "largest WebSocket message accepted from a client (close 1009 above)"},
     {"max_queued_bytes", T_INT, OFF(max_queued_bytes), "67108864", 1024, (int64_t)1 << 40,
      false, "memory held by unsent frames per WebSocket connection before it is closed with 1008"},
+    {"compression", T_STRING, OFF(compression), "auto", 0, 0, false,
+     "permessage-deflate: auto (accepted when a client offers it) or off (docs/api.md)"},
+    {"compression_min_bytes", T_INT, OFF(compression_min_bytes), "256", 1, (int64_t)1 << 30,
+     false, "smallest message sent compressed to a client that negotiated compression"},
     {"max_connections", T_INT, OFF(max_connections), "18000", 1, 1 << 24, false,
      "HTTP connections, and WebSocket connections, each per process (503 above)"},
     {"idle_timeout", T_INT, OFF(idle_timeout), "60", 1, 86400, false,
@@ -867,6 +871,14 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
                  "a sidecar) listening on a private address, point redis_host at it and "
                  "set redis_tls = false (docs/compatibility.md)",
                  origin_or(cfg, "redis_tls"));
+        return -1;
+    }
+    if (cfg->compression && strcmp(cfg->compression, "auto") != 0 &&
+        strcmp(cfg->compression, "off") != 0) {
+        char pv[80];
+        snprintf(err, errlen, "%s: compression must be auto or off, got \"%s\"",
+                 origin_or(cfg, "compression"),
+                 config_file_printable(cfg->compression, pv, sizeof pv));
         return -1;
     }
     if (cfg->metrics_address && *cfg->metrics_address) {

@@ -37,6 +37,8 @@ typedef struct config {
     int64_t max_body_bytes;   /* HTTP body, i.e. a /send message (413 above) */
     int64_t max_message_bytes;/* WebSocket message from a client (close 1009 above) */
     int64_t max_queued_bytes; /* unsent bytes per WebSocket before it is closed (1008) */
+    char *compression;        /* "auto" or "off" (checked by config_validate) */
+    int64_t compression_min_bytes; /* smaller messages are sent uncompressed */
     int64_t max_connections;  /* per process */
     int64_t idle_timeout;     /* seconds an HTTP connection may idle or dawdle */
     int64_t threads;          /* loop threads (standalone, api); 0: online CPUs, max 16 */

@@ -377,6 +377,10 @@ void metrics_render(buf_t *b, const metrics_snapshot_t *s) {
         family(b, "dsock_message_bytes_written_total", "counter",
                "Payload bytes of the data messages handed to client connections.");
         sample_u(b, "dsock_message_bytes_written_total", c->message_bytes_written);
+        family(b, "dsock_messages_compressed_total", "counter",
+               "Messages compressed for permessage-deflate clients: once per message, window and "
+               "loop thread, however many clients receive it.");
+        sample_u(b, "dsock_messages_compressed_total", c->messages_compressed);
         family(b, "dsock_deliveries_dropped_total", "counter",
                "Messages for a connection that did not reach it, by reason.");
         for (size_t i = 0; i < METRICS_DROP_REASONS; i++)

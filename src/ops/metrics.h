@@ -97,6 +97,7 @@ typedef struct metrics_counts {
     uint64_t conns_closed[METRICS_CLOSE_REASONS];
     uint64_t api_messages, api_message_bytes;
     uint64_t messages_written, message_bytes_written;
+    uint64_t messages_compressed; /* permessage-deflate: compressions (per message x window) */
     uint64_t dropped[METRICS_DROP_REASONS];
     uint64_t store_errors[METRICS_STORE_ERROR_KINDS];
     uint64_t store_reconnects, store_resyncs;

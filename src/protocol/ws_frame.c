@@ -2,12 +2,14 @@
  * The header is gathered into the parser a stage at a time (2 bytes, extended
  * length, mask) so every violation is reported as soon as the byte that proves it
  * arrives, and the same events come out however the input is split. Data payloads
- * are skipped, except text, which is unmasked in place only to validate UTF-8. */
+ * are skipped, except text, which is unmasked in place only to validate UTF-8, and
+ * compressed messages (permessage-deflate), unmasked and inflated to be validated. */
 #include "protocol/ws_frame.h"
 
 #include <string.h>
 
 #include "protocol/utf8.h"
+#include "protocol/ws_deflate.h"
 
 enum { ST_HEADER = 0, ST_PAYLOAD = 1, ST_CLOSED = 2 };
 
@@ -29,6 +31,9 @@ enum {
     E_UTF8_TRUNCATED,
     E_CLOSE_CODE,
     E_CLOSE_UTF8,
+    E_RSV1_FRAME,
+    E_INFLATE,
+    E_INFLATE_NOMEM,
 };
 
 static const struct {
@@ -51,6 +56,9 @@ static const struct {
     [E_UTF8_TRUNCATED] = {WS_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence"},
     [E_CLOSE_CODE] = {WS_CLOSE_PROTOCOL_ERROR, "invalid close code"},
     [E_CLOSE_UTF8] = {WS_CLOSE_INVALID_DATA, "invalid UTF-8 in close reason"},
+    [E_RSV1_FRAME] = {WS_CLOSE_PROTOCOL_ERROR, "RSV1 set on a control or continuation frame"},
+    [E_INFLATE] = {WS_CLOSE_PROTOCOL_ERROR, "invalid compressed data"},
+    [E_INFLATE_NOMEM] = {WS_CLOSE_INTERNAL, "out of memory inflating a message"},
 };
 
 void ws_parser_init(ws_parser_t *p, uint64_t max_message) {
@@ -66,7 +74,22 @@ static void error_event(const ws_parser_t *p, ws_event_t *ev) {
     ev->error = parse_errors[p->failed].msg;
 }
 
+static void drop_inflater(ws_parser_t *p) {
+    ws_inflater_free(p->inflater);
+    p->inflater = NULL;
+}
+
+void ws_parser_free(ws_parser_t *p) { drop_inflater(p); }
+
+void ws_parser_set_deflate(ws_parser_t *p) { p->deflate = 1; }
+
+uint64_t ws_parser_wire_limit(uint64_t max_message) {
+    uint64_t slack = (max_message >> 3) + 1024;
+    return max_message > UINT64_MAX - slack ? UINT64_MAX : max_message + slack;
+}
+
 static size_t fail(ws_parser_t *p, int err, ws_event_t *ev, size_t consumed) {
+    drop_inflater(p); /* no more input will be read */
     p->failed = (uint8_t)err;
     error_event(p, ev);
     return consumed;
@@ -81,7 +104,7 @@ static bool is_control(unsigned op) {
  * any of its payload is read. */
 static int check_length(ws_parser_t *p) {
     if (is_control(p->opcode)) return E_NONE;
-    uint64_t limit = p->max_message;
+    uint64_t limit = p->compressed ? ws_parser_wire_limit(p->max_message) : p->max_message;
     if (p->msg_len > limit || p->frame_len > limit - p->msg_len) return E_TOO_BIG;
     p->msg_len += p->frame_len;
     return E_NONE;
@@ -96,8 +119,14 @@ static int header_step(ws_parser_t *p) {
 
     if (p->hdr_need == 2) {
         unsigned b0 = p->hdr[0];
-        if (b0 & 0x70) return E_RSV; /* no extension negotiated */
+        if (b0 & 0x30) return E_RSV; /* RSV2/RSV3: no extension defines them */
         unsigned op = b0 & 0x0f;
+        /* RSV1 is permessage-deflate's "compressed" bit: allowed only once it was
+         * negotiated, and only on the first frame of a data message (RFC 7692 6). */
+        if (b0 & 0x40) {
+            if (!p->deflate) return E_RSV;
+            if (op != WS_OP_TEXT && op != WS_OP_BINARY) return E_RSV1_FRAME;
+        }
         p->opcode = (uint8_t)op;
         p->fin = (uint8_t)(b0 >> 7);
         switch (op) {
@@ -107,6 +136,7 @@ static int header_step(ws_parser_t *p) {
         case WS_OP_TEXT:
         case WS_OP_BINARY:
             if (p->msg_opcode) return E_MESSAGE_IN_PROGRESS;
+            p->compressed = (uint8_t)((b0 & 0x40) != 0); /* before check_length */
             break;
         case WS_OP_CLOSE:
         case WS_OP_PING:
@@ -158,6 +188,21 @@ static void unmask(uint8_t *d, size_t n, const uint8_t mask[4], unsigned off) {
     for (; i < n; i++) d[i] ^= m8[i & 7];
 }
 
+/* Inflates (validates) the next unmasked bytes of a compressed message; the
+ * inflater is made at its first bytes (or at its end, for an empty message). */
+static int inflate_span(ws_parser_t *p, const uint8_t *span, size_t n, bool fin) {
+    if (!p->inflater) {
+        p->inflater = ws_inflater_new(p->max_message, p->msg_opcode == WS_OP_TEXT);
+        if (!p->inflater) return E_INFLATE_NOMEM;
+    }
+    switch (ws_inflater_feed(p->inflater, span, n, fin)) {
+    case WS_INFLATE_OK: return E_NONE;
+    case WS_INFLATE_TOO_BIG: return E_TOO_BIG;
+    case WS_INFLATE_UTF8: return E_UTF8;
+    default: return E_INFLATE;
+    }
+}
+
 /* The whole payload of the current frame has been read. */
 static int frame_done(ws_parser_t *p, ws_event_t *ev) {
     switch (p->opcode) {
@@ -183,10 +228,18 @@ static int frame_done(ws_parser_t *p, ws_event_t *ev) {
         return E_NONE;
     default: /* data frame */
         if (!p->fin) return E_NONE;
-        if (p->msg_opcode == WS_OP_TEXT && p->utf8_state != UTF8_ACCEPT) return E_UTF8_TRUNCATED;
+        if (p->compressed) {
+            int e = inflate_span(p, NULL, 0, true);
+            if (e) return e;
+            ev->message_len = ws_inflater_total(p->inflater);
+            drop_inflater(p);
+            p->compressed = 0;
+        } else {
+            if (p->msg_opcode == WS_OP_TEXT && p->utf8_state != UTF8_ACCEPT) return E_UTF8_TRUNCATED;
+            ev->message_len = p->msg_len;
+        }
         ev->type = WS_EVENT_MESSAGE;
         ev->opcode = p->msg_opcode;
-        ev->message_len = p->msg_len;
         p->msg_opcode = 0;
         p->msg_len = 0;
         p->utf8_state = UTF8_ACCEPT;
@@ -235,6 +288,10 @@ size_t ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, ws_event_t *ev)
                 uint8_t *dst = p->ctrl + p->ctrl_len;
                 for (size_t i = 0; i < n; i++) dst[i] = span[i] ^ p->mask[(off + i) & 3];
                 p->ctrl_len = (uint8_t)(p->ctrl_len + n);
+            } else if (p->compressed) {
+                unmask(span, n, p->mask, off);
+                int e = inflate_span(p, span, n, false);
+                if (e) return fail(p, e, ev, pos + n);
             } else if (p->msg_opcode == WS_OP_TEXT) {
                 unmask(span, n, p->mask, off);
                 p->utf8_state = utf8_feed(p->utf8_state, span, n);

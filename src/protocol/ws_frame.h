@@ -5,8 +5,10 @@
  * payloads (<= 125 bytes) are kept in the parser so ping/close can be answered.
  * The encoder writes server (unmasked) frames.
  *
- * Ownership: the parser is a plain struct embedded by the caller (no heap); event
- * payload pointers point into the parser and are valid until the next feed. */
+ * Ownership: the parser is a plain struct embedded by the caller; the only heap it
+ * holds is an inflater, while a compressed message (permessage-deflate) is being
+ * read, freed when the message ends or fails, or by ws_parser_free. Event payload
+ * pointers point into the parser and are valid until the next feed. */
 #ifndef DSOCK_WS_FRAME_H
 #define DSOCK_WS_FRAME_H
 
@@ -57,7 +59,13 @@ typedef struct ws_event {
 
 typedef struct ws_parser {
     uint64_t max_message;       /* largest whole (possibly fragmented) message accepted */
-    /* private state below; zeroed by ws_parser_init */
+    /* private state below; zeroed by ws_parser_init. Ordered so that the inflater
+     * pointer costs no size: the struct is embedded in every connection. */
+    uint64_t frame_len;
+    uint64_t frame_pos;
+    uint64_t msg_len;           /* wire bytes of the current message */
+    struct ws_inflater *inflater; /* only while a compressed message is read */
+    uint32_t utf8_state;
     uint8_t state;
     uint8_t hdr[14];
     uint8_t hdr_len;
@@ -67,12 +75,10 @@ typedef struct ws_parser {
     uint8_t msg_opcode;         /* current data message (0: none in progress) */
     uint8_t mask[4];
     uint8_t failed;
-    uint64_t frame_len;
-    uint64_t frame_pos;
-    uint64_t msg_len;
-    uint32_t utf8_state;
-    uint8_t ctrl[125];
+    uint8_t deflate;            /* permessage-deflate negotiated; else RSV1 is an error */
+    uint8_t compressed;         /* the current message has RSV1 */
     uint8_t ctrl_len;
+    uint8_t ctrl[125];
 } ws_parser_t;
 
 /* max_message is the largest message accepted, in bytes, taken as given (the
@@ -93,10 +99,30 @@ void ws_parser_init(ws_parser_t *p, uint64_t max_message);
  * later calls consume and ignore all input and report WS_EVENT_NONE. */
 size_t ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, ws_event_t *ev);
 
+/* permessage-deflate was negotiated (RFC 7692, with client_no_context_takeover:
+ * every message is a deflate stream of its own). From then on RSV1 is allowed on the first frame
+ * of a data message (and nowhere else: 1002) and marks it compressed: its payload is
+ * inflated with an inflater the parser holds only until the message ends (or fails),
+ * the inflated size is held to max_message (1009 as soon as it is passed, before
+ * more is inflated), and inflated text must be UTF-8 (1007); a corrupt stream is
+ * 1002. The wire size of a compressed message is bounded too, by
+ * ws_parser_wire_limit, since empty deflate blocks inflate to nothing. The event's
+ * message_len is the inflated size. */
+void ws_parser_set_deflate(ws_parser_t *p);
+
+/* The largest wire size of a compressed message: max_message plus what deflate
+ * can add to incompressible data, with a generous margin (1/8 + 1 KiB). */
+uint64_t ws_parser_wire_limit(uint64_t max_message);
+
+/* Frees what the parser holds (an inflater in the middle of a compressed message);
+ * idempotent. The owner of a parser calls it when it is done with it. */
+void ws_parser_free(ws_parser_t *p);
+
 /* Largest server frame header. */
 #define WS_FRAME_HEADER_MAX 10
 
-/* Writes the header of an unmasked, final server frame; returns its length (2..10). */
+/* Writes the header of an unmasked, final server frame; returns its length (2..10).
+ * A compressed message (permessage-deflate) sets RSV1 in out[0] (0x40) after this. */
 size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], int opcode, uint64_t payload_len);
 
 /* Writes a close payload (2-byte code + reason truncated to fit 123 bytes at a UTF-8

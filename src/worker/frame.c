@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/mem.h"
+#include "protocol/ws_deflate.h"
 #include "protocol/ws_frame.h"
 
 static worker_frame_t *frame_alloc(size_t len) {
@@ -24,6 +25,26 @@ worker_frame_t *worker_frame_new(int opcode, const void *payload, size_t len) {
     memcpy(f->data, hdr, hlen);
     if (len) memcpy(f->data + hlen, payload, len);
     return f;
+}
+
+worker_frame_t *worker_frame_deflate(struct ws_deflater *d, int opcode, const void *payload,
+                                     size_t len) {
+    /* Deflated behind room for the longest header, then moved down behind the real
+     * one and the allocation shrunk to fit (in place: no copy of the payload). */
+    size_t cap = ws_deflate_bound(len);
+    worker_frame_t *f = frame_alloc(WS_FRAME_HEADER_MAX + cap);
+    size_t n = ws_deflate_message(d, payload, len, f->data + WS_FRAME_HEADER_MAX, cap);
+    if (!n || n >= len) {
+        free(f);
+        return NULL;
+    }
+    uint8_t hdr[WS_FRAME_HEADER_MAX];
+    size_t hlen = ws_frame_header(hdr, opcode, n);
+    hdr[0] |= 0x40; /* RSV1: compressed */
+    memmove(f->data + hlen, f->data + WS_FRAME_HEADER_MAX, n);
+    memcpy(f->data, hdr, hlen);
+    f->len = hlen + n;
+    return mem_realloc(f, sizeof *f + f->len);
 }
 
 worker_frame_t *worker_frame_raw(const void *bytes, size_t len) {

@@ -36,6 +36,17 @@ typedef struct worker_frame {
  * when len is 0). */
 worker_frame_t *worker_frame_new(int opcode, const void *payload, size_t len);
 
+struct ws_deflater;
+
+/* The same message compressed for permessage-deflate (RFC 7692): RSV1 set, the
+ * payload deflated on its own by d (no context takeover), so the frame is valid for
+ * every connection that negotiated d's window. Allocated at its exact size, so
+ * worker_frame_cost charges what it pins. NULL when compressing does not make the
+ * payload smaller (or zlib failed): the plain frame is then sent instead, which the
+ * RFC allows per message. */
+worker_frame_t *worker_frame_deflate(struct ws_deflater *d, int opcode, const void *payload,
+                                     size_t len);
+
 /* Raw bytes (the 101 response). */
 worker_frame_t *worker_frame_raw(const void *bytes, size_t len);
 

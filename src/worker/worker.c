@@ -31,6 +31,7 @@ typedef struct claim_req {
     worker_t *w;
     http_conn_t *hc;
     char accept[WS_ACCEPT_LEN + 1];
+    ws_deflate_params_t deflate;
 } claim_req_t;
 
 uint32_t worker_now(const worker_t *w) {
@@ -133,8 +134,8 @@ static void on_registered(void *ud, store_status_t status) {
 /* Creates the connection, indexed and PENDING with its 101 queued, then registers
  * it. Everything is in place before the store call: its callback, and messages for
  * the new id, may come before store_conn_register returns. */
-static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept, const char *user,
-                       const char *session) {
+static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
+                       const ws_deflate_params_t *zp, const char *user, const char *session) {
     size_t ul = strlen(user);
     size_t sl = session ? strlen(session) : 0;
     worker_conn_t *c = mem_calloc(1, sizeof *c + RAND_UUID_LEN + 1 + ul + 1 + sl + 1);
@@ -153,13 +154,21 @@ static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept, const c
     c->hc = hc;
     c->state = CONN_PENDING;
     ws_parser_init(&c->parser, w->max_message);
+    char ext[WS_DEFLATE_RESPONSE_MAX + 32] = "";
+    if (zp->enabled) {
+        c->zbits = zp->server_bits;
+        ws_parser_set_deflate(&c->parser);
+        char v[WS_DEFLATE_RESPONSE_MAX];
+        ws_deflate_response(zp, v);
+        snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", v);
+    }
 
-    char resp[256];
+    char resp[224 + sizeof ext];
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-                     "X-Request-ID: %s\r\n\r\n",
-                     accept, http_conn_request_id(hc));
+                     "X-Request-ID: %s\r\n%s\r\n",
+                     accept, http_conn_request_id(hc), ext);
     worker_frame_t *f = worker_frame_raw(resp, (size_t)n);
     worker_queue_push(&c->q, &w->pool, f, 0);
     worker_frame_unref(f);
@@ -196,7 +205,7 @@ static void on_claim(void *ud, store_status_t status, const store_claim_t *claim
     } else {
         http_conn_respond_error(r->hc, 503, "ERROR_GETTING_CLAIM", "Error getting claim");
     }
-    if (begun) conn_begin(w, r->hc, r->accept, claim->user, claim->session);
+    if (begun) conn_begin(w, r->hc, r->accept, &r->deflate, claim->user, claim->session);
     else worker_slot_release(w);
     free(r);
     worker_maybe_finish(w);
@@ -270,6 +279,10 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
         respond_handshake_error(hc, st, why);
         return true;
     }
+    /* permessage-deflate: accepted when offered unless compression is off; an offer
+     * never fails the handshake (ws_deflate_parse_offer). */
+    ws_deflate_params_t zp = {0};
+    if (w->compression) ws_deflate_negotiate(req, &zp);
     /* No claim can have an id that fails the identifier rule: refused like an
      * unknown claim, without a store round trip. */
     if (claim && !ident_valid(claim, strlen(claim))) {
@@ -282,11 +295,12 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
         r->w = w;
         r->hc = hc;
         memcpy(r->accept, accept, sizeof accept);
+        r->deflate = zp;
         w->pending_ops++;
         w->connecting++;
         store_claim_take(w->store, claim, on_claim, r);
     } else {
-        conn_begin(w, hc, accept, jc.sub, jc.sid);
+        conn_begin(w, hc, accept, &zp, jc.sub, jc.sid);
         jwt_claims_free(&jc);
     }
     return true;
@@ -294,19 +308,57 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
 
 /* Messages from the store --------------------------------------------------- */
 
+/* One delivery: the message is encoded at most once per form and the same frame is
+ * written to (or queued for) every target that takes that form: the plain frame for
+ * connections without compression (and for every target when the message is under
+ * compression_min_bytes), one compressed frame per server window in use for the
+ * others. Each is made lazily, at the first target that needs it, and this context
+ * drops its reference at the end of the delivery: from then on the queues that
+ * still hold the frame keep it alive (each charged its whole allocation, frame.h).
+ * A message that does not shrink is sent plain to compressing targets too. */
 typedef struct deliver_ctx {
     worker_t *w;
     const worker_msg_t *msg;
-    worker_frame_t *frame; /* built at the first match, shared by all */
+    worker_frame_t *frame; /* plain, built at the first match, shared by all */
+    /* compressed, by window bits - WS_DEFLATE_MIN_BITS; z_tried: attempted (NULL
+     * then means "did not shrink": use the plain frame) */
+    worker_frame_t *z[WS_DEFLATE_MAX_BITS - WS_DEFLATE_MIN_BITS + 1];
+    uint8_t z_tried[WS_DEFLATE_MAX_BITS - WS_DEFLATE_MIN_BITS + 1];
 } deliver_ctx_t;
+
+static int msg_opcode(const worker_msg_t *m) {
+    return m->kind == WORKER_MSG_BINARY ? WS_OP_BINARY : WS_OP_TEXT;
+}
+
+static worker_frame_t *plain_frame(deliver_ctx_t *d) {
+    if (!d->frame) d->frame = worker_frame_new(msg_opcode(d->msg), d->msg->body, d->msg->body_len);
+    return d->frame;
+}
+
+/* The frame for a connection that compresses with a window of 2^bits. */
+static worker_frame_t *deflated_frame(deliver_ctx_t *d, unsigned bits) {
+    worker_t *w = d->w;
+    unsigned i = bits - WS_DEFLATE_MIN_BITS;
+    if (!d->z_tried[i]) {
+        d->z_tried[i] = 1;
+        if (!w->deflaters[i]) w->deflaters[i] = ws_deflater_new(bits);
+        if (w->deflaters[i]) {
+            d->z[i] = worker_frame_deflate(w->deflaters[i], msg_opcode(d->msg), d->msg->body,
+                                           d->msg->body_len);
+            if (d->z[i]) METRICS_INC(messages_compressed);
+        }
+    }
+    return d->z[i] ? d->z[i] : plain_frame(d);
+}
 
 static void deliver_one(void *ud, worker_index_node_t *n) {
     deliver_ctx_t *d = ud;
-    if (!d->frame)
-        d->frame = worker_frame_new(d->msg->kind == WORKER_MSG_BINARY ? WS_OP_BINARY : WS_OP_TEXT,
-                                    d->msg->body, d->msg->body_len);
+    worker_conn_t *c = CONN_OF(n);
+    worker_frame_t *f = c->zbits && d->msg->body_len >= d->w->compression_min
+                            ? deflated_frame(d, c->zbits)
+                            : plain_frame(d);
     d->w->stats.deliveries++;
-    if (worker_conn_send(CONN_OF(n), d->frame)) {
+    if (worker_conn_send(c, f)) {
         METRICS_INC(messages_written);
         METRICS_ADD(message_bytes_written, d->msg->body_len);
     } else {
@@ -324,10 +376,11 @@ static void on_message(void *ud, const worker_msg_t *msg) {
     switch (msg->kind) {
     case WORKER_MSG_TEXT:
     case WORKER_MSG_BINARY: {
-        deliver_ctx_t d = {w, msg, NULL};
+        deliver_ctx_t d = {.w = w, .msg = msg};
         w->stats.messages++;
         worker_index_match(&w->index, &msg->target, deliver_one, &d);
         worker_frame_unref(d.frame);
+        for (size_t i = 0; i < sizeof d.z / sizeof d.z[0]; i++) worker_frame_unref(d.z[i]);
         break;
     }
     case WORKER_MSG_DISCONNECT:
@@ -437,6 +490,8 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
     w->ping_timeout_s = cfg->ping_timeout_s;
     w->max_message = cfg->max_message_bytes;
     w->max_queued = cfg->max_queued_bytes;
+    w->compression = cfg->compression;
+    w->compression_min = cfg->compression_min_bytes;
     w->shared_slots = cfg->shared_slots;
     w->t0_ms = uv_now(loop);
     w->index = (worker_index_t)WORKER_INDEX_INIT;
@@ -460,6 +515,8 @@ static void on_timer_closed(uv_handle_t *h) {
     void *ud = w->done_ud;
     worker_index_free(&w->index);
     worker_qpool_free(&w->pool);
+    for (size_t i = 0; i < sizeof w->deflaters / sizeof w->deflaters[0]; i++)
+        ws_deflater_free(w->deflaters[i]);
     free(w->secret);
     free(w->id);
     free(w);

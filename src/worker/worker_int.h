@@ -21,6 +21,7 @@
 
 #include "net/http_server.h"
 #include "ops/metrics.h"
+#include "protocol/ws_deflate.h"
 #include "protocol/ws_frame.h"
 #include "store/store.h"
 #include "worker/conn_index.h"
@@ -55,6 +56,9 @@ typedef struct worker_conn {
     uint8_t close_why;             /* metrics_close_t + 1 of the close asked for; 0: none */
     uint8_t state;
     uint8_t inflight;              /* queue nodes in the uv_write in flight */
+    uint8_t zbits;                 /* permessage-deflate: the window (9..15) messages to it
+                                      are compressed with; 0: not negotiated. (Its
+                                      inflater lives in parser, only mid-message.) */
     bool writing;
     bool peer_closed;              /* the client's close frame arrived */
     bool rx_done;                  /* protocol error or close seen: input is discarded */
@@ -75,6 +79,11 @@ struct worker {
     unsigned ping_timeout_s;
     uint64_t max_message;
     uint64_t max_queued;
+    bool compression;              /* accept permessage-deflate offers */
+    uint64_t compression_min;      /* smaller messages are sent uncompressed */
+    /* One compressor per window size in use, made on first use and kept (zlib's
+     * deflate state is ~256 KiB at 15 bits: per worker, never per connection). */
+    struct ws_deflater *deflaters[WS_DEFLATE_MAX_BITS - WS_DEFLATE_MIN_BITS + 1];
     uint64_t t0_ms;                /* uv_now at start */
     worker_index_t index;
     worker_conn_t *conns;          /* list of all allocated connections */

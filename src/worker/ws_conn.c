@@ -44,6 +44,7 @@ void worker_conn_free(worker_conn_t *c) {
     worker_t *w = c->w;
     w->released += c->q.cost;
     worker_queue_clear(&c->q, &w->pool);
+    ws_parser_free(&c->parser); /* an inflater, if it died inside a compressed message */
     if (w->drain_next == c) w->drain_next = c->next;
     if (c->prev)
         c->prev->next = c->next;
@@ -224,10 +225,11 @@ bool worker_conn_send(worker_conn_t *c, worker_frame_t *f) {
     return true;
 }
 
-/* A final TEXT or BINARY frame (what a message becomes), not a control frame nor
- * the raw 101. */
+/* A final TEXT or BINARY frame (what a message becomes), compressed (RSV1) or not,
+ * not a control frame nor the raw 101. */
 static bool is_data_frame(const worker_frame_t *f) {
-    return f->len && (f->data[0] == 0x81 || f->data[0] == 0x82);
+    unsigned b0 = f->len ? f->data[0] & ~0x40u : 0;
+    return b0 == 0x81 || b0 == 0x82;
 }
 
 /* A pong, built on the stack and written at once when nothing is queued, so it
