@@ -498,6 +498,7 @@ int main(int argc, char **argv) {
                 .ping_timeout_s = (unsigned)app.cfg.ping_timeout,
                 .max_message_bytes = (uint64_t)app.cfg.max_message_bytes,
                 .max_queued_bytes = (uint64_t)app.cfg.max_queued_bytes,
+                .default_channels = app.cfg.default_channels,
                 .shared_slots = threaded ? &app.ws_slots : NULL,
             };
             sh->worker = worker_new(&sh->loop, sh->store, &wcfg);

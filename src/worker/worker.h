@@ -28,6 +28,8 @@ typedef struct worker_config {
     unsigned ping_timeout_s;
     uint64_t max_message_bytes;   /* client message limit: close 1009 above */
     uint64_t max_queued_bytes;    /* per connection unsent bytes: close 1008 above */
+    const char *default_channels; /* comma-delimited, checked by the caller (NULL: none);
+                                   * every new connection joins them */
     atomic_size_t *shared_slots;  /* NULL, or a counter (starting at 0) that several
                                    * workers of one process share, so max_connections
                                    * bounds their sum; kept alive by the caller */
