@@ -4,7 +4,7 @@
  * ids), so the rules cannot drift apart. I/O-free; every function takes a length
  * and never relies on a terminating NUL.
  *
- * Identifier (user, session, claim id, connection id; any future channel name):
+ * Identifier (user, session, claim id, connection id; a channel name, see below):
  * non-empty, valid UTF-8 (RFC 3629, see utf8.h), and no code point of Unicode
  * general category Cc: C0 U+0000-U+001F, DEL U+007F and C1 U+0080-U+009F. A NUL
  * would cut the id short in every C string it is copied into (the JWT sub

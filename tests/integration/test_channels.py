@@ -437,3 +437,42 @@ def test_redis_paused_during_subscribe(make_redis, make_deployment):
             return True
 
         h.wait_until(joined, 15, interval=0.3, what="a subscribe and send after the outage")
+
+
+def bus_message(kind=0, user=b"", body=b"", channel=b""):
+    """protos/dsock.proto WorkerMessage with the channel field (6)."""
+    from test_input_validation import worker_message, _varint
+    out = worker_message(kind, user=user, body=body)
+    if isinstance(channel, str):
+        channel = channel.encode()
+    if channel:
+        out += b"\x32" + _varint(len(channel)) + channel
+    return out
+
+
+@pytest.mark.redis_only
+def test_bus_channel_fields_are_validated(cluster):
+    """The worker checks a message's channel target, and a subscription's channel
+    name, as strictly as the API does: what fails is dropped."""
+    ch = h.new_id("ch")
+    user = h.new_id()
+    with connect(cluster, user, channels=ch) as ws:
+        worker = cluster.api().info(user=user).expect(200)["connections"][0]["worker"]
+        r = cluster.redis.client()
+        SUB, UNSUB = 4, 5
+        bad = [
+            bus_message(0, channel=ch + "\x00x", body=b"nul-channel"),
+            bus_message(0, channel=ch + "\n", body=b"lf-channel"),
+            bus_message(0, channel=b"\xff" + ch.encode(), body=b"not-utf8"),
+            bus_message(0, channel="x" * 257, body=b"long"),
+            bus_message(UNSUB, channel=ch, body=ch + "\x01"),  # bad name to leave
+            bus_message(UNSUB, channel=ch),                    # no name
+            bus_message(SUB, user=user, body="y" * 257),
+        ]
+        for m in bad:
+            r.publish(f"worker:{worker}", m)
+        r.publish(f"worker:{worker}", bus_message(0, channel=ch, body=b"ok"))
+        assert ws.recv_data() == b"ok"
+        # the local index still has the membership: the bad UNSUBSCRIBEs were dropped
+        cluster.api().send(b"after", channel=ch, type="text").expect(200)
+        assert ws.recv_data() == b"after"

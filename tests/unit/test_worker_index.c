@@ -180,7 +180,7 @@ static void remove_cb(void *ud, worker_index_node_t *n) {
 Test(worker_index, leave_or_remove_during_channel_match) {
     worker_index_t ix = WORKER_INDEX_INIT;
     worker_index_node_t n[5];
-    char ids[5][4];
+    char ids[5][16];
     for (int i = 0; i < 5; i++) {
         snprintf(ids[i], sizeof ids[i], "n%d", i);
         n[i] = (worker_index_node_t){.id = ids[i], .user = "u"};
