@@ -799,7 +799,7 @@ static void mem_subscribe(store_t *base, const store_target_t *t, const char *ch
                         .body = (const uint8_t *)channel,
                         .body_len = x.len};
     if (hand_off(s, &msg, x.views)) d = (store_delivery_t){x.n, 1, 0}; /* unlocks */
-    metrics_observe_store(METRICS_OP_SEND, metrics_now_ns() - t0);
+    metrics_observe_store(METRICS_OP_SUBSCRIBE, metrics_now_ns() - t0);
     cb(ud, STORE_OK, &d);
 }
 

@@ -1004,7 +1004,9 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
         at = 4;
     }
     dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, at));
-    op_timed(op, kind == WORKER_MSG_DISCONNECT ? METRICS_OP_DISCONNECT : METRICS_OP_SEND);
+    op_timed(op, kind == WORKER_MSG_DISCONNECT ? METRICS_OP_DISCONNECT
+                 : sub                         ? METRICS_OP_SUBSCRIBE
+                                               : METRICS_OP_SEND);
     op->cb.delivery = cb;
     op->ud = ud;
     op_submit(op);

@@ -476,3 +476,17 @@ def test_bus_channel_fields_are_validated(cluster):
         # the local index still has the membership: the bad UNSUBSCRIBEs were dropped
         cluster.api().send(b"after", channel=ch, type="text").expect(200)
         assert ws.recv_data() == b"after"
+
+
+def test_subscriptions_are_counted_in_metrics(cluster):
+    from test_metrics import Scraper
+    api = Scraper(cluster.apis[0], cluster.token)
+    user = h.new_id()
+    before = api.value("dsock_store_operation_duration_seconds_count", op="subscribe")
+    sub(cluster, "m", user=user).expect(200)
+    sub(cluster, "m", join=False, user=user).expect(200)
+    sub(cluster, "m", user=user, ignoreClaims="x").expect(400)
+    api.wait_for("dsock_api_requests_total", 2, endpoint="channel", status="200", code="")
+    api.wait_for("dsock_api_requests_total", 1, endpoint="channel", status="400",
+                 code="INVALID_IGNORE_CLAIMS")
+    assert api.value("dsock_store_operation_duration_seconds_count", op="subscribe") >= before + 2
