@@ -3,6 +3,7 @@ default_channels, the channel order in /info, channel targets on /send,
 /disconnect and /info with their precedence, POST /channel/subscribe|unsubscribe
 with ignoreClaims, subscribe-then-send ordering, a channel over two workers, and
 in Redis a killed worker, FLUSHALL and a paused Redis. docs/api.md, "Channels"."""
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -72,9 +73,15 @@ def test_no_channels_is_an_empty_array(cluster):
         assert cluster.api().info(user=user).expect(200)["claims"][0]["channels"] == []
 
 
-def test_bad_default_channels_refuse_to_start(make_deployment):
-    with pytest.raises(Exception):
-        make_deployment(worker_opts={"default-channels": "ok,bad\x01name"})
+@pytest.mark.parametrize("value", ["ok,bad\x01name", "x" * 257, "a,\x7f"])
+def test_bad_default_channels_refuse_to_start(tmp_path, value):
+    for how in (["--default-channels", value], []):
+        env = {} if how else {"DSOCK_DEFAULT_CHANNELS": value}
+        res = subprocess.run([h.DSOCK_BIN, "standalone", "--token", "t", "--address",
+                              f"127.0.0.1:{h.free_port()}"] + how, cwd=tmp_path,
+                             env=h._clean_env(env), capture_output=True, timeout=10)
+        assert res.returncode != 0, res
+        assert b"default_channels must be comma-delimited channel names" in res.stderr, res
 
 
 # ---------------------------------------------------------------------------
