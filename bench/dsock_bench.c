@@ -137,13 +137,14 @@ static void random_hex(char *out, size_t bytes) {
 /* ------------------------------------------------------------------ options */
 
 typedef struct opts {
-    const char *api, *worker, *token, *jwt_secret;
+    const char *api, *worker, *worker2, *token, *jwt_secret;
     const char *spawn, *dsock, *redis_server;
     size_t connections, users, messages, size, concurrency;
     size_t fanout, fanout_sends, large_size, large_count;
+    size_t channel, channel_users, channel_sends, channel_joins, workers;
     double duration;
     long pid, pid2;
-    bool run_fanout, run_throughput, run_large;
+    bool run_fanout, run_throughput, run_large, run_channel;
     bool compress;          /* offer permessage-deflate on every connection */
     const char *payload;    /* "letters" (default) or "json": the filler of a message */
 } opts_t;
@@ -157,11 +158,16 @@ static opts_t O = {
     .fanout_sends = 500,
     .large_size = 1048576,
     .large_count = 256,
+    .channel = 10000,
+    .channel_sends = 200,
+    .channel_joins = 1,
+    .workers = 1,
     .duration = 10,
     .run_fanout = true,
     .run_throughput = true,
     .run_large = true,
     .payload = "letters",
+    .run_channel = true,
 };
 
 static void usage(FILE *f) {
@@ -176,6 +182,8 @@ static void usage(FILE *f) {
         "  --redis-server PATH redis-server for --spawn redis (default: redis-server on PATH)\n"
         "  --api HOST:PORT     a running dsock API (standalone: the one process)\n"
         "  --worker HOST:PORT  a running dsock worker (default: the API address)\n"
+        "  --worker2 HOST:PORT a second worker: the channel scenario spreads its members over both\n"
+        "  --workers W         --spawn redis: 1 or 2 worker processes (default 1)\n"
         "  --token T           the API token\n"
         "  --jwt-secret S      the workers' JWT secret (connections use HS256 JWTs, sub = user)\n"
         "  --pid PID           broker process whose VmRSS and CPU are sampled (the worker)\n"
@@ -190,8 +198,14 @@ static void usage(FILE *f) {
         "  --fanout-sends R    /send calls to the fan-out user (default 500)\n"
         "  --large-size BYTES  large message size (default 1048576)\n"
         "  --large-count L     large messages (default 256)\n"
+        "  --channel N         members of the channel scenario's channel (default 10000)\n"
+        "  --channel-users M   users the N members belong to (default N/10)\n"
+        "  --channel-sends R   /send calls to the channel (default 200)\n"
+        "  --channel-joins J   channels each member is in (the JWT's channels; default 1):\n"
+        "                      for the memory per membership\n"
         "  --duration S        cap on the sending time of each scenario, seconds (default 10)\n"
-        "  --only LIST         comma list of fanout,throughput,large (idle always runs)\n"
+        "  --only LIST         comma list of fanout,throughput,large,channel (idle always\n"
+        "                      runs)\n"
         "  --compress on|off   offer permessage-deflate (RFC 7692) on every connection (default\n"
         "                      off); compressed messages are inflated only as far as their\n"
         "                      16-byte head, and wire bytes per delivery are reported\n"
@@ -237,6 +251,12 @@ static void parse_opts(int argc, char **argv) {
             O.payload = v;
         }
         else if (!strcmp(a, "--worker")) O.worker = v;
+        else if (!strcmp(a, "--worker2")) O.worker2 = v;
+        else if (!strcmp(a, "--workers")) O.workers = parse_size(a, v, 1, 2);
+        else if (!strcmp(a, "--channel")) O.channel = parse_size(a, v, 0, 1000000);
+        else if (!strcmp(a, "--channel-users")) O.channel_users = parse_size(a, v, 1, 1000000);
+        else if (!strcmp(a, "--channel-sends")) O.channel_sends = parse_size(a, v, 0, 10000000);
+        else if (!strcmp(a, "--channel-joins")) O.channel_joins = parse_size(a, v, 1, 32);
         else if (!strcmp(a, "--token")) O.token = v;
         else if (!strcmp(a, "--jwt-secret")) O.jwt_secret = v;
         else if (!strcmp(a, "--spawn")) O.spawn = v;
@@ -258,15 +278,18 @@ static void parse_opts(int argc, char **argv) {
             O.run_fanout = strstr(v, "fanout") != NULL;
             O.run_throughput = strstr(v, "throughput") != NULL;
             O.run_large = strstr(v, "large") != NULL;
+            O.run_channel = strstr(v, "channel") != NULL;
         } else die("unknown option %s (see --help)", a);
     }
     if (O.size < MSG_HEAD) O.size = MSG_HEAD; /* room for the tag every message carries */
     if (!users_set) O.users = O.connections / 2 ? O.connections / 2 : 1;
     if (O.users > O.connections && O.connections) O.users = O.connections;
+    if (!O.channel_users) O.channel_users = O.channel / 10 ? O.channel / 10 : 1;
     if (O.spawn) {
         if (strcmp(O.spawn, "standalone") && strcmp(O.spawn, "redis"))
             die("--spawn takes standalone or redis, got \"%s\"", O.spawn);
-        if (O.api || O.worker) die("--spawn chooses its own addresses: drop --api/--worker");
+        if (O.api || O.worker || O.worker2)
+            die("--spawn chooses its own addresses: drop --api/--worker/--worker2");
     } else {
         if (!O.api) die("give --spawn standalone|redis, or --api HOST:PORT (see --help)");
         if (!O.worker) O.worker = O.api;
@@ -284,7 +307,7 @@ typedef struct proc {
     uint64_t cpu_ticks0;
 } proc_t;
 
-static proc_t P[3];
+static proc_t P[4];
 static size_t NP;
 static char tmpdir[64];
 
@@ -457,7 +480,8 @@ static const char *default_dsock(void) {
     return "build/dsock";
 }
 
-static char api_addr[64], worker_addr[64], token_buf[65], secret_buf[65];
+static char api_addr[64], worker_addr[64], worker2_addr[64], token_buf[65], secret_buf[65];
+static int redis_port; /* --spawn redis: INFO is read from it */
 
 static void spawn_deployment(void) {
     char tmpl[] = "/tmp/dsock-bench-XXXXXX";
@@ -479,7 +503,7 @@ static void spawn_deployment(void) {
     O.token = token_buf;
     O.jwt_secret = secret_buf;
     char maxconn[32];
-    size_t need = O.connections + O.fanout + O.concurrency + 64;
+    size_t need = O.connections + O.fanout + O.channel + O.concurrency + 64;
     snprintf(maxconn, sizeof maxconn, "%zu", need > 18000 ? need : 18000);
 
     if (!strcmp(O.spawn, "standalone")) {
@@ -514,6 +538,17 @@ static void spawn_deployment(void) {
                          "--max-connections", maxconn, NULL};
         proc_t *wp = spawn_proc("worker", wargv);
         wait_listening(wp, wport);
+        redis_port = rport;
+        if (O.workers == 2) {
+            int w2 = free_port();
+            snprintf(worker2_addr, sizeof worker2_addr, "127.0.0.1:%d", w2);
+            char *w2argv[] = {dsock_path, "worker", "--config", cfg, "--address", worker2_addr,
+                              "--redis-host", rhost, "--jwt-secret", secret_buf,
+                              "--max-connections", maxconn, NULL};
+            proc_t *wp2 = spawn_proc("worker2", w2argv);
+            wait_listening(wp2, w2);
+            O.worker2 = worker2_addr;
+        }
 
         int aport = free_port();
         snprintf(api_addr, sizeof api_addr, "127.0.0.1:%d", aport);
@@ -528,7 +563,8 @@ static void spawn_deployment(void) {
 
 static void remove_tmpdir(void) {
     if (!tmpdir[0]) return;
-    const char *files[] = {"config.toml", "dsock.log", "redis.log", "worker.log", "api.log"};
+    const char *files[] = {"config.toml", "dsock.log", "redis.log", "worker.log", "worker2.log",
+                           "api.log"};
     char path[PATH_MAX + 32];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
@@ -573,7 +609,7 @@ typedef struct ws_hs {
     ws_conn_t *conn;
     bool write_done, resp_done;
     size_t resp_len, seen;
-    char req[1024];
+    char req[2048];
     char resp[512];
 } ws_hs_t;
 
@@ -589,6 +625,8 @@ struct ws_conn {
     uint16_t zlen;    /* compressed bytes kept in zhead */
     uint64_t msg_wire;
     uint8_t hs_match; /* how much of "\r\n\r\n" ends the bytes seen so far */
+    uint8_t joins;    /* channels its JWT names (channel scenario), 0: none */
+    bool worker2;     /* connects to the second worker */
     uint64_t remaining;
     uint8_t hdr[14];
     uint8_t prefix[MSG_HEAD];
@@ -636,7 +674,7 @@ static struct {
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
     bool interrupted, closing;
-    struct sockaddr_storage worker_sa, api_sa;
+    struct sockaddr_storage worker_sa, worker2_sa, api_sa;
     ws_conn_t *ws;
     size_t ws_cap, ws_used;
     /* connect batch */
@@ -935,14 +973,26 @@ static void ws_connected(uv_connect_t *req, int status) {
     if (rc) ws_fail(c, uv_strerror(rc));
 }
 
-static void make_jwt(const char *user, char *out, size_t cap) {
-    char header[64], payload[160], signing[512];
+static char prefix[16];
+
+/* With joins, the JWT's channels: <prefix>ch, <prefix>ch1, ... (the channel
+ * scenario sends to the first). */
+static void make_jwt(const char *user, unsigned joins, char *out, size_t cap) {
+    char header[64], payload[1200], signing[1400];
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned maclen = 0;
     static const char hjson[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-    char pjson[128];
-    int pl = snprintf(pjson, sizeof pjson, "{\"sub\":\"%s\",\"exp\":%lld}", user,
-                      (long long)time(NULL) + 3600);
+    char pjson[880], chans[720] = "";
+    size_t cl = 0;
+    for (unsigned i = 0; i < joins; i++) {
+        char n[12] = "";
+        if (i) snprintf(n, sizeof n, "%u", i);
+        cl += (size_t)snprintf(chans + cl, sizeof chans - cl, "%s\"%sch%s\"", i ? "," : "",
+                               prefix, n);
+    }
+    int pl = snprintf(pjson, sizeof pjson, "{\"sub\":\"%s\",\"exp\":%lld%s%s%s}", user,
+                      (long long)time(NULL) + 3600, joins ? ",\"channels\":[" : "", chans,
+                      joins ? "]" : "");
     b64url((const unsigned char *)hjson, sizeof hjson - 1, header);
     b64url((const unsigned char *)pjson, (size_t)pl, payload);
     int sl = snprintf(signing, sizeof signing, "%s.%s", header, payload);
@@ -959,8 +1009,8 @@ static void ws_start(ws_conn_t *c) {
     c->hs = hs;
     c->state = WS_CONNECTING;
     c->tcp.data = c;
-    char jwt[600];
-    make_jwt(c->user, jwt, sizeof jwt);
+    char jwt[1800];
+    make_jwt(c->user, c->joins, jwt, sizeof jwt);
     snprintf(hs->req, sizeof hs->req,
              "GET /connect?jwt=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
              "Connection: Upgrade\r\nSec-WebSocket-Key: ZHNvY2stYmVuY2gtLWtleQ==\r\n"
@@ -970,7 +1020,9 @@ static void ws_start(ws_conn_t *c) {
     hs->creq.data = hs;
     B.batch_inflight++;
     uv_tcp_init(B.loop, &c->tcp);
-    int rc = uv_tcp_connect(&hs->creq, &c->tcp, (struct sockaddr *)&B.worker_sa, ws_connected);
+    int rc = uv_tcp_connect(&hs->creq, &c->tcp,
+                            (struct sockaddr *)(c->worker2 ? &B.worker2_sa : &B.worker_sa),
+                            ws_connected);
     if (rc) ws_fail(c, uv_strerror(rc));
 }
 
@@ -989,6 +1041,7 @@ typedef struct api_conn {
     uv_write_t wreq;
     int state;
     uint64_t seq;
+    bool write_pending; /* wreq in use until api_written */
     scenario_t *sc;
     char head[1024];
     char *body;
@@ -1137,6 +1190,8 @@ static void api_connect(api_conn_t *a) {
 
 static void api_written(uv_write_t *w, int status) {
     api_conn_t *a = w->data;
+    a->write_pending = false;
+    if (status >= 0 && a->state == API_IDLE) pump(); /* answered before the write callback */
     if (status < 0 && a->state == API_BUSY) {
         api_request_failed(a, uv_strerror(status));
         api_close(a);
@@ -1186,7 +1241,7 @@ static void api_issue(api_conn_t *a, scenario_t *s, uint64_t seq) {
     char user[64];
     s->target(seq, user, sizeof user);
     int hl = snprintf(a->head, sizeof a->head,
-                      "POST /send?user=%s&type=binary HTTP/1.1\r\nHost: %s\r\n"
+                      "POST /send?%s&type=binary HTTP/1.1\r\nHost: %s\r\n"
                       "Authorization: Bearer %s\r\nContent-Length: %zu\r\n\r\n",
                       user, O.api, O.token, s->size);
     a->state = API_BUSY;
@@ -1197,6 +1252,7 @@ static void api_issue(api_conn_t *a, scenario_t *s, uint64_t seq) {
     uv_buf_t bufs[2] = {uv_buf_init(a->head, (unsigned)hl), uv_buf_init(a->body, (unsigned)s->size)};
     a->wreq.data = a;
     int rc = uv_write(&a->wreq, (uv_stream_t *)&a->tcp, bufs, 2, api_written);
+    a->write_pending = rc == 0;
     if (rc) {
         api_request_failed(a, uv_strerror(rc));
         api_close(a);
@@ -1215,7 +1271,8 @@ static void pump(void) {
     size_t use = s->api_conns < NA ? s->api_conns : NA;
     for (size_t i = 0; i < use; i++) {
         if (s->issued >= s->total || s->issued - s->completed - s->failed >= s->window) return;
-        if (A[i].state == API_IDLE) {
+        /* The answer can come before the write callback: wreq is free only after it. */
+        if (A[i].state == API_IDLE && !A[i].write_pending) {
             uint64_t seq = s->issued++;
             api_issue(&A[i], s, seq);
         }
@@ -1278,12 +1335,78 @@ static double open_batch(size_t first, size_t n) {
     return secs(now_ns() - t0);
 }
 
-static char prefix[16];
+/* Targets: the query parameter naming the scenario's target. */
+static void target_fan(uint64_t seq, char *t, size_t cap) { snprintf(t, cap, "user=%sfan", prefix); }
+static void target_big(uint64_t seq, char *t, size_t cap) { snprintf(t, cap, "user=%sbig", prefix); }
+static void target_users(uint64_t seq, char *t, size_t cap) {
+    snprintf(t, cap, "user=%su%" PRIu64, prefix, seq % O.users);
+}
+static void target_channel(uint64_t seq, char *t, size_t cap) {
+    snprintf(t, cap, "channel=%sch", prefix);
+}
 
-static void target_fan(uint64_t seq, char *user, size_t cap) { snprintf(user, cap, "%sfan", prefix); }
-static void target_big(uint64_t seq, char *user, size_t cap) { snprintf(user, cap, "%sbig", prefix); }
-static void target_users(uint64_t seq, char *user, size_t cap) {
-    snprintf(user, cap, "%su%" PRIu64, prefix, seq % O.users);
+/* --spawn redis: one INFO section of the spawned redis-server, by a blocking
+ * inline command; the value of `field` (its first number after `key=`, or the
+ * whole value when key is NULL), or -1. */
+static double redis_info_at(const char *section, const char *field, const char *key, bool sum);
+
+static double redis_info(const char *section, const char *field, const char *key) {
+    return redis_info_at(section, field, key, false);
+}
+
+/* INFO commandstats: the calls of every command together (commands run by scripts
+ * are counted too), a cost measure that CPU contention does not blur. */
+static double redis_calls_total(void) { return redis_info_at("commandstats", NULL, "calls", true); }
+
+static double redis_info_at(const char *section, const char *field, const char *key, bool sum) {
+    if (!redis_port) return -1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)redis_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    double v = -1;
+    char cmd[64], buf[65536];
+    size_t len = 0;
+    int n = snprintf(cmd, sizeof cmd, "INFO %s\r\n", section);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && write(fd, cmd, (size_t)n) == n) {
+        ssize_t r;
+        /* a bulk reply: "$<len>\r\n<body>\r\n"; read until the body is in */
+        while (len < sizeof buf - 1 && (r = read(fd, buf + len, sizeof buf - 1 - len)) > 0) {
+            len += (size_t)r;
+            buf[len] = '\0';
+            char *nl = strstr(buf, "\r\n");
+            if (nl && buf[0] == '$' && (size_t)(nl - buf) + 2 + strtoul(buf + 1, NULL, 10) + 2 <= len)
+                break;
+        }
+        buf[len] = '\0';
+        char pat[96];
+        if (sum) {
+            /* every "cmdstat_X:calls=N,..." line */
+            v = 0;
+            for (char *q = buf; (q = strstr(q, "\ncmdstat_")); q++) {
+                char *c = strstr(q, ":calls=");
+                char *eol = strstr(q + 1, "\n");
+                if (c && (!eol || c < eol)) v += strtod(c + 7, NULL);
+            }
+            close(fd);
+            return v;
+        }
+        snprintf(pat, sizeof pat, "\n%s:", field);
+        char *p = strstr(buf, pat);
+        if (p) {
+            p += strlen(pat);
+            if (key) {
+                char kp[40];
+                snprintf(kp, sizeof kp, "%s=", key);
+                p = strstr(p, kp);
+                if (p) v = strtod(p + strlen(kp), NULL);
+            } else {
+                v = strtod(p, NULL);
+            }
+        }
+    }
+    close(fd);
+    return v;
 }
 
 static uint64_t cpu0_self;
@@ -1394,7 +1517,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     parse_opts(argc, argv);
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile(O.connections + O.fanout + O.concurrency + 64);
+    raise_nofile(O.connections + O.fanout + O.channel + O.concurrency + 64);
 
     B.loop = uv_default_loop();
     uv_signal_init(B.loop, &B.sigint);
@@ -1410,6 +1533,8 @@ int main(int argc, char **argv) {
     }
     if (parse_addr(O.api, &B.api_sa)) die("bad --api address \"%s\" (HOST:PORT)", O.api);
     if (parse_addr(O.worker, &B.worker_sa)) die("bad --worker address \"%s\" (HOST:PORT)", O.worker);
+    if (O.worker2 && parse_addr(O.worker2, &B.worker2_sa))
+        die("bad --worker2 address \"%s\" (HOST:PORT)", O.worker2);
 
     char run_id[9];
     random_hex(run_id, 4);
@@ -1441,8 +1566,16 @@ int main(int argc, char **argv) {
     if (!api_up) die("cannot open a connection to the API at %s: %s", O.api, B.first_api_error);
 
     size_t n_idle = O.connections, n_fan = O.run_fanout ? O.fanout : 0, n_big = O.run_large ? 1 : 0;
-    B.ws_cap = n_idle + n_fan + n_big;
+    size_t n_ch = O.run_channel ? O.channel : 0;
+    B.ws_cap = n_idle + n_fan + n_big + n_ch;
     B.ws = xcalloc(B.ws_cap, sizeof *B.ws);
+    size_t ch0 = n_idle + n_fan + n_big; /* the channel's members come last */
+    for (size_t i = 0; i < n_ch; i++) {
+        ws_conn_t *c = &B.ws[ch0 + i];
+        snprintf(c->user, sizeof c->user, "%scu%zu", prefix, i % O.channel_users);
+        c->joins = (uint8_t)O.channel_joins;
+        c->worker2 = O.worker2 && i % 2;
+    }
     for (size_t i = 0; i < n_idle; i++) snprintf(B.ws[i].user, sizeof B.ws[i].user, "%su%zu", prefix, i % O.users);
     for (size_t i = 0; i < n_fan; i++) snprintf(B.ws[n_idle + i].user, sizeof B.ws[0].user, "%sfan", prefix);
     if (n_big) snprintf(B.ws[n_idle + n_fan].user, sizeof B.ws[0].user, "%sbig", prefix);
@@ -1450,12 +1583,12 @@ int main(int argc, char **argv) {
 
     int exit_code = 0;
     uint64_t lost_total = 0;
-    char notes[1024], m1[32], m2[32], m3[32];
+    char notes[1536], m1[32], m2[32], m3[32];
     size_t nl = 0;
     nl += (size_t)snprintf(notes + nl, sizeof notes - nl, "dsock-bench %s:", O.spawn ? O.spawn : "external");
 
     /* 1. idle memory and connect rate */
-    long rss0[3], rss1[3];
+    long rss0[4], rss1[4];
     settle(300);
     rss_sample(rss0);
     printf("\n[1] idle connections: connections=%zu users=%zu (JWT HS256, %d handshakes in flight)\n",
@@ -1485,7 +1618,7 @@ int main(int argc, char **argv) {
     if (idle_fail) exit_code = 1;
     if (n_idle && !idle_ok) {
         printf("    no connection could be opened: skipping the other scenarios\n");
-        n_fan = n_big = 0;
+        n_fan = n_big = n_ch = 0;
         O.run_throughput = false;
     }
 
@@ -1567,6 +1700,72 @@ int main(int argc, char **argv) {
         print_problems(&s);
         lost_total += s.lost;
         nl += (size_t)snprintf(notes + nl, sizeof notes - nl, " large %zuB %.0f MB/s;", O.large_size, mbs);
+        if (s.issued != s.answered || s.zero || s.extra) exit_code = 1;
+        scenario_end(&s);
+    }
+
+    /* 5. channel */
+    if (n_ch && !B.interrupted) {
+        long r0[4], r1[4];
+        settle(300);
+        rss_sample(r0);
+        double mem0 = redis_info("memory", "used_memory", NULL);
+        double t = open_batch(ch0, n_ch);
+        size_t ok = B.batch_ok;
+        settle(500);
+        rss_sample(r1);
+        double mem1 = redis_info("memory", "used_memory", NULL);
+        printf("\n[5] channel: one channel of N=%zu members (%zu opened in %.2f s) over M=%zu users%s, "
+               "each in %zu channel(s); %zu sends of %zu B, 2 in flight\n",
+               n_ch, ok, t, O.channel_users, O.worker2 ? " and 2 workers" : "", O.channel_joins,
+               O.channel_sends, O.size);
+        if (B.batch_fail) printf("    %zu connections failed: %s\n", B.batch_fail, B.first_connect_error), exit_code = 1;
+        /* The members are spread over the workers: their growth together, per member. */
+        long grown = 0;
+        bool sampled = false;
+        for (size_t i = 0; i < NP; i++) {
+            if (r0[i] < 0 || r1[i] < 0 || !strcmp(P[i].name, "redis") || !strcmp(P[i].name, "api"))
+                continue;
+            printf("    %s VmRSS +%.1f MiB\n", P[i].name, (double)(r1[i] - r0[i]) / 1024);
+            grown += r1[i] - r0[i];
+            sampled = true;
+        }
+        if (sampled && ok)
+            printf("    worker memory: %.0f bytes per member connection\n",
+                   (double)grown * 1024.0 / (double)ok);
+        if (mem0 >= 0 && mem1 >= 0 && ok)
+            printf("    redis used_memory +%.1f MiB: %.0f bytes per member connection\n",
+                   (mem1 - mem0) / 1048576, (mem1 - mem0) / (double)ok);
+        double calls0 = redis_info("commandstats", "cmdstat_evalsha", "calls");
+        double usec0 = redis_info("commandstats", "cmdstat_evalsha", "usec");
+        double all0 = redis_calls_total();
+        scenario_t s = {.name = "channel", .total = O.channel_sends, .window = 2, .size = O.size,
+                        .api_conns = 2, .per_delivery = false, .target = target_channel};
+        scenario_run(&s);
+        double calls1 = redis_info("commandstats", "cmdstat_evalsha", "calls");
+        double usec1 = redis_info("commandstats", "cmdstat_evalsha", "usec");
+        double all1 = redis_calls_total();
+        double dps = rate(s.deliveries, s.t_start, s.t_last_delivery);
+        printf("    %" PRIu64 " deliveries in %.2f s: %.0f deliveries/s (%.0f sends/s)\n", s.deliveries,
+               span(s.t_start, s.t_last_delivery), dps, rate(s.completed, s.t_start, s.t_last_delivery));
+        printf("    latency, /send written -> last of N members received: p50 %s, p99 %s, max %s\n",
+               ms_str(&s.lat, 50, m1, sizeof m1), ms_str(&s.lat, 99, m2, sizeof m2),
+               ms_str(&s.lat, 100, m3, sizeof m3));
+        char rt[64] = "";
+        if (calls0 >= 0 && calls1 > calls0) {
+            /* every EVALSHA meanwhile: the sends' deliver scripts, plus a few
+             * heartbeats' sweeps and lastPing touches */
+            printf("    redis EVALSHA during the sends: %.0f calls, %.1f us per call; %.1f Redis "
+                   "commands per send (all commands, those inside scripts included, / sends)\n",
+                   calls1 - calls0, (usec1 - usec0) / (calls1 - calls0),
+                   s.issued ? (all1 - all0 - 3) / (double)s.issued : 0); /* 3 INFOs */
+            snprintf(rt, sizeof rt, " redis %.1f us/EVALSHA", (usec1 - usec0) / (calls1 - calls0));
+        }
+        cpu_print();
+        print_problems(&s);
+        lost_total += s.lost;
+        nl += (size_t)snprintf(notes + nl, sizeof notes - nl, " channel N=%zu %.0f deliv/s p50 %s%s;",
+                               ok, dps, ms_str(&s.lat, 50, m1, sizeof m1), rt);
         if (s.issued != s.answered || s.zero || s.extra) exit_code = 1;
         scenario_end(&s);
     }

@@ -2,7 +2,8 @@
  * input as a raw token. Mode 1 treats it as "header JSON \n payload JSON", encodes
  * and signs it properly, so the claim rules behind the signature check get
  * exercised; that token must then fail under any other secret. An accepted
- * token's sub and sid are always valid identifiers (protocol/validate.h). */
+ * token's sub and sid are always valid identifiers, its channels valid channel
+ * names without repeats (protocol/validate.h). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,9 +28,16 @@ static void check_result(int rc, jwt_claims_t *c, const char *why) {
          * character (so no "\u0000" escape made it in to cut it short). */
         if (!ident_valid(c->sub, strlen(c->sub))) abort();
         if (c->sid && !ident_valid(c->sid, strlen(c->sid))) abort();
+        /* Channels: channel names, no repeats. */
+        if (c->channel_count && !c->channels) abort();
+        for (size_t i = 0; i < c->channel_count; i++) {
+            if (!channel_name_valid(c->channels[i], strlen(c->channels[i]))) abort();
+            for (size_t k = 0; k < i; k++)
+                if (!strcmp(c->channels[i], c->channels[k])) abort();
+        }
         jwt_claims_free(c);
     } else {
-        if (rc != -1 || !why || c->sub || c->sid) abort();
+        if (rc != -1 || !why || c->sub || c->sid || c->channels || c->channel_count) abort();
     }
 }
 

@@ -522,6 +522,7 @@ int main(int argc, char **argv) {
                 .max_queued_bytes = (uint64_t)app.cfg.max_queued_bytes,
                 .compression = !app.cfg.compression || strcmp(app.cfg.compression, "off") != 0,
                 .compression_min_bytes = (uint64_t)app.cfg.compression_min_bytes,
+                .default_channels = app.cfg.default_channels,
                 .shared_slots = threaded ? &app.ws_slots : NULL,
             };
             sh->worker = worker_new(&sh->loop, sh->store, &wcfg);

@@ -30,7 +30,7 @@ struct api {
     uint8_t token_digest[SHA256_DIGEST_LENGTH];
 };
 
-typedef enum { TARGET_NONE, TARGET_ID, TARGET_USER } target_kind_t;
+typedef enum { TARGET_NONE, TARGET_ID, TARGET_CHANNEL, TARGET_USER } target_kind_t;
 
 /* What a pending request needs when the store answers. */
 typedef struct api_request {
@@ -44,6 +44,8 @@ typedef struct api_request {
     char *user;
     char *session;
     int64_t expiration;
+    char **channels;     /* /claim: its channels */
+    size_t channel_count;
 } api_request_t;
 
 api_t *api_new(store_t *store, const api_config_t *cfg) {
@@ -119,23 +121,42 @@ static int parse_bool(const char *s, bool *out) {
     return -1;
 }
 
+/* The answer for a channel name that fails channel_name_check; true if refused. */
+static bool refuse_channel(http_conn_t *c, ident_status_t st) {
+    if (st == IDENT_OK) return false;
+    http_conn_respond_error(c, 400, "INVALID_CHANNEL",
+                            st == IDENT_TOO_LONG ? "a channel name is at most 256 bytes"
+                            : st == IDENT_NOT_UTF8
+                                ? "a channel name must be valid UTF-8"
+                                : "a channel name must be non-empty, without control characters");
+    return true;
+}
+
+/* Precedence (docs/api.md): id, then channel, then user (+session). */
 static target_kind_t read_target(const http_request_t *req, store_target_t *t) {
     memset(t, 0, sizeof *t);
     t->id = param(req, "id");
     if (t->id) return TARGET_ID;
+    t->channel = param(req, "channel");
+    if (t->channel) return TARGET_CHANNEL;
     t->user = param(req, "user");
     if (!t->user) return TARGET_NONE;
     t->session = param(req, "session");
     return TARGET_USER;
 }
 
-/* The target of /send, /disconnect and /info; answers 400 when there is none. */
+/* The target of /send, /disconnect, /info and /channel/...; answers 400 when
+ * there is none, or when the channel target is not a channel name (then
+ * TARGET_NONE too). */
 static target_kind_t require_target(http_conn_t *c, const http_request_t *req,
                                     store_target_t *t) {
     target_kind_t kind = read_target(req, t);
     if (kind == TARGET_NONE)
         http_conn_respond_error(c, 400, "MISSING_CONNECTION_OR_USER",
-                                "an id or a user parameter is required");
+                                "an id, channel or user parameter is required");
+    if (kind == TARGET_CHANNEL &&
+        refuse_channel(c, channel_name_check(t->channel, strlen(t->channel))))
+        return TARGET_NONE;
     return kind;
 }
 
@@ -144,8 +165,9 @@ static target_kind_t require_target(http_conn_t *c, const http_request_t *req,
  * answer of an unknown target without asking the store, and never reaches the
  * bus, where workers would drop it. */
 static bool target_can_match(const store_target_t *t) {
-    return t->id ? ident(t->id) == IDENT_OK
-                 : ident(t->user) == IDENT_OK && ident(t->session) == IDENT_OK;
+    return t->id        ? ident(t->id) == IDENT_OK
+           : t->channel ? true /* checked by require_target */
+                        : ident(t->user) == IDENT_OK && ident(t->session) == IDENT_OK;
 }
 
 /* cJSON stores numbers as doubles and prints large ones in exponent notation
@@ -160,12 +182,9 @@ static void json_add_int(cJSON *o, const char *name, int64_t v) {
  * as they are: a string that is not UTF-8 (a JWT subject or a key written by
  * another program) would make the whole answer invalid JSON. Such a string is
  * written with U+FFFD in place of each invalid byte. */
-static void json_add_str(cJSON *o, const char *name, const char *v) {
+static cJSON *json_str(const char *v) {
     size_t n = strlen(v);
-    if (utf8_valid((const uint8_t *)v, n)) {
-        cJSON_AddStringToObject(o, name, v);
-        return;
-    }
+    if (utf8_valid((const uint8_t *)v, n)) return cJSON_CreateString(v);
     char *out = mem_alloc(n * 3 + 1);
     size_t j = 0;
     for (size_t i = 0; i < n;) {
@@ -185,8 +204,19 @@ static void json_add_str(cJSON *o, const char *name, const char *v) {
         }
     }
     out[j] = '\0';
-    cJSON_AddStringToObject(o, name, out);
+    cJSON *item = cJSON_CreateString(out);
     free(out);
+    return item;
+}
+
+static void json_add_str(cJSON *o, const char *name, const char *v) {
+    cJSON_AddItemToObject(o, name, json_str(v));
+}
+
+/* "channels": always an array, [] when none. */
+static void json_add_channels(cJSON *o, const char *const *names, size_t n) {
+    cJSON *arr = cJSON_AddArrayToObject(o, "channels");
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, json_str(names[i]));
 }
 
 static void respond_json(http_conn_t *c, int status, cJSON *root) {
@@ -201,6 +231,9 @@ static void respond_store_error(http_conn_t *c, target_kind_t kind) {
     if (kind == TARGET_ID)
         http_conn_respond_error(c, 503, "ERROR_GETTING_CONNECTION",
                                 "could not fetch the connection (store unavailable)");
+    else if (kind == TARGET_CHANNEL)
+        http_conn_respond_error(c, 503, "ERROR_GETTING_CHANNEL",
+                                "could not fetch the channel (store unavailable)");
     else
         http_conn_respond_error(c, 503, "ERROR_GETTING_USER",
                                 "could not fetch the user's connections (store unavailable)");
@@ -210,6 +243,7 @@ static void request_free(api_request_t *r) {
     free(r->claim_id_given);
     free(r->user);
     free(r->session);
+    channel_list_free(r->channels, r->channel_count);
     free(r);
 }
 
@@ -237,6 +271,7 @@ static void claim_done(void *ud, store_status_t status) {
         json_add_int(claim, "expiration", r->expiration);
         json_add_str(claim, "user", r->user);
         if (r->session) json_add_str(claim, "session", r->session);
+        json_add_channels(claim, (const char *const *)r->channels, r->channel_count);
         respond_json(r->conn, 200, root);
     }
     request_free(r);
@@ -293,7 +328,15 @@ static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
     /* What a claim stores comes back in JSON answers and becomes the identity of a
      * connection: it must be an identifier (protocol/validate.h). */
     if (refuse_ident(c, user, session, id)) return;
+    char **channels = NULL;
+    size_t channel_count = 0;
+    const char *ch_s = param(req, "channels");
+    if (ch_s && refuse_channel(c, channel_list_parse(ch_s, strlen(ch_s), &channels,
+                                                     &channel_count)))
+        return;
     api_request_t *r = request_new(c, TARGET_USER);
+    r->channels = channels;
+    r->channel_count = channel_count;
     if (id) {
         r->claim_id_given = mem_strdup(id);
     } else {
@@ -307,6 +350,8 @@ static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
         .user = r->user,
         .session = r->session,
         .expiration = expiration,
+        .channels = (const char *const *)channels,
+        .channel_count = channel_count,
     };
     store_claim_create(a->store, &claim, claim_done, r);
 }
@@ -409,6 +454,7 @@ static void info_done(void *ud, store_status_t status, const store_info_t *info)
         json_add_int(o, "lastPing", sc->last_ping);
         json_add_str(o, "user", sc->user);
         if (sc->session && *sc->session) json_add_str(o, "session", sc->session);
+        json_add_channels(o, sc->channels, sc->channel_count);
         cJSON_AddItemToArray(conns, o);
     }
     cJSON *claims = cJSON_AddArrayToObject(root, "claims");
@@ -419,6 +465,7 @@ static void info_done(void *ud, store_status_t status, const store_info_t *info)
         json_add_int(o, "expiration", cl->expiration);
         json_add_str(o, "user", cl->user);
         if (cl->session && *cl->session) json_add_str(o, "session", cl->session);
+        json_add_channels(o, cl->channels, cl->channel_count);
         cJSON_AddItemToArray(claims, o);
     }
     respond_json(r->conn, 200, root);
@@ -436,6 +483,40 @@ static void handle_info(api_t *a, http_conn_t *c, const http_request_t *req) {
     store_info(a->store, &t, info_done, request_new(c, kind));
 }
 
+/* POST /channel/subscribe/NAME and /channel/unsubscribe/NAME ------------------ */
+
+#define SUBSCRIBE_PREFIX "/channel/subscribe/"
+#define UNSUBSCRIBE_PREFIX "/channel/unsubscribe/"
+
+static void handle_channel(api_t *a, http_conn_t *c, const http_request_t *req, bool join) {
+    /* The path is percent-decoded: a name may hold '/' or ',' as %2F, %2C. */
+    const char *name = req->path + strlen(join ? SUBSCRIBE_PREFIX : UNSUBSCRIBE_PREFIX);
+    if (refuse_channel(c, channel_name_check(name, strlen(name)))) return;
+    store_target_t t;
+    target_kind_t kind = require_target(c, req, &t);
+    if (kind == TARGET_NONE) return;
+    bool ignore_claims = false;
+    const char *ign = param(req, "ignoreClaims");
+    if (ign && parse_bool(ign, &ignore_claims)) {
+        http_conn_respond_error(c, 400, "INVALID_IGNORE_CLAIMS",
+                                "ignoreClaims must be true or false");
+        return;
+    }
+    if (!target_can_match(&t)) {
+        delivery_done(request_new(c, kind), STORE_OK, &(store_delivery_t){0});
+        return;
+    }
+    store_subscribe(a->store, &t, name, join, ignore_claims, delivery_done, request_new(c, kind));
+}
+
+static void handle_subscribe(api_t *a, http_conn_t *c, const http_request_t *req) {
+    handle_channel(a, c, req, true);
+}
+
+static void handle_unsubscribe(api_t *a, http_conn_t *c, const http_request_t *req) {
+    handle_channel(a, c, req, false);
+}
+
 /* Routing ---------------------------------------------------------------------- */
 
 typedef struct route {
@@ -443,13 +524,16 @@ typedef struct route {
     http_method_t method;
     const char *allow;
     void (*handler)(api_t *, http_conn_t *, const http_request_t *);
+    bool prefix; /* path is a prefix: the rest is the channel name */
 } route_t;
 
 static const route_t routes[] = {
-    {"/claim", HTTP_METHOD_POST, "Allow: POST\r\n", handle_claim},
-    {"/send", HTTP_METHOD_POST, "Allow: POST\r\n", handle_send},
-    {"/disconnect", HTTP_METHOD_POST, "Allow: POST\r\n", handle_disconnect},
-    {"/info", HTTP_METHOD_GET, "Allow: GET\r\n", handle_info},
+    {"/claim", HTTP_METHOD_POST, "Allow: POST\r\n", handle_claim, false},
+    {"/send", HTTP_METHOD_POST, "Allow: POST\r\n", handle_send, false},
+    {"/disconnect", HTTP_METHOD_POST, "Allow: POST\r\n", handle_disconnect, false},
+    {"/info", HTTP_METHOD_GET, "Allow: GET\r\n", handle_info, false},
+    {SUBSCRIBE_PREFIX, HTTP_METHOD_POST, "Allow: POST\r\n", handle_subscribe, true},
+    {UNSUBSCRIBE_PREFIX, HTTP_METHOD_POST, "Allow: POST\r\n", handle_unsubscribe, true},
 };
 
 /* Routing before authentication (docs/api.md): path (404 is the caller's), method
@@ -459,7 +543,9 @@ static http_verdict_t route_check(const api_t *a, http_conn_t *c, const http_req
                                   const route_t **route) {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const route_t *rt = &routes[i];
-        if (strcmp(req->path, rt->path) != 0) continue;
+        if (rt->prefix ? strncmp(req->path, rt->path, strlen(rt->path)) != 0
+                       : strcmp(req->path, rt->path) != 0)
+            continue;
         if (req->method != rt->method) {
             static const char body[] =
                 "{\"success\":false,\"error\":\"method not allowed\","

@@ -19,6 +19,7 @@
 #include "common/config_file.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "protocol/validate.h"
 
 typedef enum { T_STRING, T_INT, T_BOOL } key_type_t;
 
@@ -54,6 +55,8 @@ static const config_key_t keys[] = {
     {"token", T_STRING, OFF(token), NULL, 0, 0, true, "API bearer token (required by api)"},
     {"jwt_secret", T_STRING, OFF(jwt_secret), NULL, 0, 0, true,
      "HMAC secret; when set, workers accept JWTs"},
+    {"default_channels", T_STRING, OFF(default_channels), "", 0, 0, false,
+     "channels every new connection joins, comma-delimited (docs/api.md, Channels)"},
     {"metrics_public", T_BOOL, OFF(metrics_public), "false", 0, 0, false,
      "serve GET /metrics without the token (docs/metrics.md)"},
     {"metrics_address", T_STRING, OFF(metrics_address), "", 0, 0, false,
@@ -880,6 +883,19 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
                  origin_or(cfg, "compression"),
                  config_file_printable(cfg->compression, pv, sizeof pv));
         return -1;
+    }
+    if (cfg->default_channels && *cfg->default_channels) {
+        char **list;
+        size_t n;
+        if (channel_list_parse(cfg->default_channels, strlen(cfg->default_channels), &list, &n) !=
+            IDENT_OK) {
+            snprintf(err, errlen,
+                     "%s: default_channels must be comma-delimited channel names (UTF-8, no "
+                     "control characters, at most %d bytes each)",
+                     origin_or(cfg, "default_channels"), CHANNEL_NAME_MAX);
+            return -1;
+        }
+        channel_list_free(list, n);
     }
     if (cfg->metrics_address && *cfg->metrics_address) {
         if (!strcmp(cfg->metrics_address, cfg->address)) {

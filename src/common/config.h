@@ -24,6 +24,7 @@ typedef struct config {
     bool redis_tls;           /* dSock 0.4 key: true is refused for api and worker */
     char *token;              /* API bearer token; NULL when unset (never "") */
     char *jwt_secret;         /* NULL: JWT authentication disabled (never "") */
+    char *default_channels;   /* comma-delimited channel names; "" none */
     bool metrics_public;      /* GET /metrics without the token */
     char *metrics_address;    /* "": none; else a listener serving only /metrics */
     bool debug;

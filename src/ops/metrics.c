@@ -84,7 +84,7 @@ void metrics_http_answered(metrics_endpoint_t ep, int status, const char *code, 
 }
 
 static const char *const endpoint_names[METRICS_ENDPOINTS] = {
-    "claim", "send", "disconnect", "info", "connect", "metrics", "other"};
+    "claim", "send", "disconnect", "info", "connect", "metrics", "channel", "other"};
 
 metrics_endpoint_t metrics_endpoint_of(const char *path) {
     if (!path) return METRICS_EP_OTHER;
@@ -92,6 +92,8 @@ metrics_endpoint_t metrics_endpoint_of(const char *path) {
                                         "/metrics"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (!strcmp(path, paths[i])) return (metrics_endpoint_t)i;
+    if (!strncmp(path, "/channel/subscribe/", 19) || !strncmp(path, "/channel/unsubscribe/", 21))
+        return METRICS_EP_CHANNEL;
     return METRICS_EP_OTHER;
 }
 
@@ -336,7 +338,7 @@ static const char *const drop_names[METRICS_DROP_REASONS] = {
     "slow_client", "invalid_bus_message", "connection_closing"};
 static const char *const op_names[METRICS_STORE_OPS] = {
     "claim_create", "claim_take", "send", "disconnect",
-    "info", "conn_register", "conn_unregister", "conn_touch"};
+    "info", "conn_register", "conn_unregister", "conn_touch", "subscribe"};
 static const char *const error_names[METRICS_STORE_ERROR_KINDS] = {"error", "timeout"};
 
 void metrics_render(buf_t *b, const metrics_snapshot_t *s) {

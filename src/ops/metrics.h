@@ -57,6 +57,7 @@ typedef enum metrics_endpoint {
     METRICS_EP_INFO,
     METRICS_EP_CONNECT,
     METRICS_EP_METRICS,
+    METRICS_EP_CHANNEL, /* POST /channel/subscribe/NAME and /channel/unsubscribe/NAME */
     METRICS_EP_OTHER,
     METRICS_ENDPOINTS
 } metrics_endpoint_t;
@@ -71,6 +72,7 @@ typedef enum metrics_store_op {
     METRICS_OP_CONN_REGISTER,
     METRICS_OP_CONN_UNREGISTER,
     METRICS_OP_CONN_TOUCH,
+    METRICS_OP_SUBSCRIBE, /* channel subscribe and unsubscribe */
     METRICS_STORE_OPS
 } metrics_store_op_t;
 

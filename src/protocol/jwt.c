@@ -251,10 +251,53 @@ static int reject(const char **why, const char *msg) {
     return -1;
 }
 
-enum { M_SUB, M_SID, M_EXP, M_IAT, M_NBF, M_COUNT };
+enum { M_SUB, M_SID, M_EXP, M_IAT, M_NBF, M_CHANNELS, M_COUNT };
 
-static int check_claims(const cJSON *pl, const member_t *m, int64_t now, jwt_claims_t *out,
-                        const char **why) {
+/* Whether the JSON text holds a \u0000 escape (backslashes only occur in strings,
+ * each starting a two-byte or \uXXXX escape). */
+static bool has_nul_escape(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return true;
+        i++;
+    }
+    return false;
+}
+
+/* The "channels" claim: absent, or an array of channel names. */
+static int read_channels(const cJSON *pl, const uint8_t *text, size_t text_len,
+                         jwt_claims_t *out, const char **why) {
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(pl, "channels");
+    if (!ch) return 0;
+    if (!cJSON_IsArray(ch)) return reject(why, "channels is not an array");
+    if (has_nul_escape(text, text_len)) return reject(why, "channels: a string holds a NUL");
+    int n = cJSON_GetArraySize(ch);
+    char **list = n ? mem_calloc((size_t)n, sizeof *list) : NULL;
+    size_t count = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, ch) {
+        if (!cJSON_IsString(item) || !item->valuestring ||
+            !channel_name_valid(item->valuestring, strlen(item->valuestring))) {
+            for (size_t i = 0; i < count; i++) free(list[i]);
+            free(list);
+            return reject(why, "channels holds something that is not a channel name");
+        }
+        bool dup = false;
+        for (size_t i = 0; i < count && !dup; i++) dup = !strcmp(list[i], item->valuestring);
+        if (!dup) list[count++] = mem_strdup(item->valuestring);
+    }
+    if (out) {
+        out->channels = list;
+        out->channel_count = count;
+    } else {
+        for (size_t i = 0; i < count; i++) free(list[i]);
+        free(list);
+    }
+    return 0;
+}
+
+static int check_claims(const cJSON *pl, const member_t *m, const uint8_t *text,
+                        size_t text_len, int64_t now, jwt_claims_t *out, const char **why) {
     const cJSON *sub = cJSON_GetObjectItemCaseSensitive(pl, "sub");
     if (!cJSON_IsString(sub) || !sub->valuestring || !sub->valuestring[0])
         return reject(why, "missing sub");
@@ -291,6 +334,11 @@ static int check_claims(const cJSON *pl, const member_t *m, int64_t now, jwt_cla
             free(sub_s);
             return -1;
         }
+    }
+    if (read_channels(pl, text, text_len, out, why) < 0) {
+        free(sub_s);
+        free(sid_s);
+        return -1;
     }
     if (out) {
         out->sub = sub_s;
@@ -365,12 +413,12 @@ int jwt_verify(const char *token, size_t token_len, const uint8_t *secret, size_
     if (!pl) return reject(why, "payload is not a JSON object");
     member_t pm[M_COUNT] = {[M_SUB] = {.name = "sub"}, [M_SID] = {.name = "sid"},
                             [M_EXP] = {.name = "exp"}, [M_IAT] = {.name = "iat"},
-                            [M_NBF] = {.name = "nbf"}};
+                            [M_NBF] = {.name = "nbf"}, [M_CHANNELS] = {.name = "channels"}};
     if (scan_members(buf, (size_t)n, pm, M_COUNT) < 0 || duplicated(pm, M_COUNT)) {
         cJSON_Delete(pl);
         return reject(why, "payload has a duplicate or NUL member name");
     }
-    int rc = check_claims(pl, pm, now, out, why);
+    int rc = check_claims(pl, pm, buf, (size_t)n, now, out, why);
     cJSON_Delete(pl);
     return rc;
 }
@@ -379,6 +427,10 @@ void jwt_claims_free(jwt_claims_t *c) {
     if (!c) return;
     free(c->sub);
     free(c->sid);
+    for (size_t i = 0; i < c->channel_count; i++) free(c->channels[i]);
+    free(c->channels);
     c->sub = NULL;
     c->sid = NULL;
+    c->channels = NULL;
+    c->channel_count = 0;
 }

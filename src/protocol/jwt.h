@@ -13,7 +13,10 @@
  * every token. sub and sid are decoded with their exact length and must be
  * identifiers (protocol/validate.h: UTF-8, no C0/DEL/C1 control, so no NUL); a
  * top-level member name holding a NUL, or a member we read (alg, crit; sub, sid,
- * exp, iat, nbf) given twice, rejects the token.
+ * exp, iat, nbf, channels) given twice, rejects the token. "channels", when
+ * present, must be an array of strings, each a channel name (validate.h
+ * channel_name_check); because cJSON cuts a string at an escaped NUL, a payload
+ * with channels and a \u0000 escape anywhere is rejected.
  *
  * Ownership: on success the caller owns out->sub/out->sid and frees them with
  * jwt_claims_free(). On failure nothing needs freeing. */
@@ -30,6 +33,8 @@ typedef struct jwt_claims {
     char *sub;          /* user id, never NULL on success */
     char *sid;          /* session id or NULL */
     int64_t expires_at; /* seconds since epoch: exp, or iat + 60 */
+    char **channels;    /* the optional "channels" claim, duplicates dropped; NULL if none */
+    size_t channel_count;
 } jwt_claims_t;
 
 /* Returns 0 when the token is valid at time `now` (seconds since epoch), else -1
@@ -38,7 +43,7 @@ typedef struct jwt_claims {
 int jwt_verify(const char *token, size_t token_len, const uint8_t *secret, size_t secret_len,
                int64_t now, jwt_claims_t *out, const char **why);
 
-/* Frees sub and sid and sets them to NULL; NULL is a no-op. */
+/* Frees sub, sid and channels and sets them to NULL; NULL is a no-op. */
 void jwt_claims_free(jwt_claims_t *c);
 
 #endif

@@ -1,6 +1,10 @@
 /* See validate.h for the rules and why. */
 #include "protocol/validate.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mem.h"
 #include "protocol/utf8.h"
 
 ident_status_t ident_check(const char *s, size_t len) {
@@ -38,4 +42,42 @@ bool parse_int64(const char *s, size_t len, int64_t *out) {
     }
     *out = v;
     return true;
+}
+
+void channel_list_free(char **list, size_t count) {
+    for (size_t i = 0; i < count; i++) free(list[i]);
+    free(list);
+}
+
+ident_status_t channel_list_parse(const char *s, size_t len, char ***out, size_t *count) {
+    char **list = NULL;
+    size_t n = 0, cap = 0;
+    *out = NULL;
+    *count = 0;
+    for (size_t i = 0; i <= len;) {
+        const char *comma = i < len ? memchr(s + i, ',', len - i) : NULL;
+        size_t end = comma ? (size_t)(comma - s) : len;
+        size_t item = end - i;
+        if (item) {
+            ident_status_t st = channel_name_check(s + i, item);
+            if (st != IDENT_OK) {
+                channel_list_free(list, n);
+                return st;
+            }
+            bool dup = false;
+            for (size_t k = 0; k < n && !dup; k++)
+                dup = strlen(list[k]) == item && !memcmp(list[k], s + i, item);
+            if (!dup) {
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 4;
+                    list = mem_realloc(list, cap * sizeof *list);
+                }
+                list[n++] = mem_strndup(s + i, item);
+            }
+        }
+        i = end + 1;
+    }
+    *out = list;
+    *count = n;
+    return IDENT_OK;
 }

@@ -2,7 +2,15 @@
  * helpers every script needs: worker liveness (the worker-alive:$id key), lazy
  * clean-up of dead workers' connections and of dangling index members, and target
  * resolution that filters set members by their stored user and session, because
- * "$user-$session" set names are ambiguous when ids contain '-'. */
+ * "$user-$session" set names are ambiguous when ids contain '-'.
+ *
+ * Channels (docs/redis.md): a connection's channels are the `channels` field of
+ * conn:$id (names joined by "\n", which no name can hold), mirrored in
+ * channel:$name (set of connection ids) and channel-workers:$name (hash worker ->
+ * how many of the channel's connections it holds: a send reads this, O(workers));
+ * a claim's in the `channels` field of claim:$id and claim-channel:$name. Every
+ * path that adds or drops a connection or a claim goes through the helpers below,
+ * so the four stay exact. */
 #include "store/redis_scripts.h"
 
 #define PRELUDE                                                                          \
@@ -16,67 +24,117 @@
     "  end\n"                                                                            \
     "  return a\n"                                                                       \
     "end\n"                                                                              \
+    "local function split(str)\n"                                                        \
+    "  local out = {}\n"                                                                 \
+    "  if str then for ch in string.gmatch(str, '[^\\n]+') do out[#out + 1] = ch end end\n" \
+    "  return out\n"                                                                     \
+    "end\n"                                                                              \
+    "local function has(list, name)\n"                                                   \
+    "  for i, ch in ipairs(list) do if ch == name then return i end end\n"               \
+    "  return nil\n"                                                                     \
+    "end\n"                                                                              \
+    "local function chan_add(id, w, ch)\n"                                               \
+    "  if redis.call('SADD', 'channel:' .. ch, id) == 1 then\n"                          \
+    "    redis.call('HINCRBY', 'channel-workers:' .. ch, w, 1)\n"                        \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "local function chan_del(id, w, ch)\n"                                               \
+    "  if redis.call('SREM', 'channel:' .. ch, id) == 1 and\n"                           \
+    "     redis.call('HINCRBY', 'channel-workers:' .. ch, w, -1) <= 0 then\n"            \
+    "    redis.call('HDEL', 'channel-workers:' .. ch, w)\n"                              \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    /* A connection's memberships go with it, counted against the worker its hash   \
+     * names (the one they were counted for). */                                      \
+    "local function conn_leave_all(id)\n"                                                \
+    "  local f = redis.call('HMGET', 'conn:' .. id, 'channels', 'worker')\n"             \
+    "  if f[2] then for _, ch in ipairs(split(f[1])) do chan_del(id, f[2], ch) end end\n" \
+    "end\n"                                                                              \
     "local function conn_drop(id, u, s, w)\n"                                            \
+    "  conn_leave_all(id)\n"                                                             \
     "  redis.call('DEL', 'conn:' .. id)\n"                                               \
     "  redis.call('SREM', 'user:' .. u, id)\n"                                           \
     "  if s ~= '' then redis.call('SREM', 'user-session:' .. u .. '-' .. s, id) end\n"   \
     "  if w and w ~= '' then redis.call('SREM', 'worker-conns:' .. w, id) end\n"         \
     "end\n"                                                                              \
     "local function claim_drop(id, u, s)\n"                                              \
+    "  for _, ch in ipairs(split(redis.call('HGET', 'claim:' .. id, 'channels'))) do\n"  \
+    "    redis.call('SREM', 'claim-channel:' .. ch, id)\n"                               \
+    "  end\n"                                                                            \
     "  redis.call('DEL', 'claim:' .. id)\n"                                              \
     "  redis.call('SREM', 'claim-user:' .. u, id)\n"                                     \
     "  if s ~= '' then redis.call('SREM', 'claim-user-session:' .. u .. '-' .. s, id) end\n" \
     "end\n"                                                                              \
-    /* The target's connections on live workers: {id, user, session, worker, lastPing}. \
-     * A member whose conn: key is gone is removed from the set; a member that belongs  \
-     * to another user/session pair sharing the set name is skipped; a connection of a \
-     * dead worker is deleted with its index entries. */                                \
-    "local function resolve(id, user, session)\n"                                        \
+    /* The target's connections on live workers: {id, user, session, worker, lastPing, \
+     * channels}. A member whose conn: key is gone is removed from the set; a member   \
+     * that belongs to another user/session pair sharing the set name is skipped; a   \
+     * connection of a dead worker is deleted with its index entries. Precedence: id, \
+     * then channel, then user (+session). */                                         \
+    "local function resolve(id, user, session, channel)\n"                               \
     "  local out = {}\n"                                                                 \
-    "  local function check(cid, set)\n"                                                 \
-    "    local f = redis.call('HMGET', 'conn:' .. cid, 'user', 'session', 'worker', 'lastPing')\n" \
+    "  local function check(cid, set, byuser)\n"                                         \
+    "    local f = redis.call('HMGET', 'conn:' .. cid, 'user', 'session', 'worker', 'lastPing',\n" \
+    "                         'channels')\n"                                             \
     "    local u, s, w = f[1], f[2] or '', f[3]\n"                                       \
     "    if not u then\n"                                                                \
     "      if set then redis.call('SREM', set, cid) end\n"                               \
     "      return\n"                                                                     \
     "    end\n"                                                                          \
-    "    if set and (u ~= user or (session ~= '' and s ~= session)) then return end\n"   \
+    "    if byuser and (u ~= user or (session ~= '' and s ~= session)) then return end\n" \
     "    if not w or not worker_alive(w) then\n"                                         \
     "      conn_drop(cid, u, s, w)\n"                                                       \
     "      return\n"                                                                     \
     "    end\n"                                                                          \
-    "    out[#out + 1] = {cid, u, s, w, f[4] or '0'}\n"                                  \
+    "    out[#out + 1] = {cid, u, s, w, f[4] or '0', f[5] or ''}\n"                      \
     "  end\n"                                                                            \
     "  if id ~= '' then\n"                                                               \
-    "    check(id, nil)\n"                                                               \
+    "    check(id, nil, false)\n"                                                        \
+    "  elseif channel ~= '' then\n"                                                      \
+    "    local set = 'channel:' .. channel\n"                                            \
+    "    for _, cid in ipairs(redis.call('SMEMBERS', set)) do check(cid, set, false) end\n" \
     "  else\n"                                                                           \
     "    local set = 'user:' .. user\n"                                                  \
     "    if session ~= '' then set = 'user-session:' .. user .. '-' .. session end\n"    \
-    "    for _, cid in ipairs(redis.call('SMEMBERS', set)) do check(cid, set) end\n"     \
+    "    for _, cid in ipairs(redis.call('SMEMBERS', set)) do check(cid, set, true) end\n" \
     "  end\n"                                                                            \
     "  return out\n"                                                                     \
     "end\n"                                                                              \
-    /* The user's (session's) claims: {id, user, session, expiration}. */                \
-    "local function user_claims(user, session)\n"                                        \
-    "  local set = 'claim-user:' .. user\n"                                              \
-    "  if session ~= '' then set = 'claim-user-session:' .. user .. '-' .. session end\n" \
+    /* The target's claims: {id, user, session, expiration, channels}: an id target \
+     * has none; a channel target, the claims carrying the channel; else the user's  \
+     * (session's). A set member whose claim is gone is removed from the set. */     \
+    "local function target_claims(id, user, session, channel)\n"                         \
     "  local out = {}\n"                                                                 \
+    "  if id ~= '' then return out end\n"                                                \
+    "  local set = 'claim-user:' .. user\n"                                              \
+    "  if channel ~= '' then set = 'claim-channel:' .. channel\n"                        \
+    "  elseif session ~= '' then set = 'claim-user-session:' .. user .. '-' .. session end\n" \
     "  for _, cid in ipairs(redis.call('SMEMBERS', set)) do\n"                           \
-    "    local f = redis.call('HMGET', 'claim:' .. cid, 'user', 'session', 'expiration')\n" \
+    "    local f = redis.call('HMGET', 'claim:' .. cid, 'user', 'session', 'expiration',\n" \
+    "                         'channels')\n"                                             \
     "    if not f[1] then\n"                                                             \
     "      redis.call('SREM', set, cid)\n"                                               \
+    "    elseif channel ~= '' then\n"                                                    \
+    "      if has(split(f[4]), channel) then\n"                                          \
+    "        out[#out + 1] = {cid, f[1], f[2] or '', f[3] or '0', f[4] or ''}\n"         \
+    "      end\n"                                                                        \
     "    elseif f[1] == user and (session == '' or f[2] == session) then\n"              \
-    "      out[#out + 1] = {cid, f[1], f[2] or '', f[3] or '0'}\n"                       \
+    "      out[#out + 1] = {cid, f[1], f[2] or '', f[3] or '0', f[4] or ''}\n"           \
     "    end\n"                                                                          \
     "  end\n"                                                                            \
     "  return out\n"                                                                     \
+    "end\n"                                                                              \
+    /* Adds a claim id to an index set that lives as long as its longest claim. */    \
+    "local function claim_index(set, id, exp, now)\n"                                    \
+    "  redis.call('SADD', set, id)\n"                                                    \
+    "  local ttl = redis.call('TTL', set)\n"                                             \
+    "  if ttl < 0 or now + ttl < exp then redis.call('EXPIREAT', set, exp) end\n"        \
     "end\n"
 
 /* Index sets expire with their longest-lived claim, so a user who never connects
  * leaves nothing behind. A claim born expired is not stored (EXPIREAT in the past
  * would delete the key at once, and on a set it would drop the other members). */
 static const char claim_create_lua[] = PRELUDE
-    "local id, u, s, e = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local id, u, s, e, chs = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
     "local key = 'claim:' .. id\n"
     "if redis.call('EXISTS', key) == 1 then return 0 end\n"
     "local exp = tonumber(e)\n"
@@ -88,62 +146,125 @@ static const char claim_create_lua[] = PRELUDE
     "else\n"
     "  redis.call('HSET', key, 'user', u, 'expiration', e)\n"
     "end\n"
+    "if chs ~= '' then redis.call('HSET', key, 'channels', chs) end\n"
     "redis.call('EXPIREAT', key, e)\n"
-    "local function index(set)\n"
-    "  redis.call('SADD', set, id)\n"
-    "  local ttl = redis.call('TTL', set)\n"
-    "  if ttl < 0 or now + ttl < exp then redis.call('EXPIREAT', set, e) end\n"
-    "end\n"
-    "index('claim-user:' .. u)\n"
-    "if s ~= '' then index('claim-user-session:' .. u .. '-' .. s) end\n"
+    "claim_index('claim-user:' .. u, id, exp, now)\n"
+    "if s ~= '' then claim_index('claim-user-session:' .. u .. '-' .. s, id, exp, now) end\n"
+    "for _, ch in ipairs(split(chs)) do claim_index('claim-channel:' .. ch, id, exp, now) end\n"
     "return 1\n";
 
 static const char claim_take_lua[] = PRELUDE
     "local id = ARGV[1]\n"
-    "local f = redis.call('HMGET', 'claim:' .. id, 'user', 'session', 'expiration')\n"
+    "local f = redis.call('HMGET', 'claim:' .. id, 'user', 'session', 'expiration', 'channels')\n"
     "if not f[1] then return false end\n"
     "claim_drop(id, f[1], f[2] or '')\n"
-    "return {f[1], f[2] or '', f[3] or ''}\n";
+    "return {f[1], f[2] or '', f[3] or '', f[4] or ''}\n";
 
 /* One PUBLISH per worker, not per connection: the worker matches the target
  * against its own connections again. PUBLISH answering 0 means the worker is alive
- * (its key is fresh) but its subscription is down: counted as unreachable. */
+ * (its key is fresh) but its subscription is down: counted as unreachable. A
+ * channel target is resolved from channel-workers:$name alone, O(workers): a
+ * dead worker's entry is skipped (its sweep removes it). ARGV: id, user, session,
+ * channel, payload, drop claims. */
+#define PUBLISH_PER_WORKER                                                               \
+    "local n, workers, missed = 0, 0, 0\n"                                               \
+    "for _, w in ipairs(order) do\n"                                                     \
+    "  if redis.call('PUBLISH', 'worker:' .. w, payload) > 0 then\n"                     \
+    "    n = n + per[w]\n"                                                               \
+    "    workers = workers + 1\n"                                                        \
+    "  else\n"                                                                           \
+    "    missed = missed + 1\n"                                                          \
+    "  end\n"                                                                            \
+    "end\n"
+
 static const char deliver_lua[] = PRELUDE
+    "local id, user, session, channel, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
     "local per, order = {}, {}\n"
-    "for _, c in ipairs(resolve(ARGV[1], ARGV[2], ARGV[3])) do\n"
-    "  local w = c[4]\n"
+    "if id == '' and channel ~= '' then\n"
+    "  local kv = redis.call('HGETALL', 'channel-workers:' .. channel)\n"
+    "  for i = 1, #kv, 2 do\n"
+    "    local w, k = kv[i], tonumber(kv[i + 1])\n"
+    "    if k and k > 0 and worker_alive(w) then\n"
+    "      per[w] = k\n"
+    "      order[#order + 1] = w\n"
+    "    end\n"
+    "  end\n"
+    "else\n"
+    "  for _, c in ipairs(resolve(id, user, session, channel)) do\n"
+    "    local w = c[4]\n"
+    "    if not per[w] then\n"
+    "      per[w] = 0\n"
+    "      order[#order + 1] = w\n"
+    "    end\n"
+    "    per[w] = per[w] + 1\n"
+    "  end\n"
+    "end\n"
+    PUBLISH_PER_WORKER
+    "if ARGV[6] == '1' then\n"
+    "  for _, c in ipairs(target_claims(id, user, session, channel)) do\n"
+    "    claim_drop(c[1], c[2], c[3])\n"
+    "  end\n"
+    "end\n"
+    "return {n, workers, missed}\n";
+
+/* (Un)subscribe: the target's connections (and, unless ignoreClaims, claims) join
+ * or leave ARGV[5], here, before the answer; then one PUBLISH per worker holding
+ * them tells it to update its own index. A send that follows is published after
+ * it on the same worker channel, so it meets the new membership. ARGV: id, user,
+ * session, channel, name, join ('1'/'0'), ignore claims ('1'/'0'), payload. */
+static const char subscribe_lua[] = PRELUDE
+    "local id, user, session, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local name, join, payload = ARGV[5], ARGV[6] == '1', ARGV[8]\n"
+    "local per, order = {}, {}\n"
+    "for _, c in ipairs(resolve(id, user, session, channel)) do\n"
+    "  local cid, w = c[1], c[4]\n"
+    "  local list = split(c[6])\n"
+    "  local at = has(list, name)\n"
+    "  if join and not at then\n"
+    "    list[#list + 1] = name\n"
+    "    redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
+    "    chan_add(cid, w, name)\n"
+    "  elseif not join and at then\n"
+    "    table.remove(list, at)\n"
+    "    redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
+    "    chan_del(cid, w, name)\n"
+    "  end\n"
     "  if not per[w] then\n"
     "    per[w] = 0\n"
     "    order[#order + 1] = w\n"
     "  end\n"
     "  per[w] = per[w] + 1\n"
     "end\n"
-    "local n, workers, missed = 0, 0, 0\n"
-    "for _, w in ipairs(order) do\n"
-    "  if redis.call('PUBLISH', 'worker:' .. w, ARGV[4]) > 0 then\n"
-    "    n = n + per[w]\n"
-    "    workers = workers + 1\n"
-    "  else\n"
-    "    missed = missed + 1\n"
+    "if ARGV[7] ~= '1' then\n"
+    "  local now = tonumber(redis.call('TIME')[1])\n"
+    "  for _, c in ipairs(target_claims(id, user, session, channel)) do\n"
+    "    local exp = tonumber(c[4])\n"
+    "    local list = split(c[5])\n"
+    "    local at = has(list, name)\n"
+    "    if exp and exp > now and (join and not at or not join and at) then\n"
+    "      if join then list[#list + 1] = name else table.remove(list, at) end\n"
+    "      redis.call('HSET', 'claim:' .. c[1], 'channels', table.concat(list, '\\n'))\n"
+    "      if join then\n"
+    "        claim_index('claim-channel:' .. name, c[1], exp, now)\n"
+    "      else\n"
+    "        redis.call('SREM', 'claim-channel:' .. name, c[1])\n"
+    "      end\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "if ARGV[5] == '1' and ARGV[1] == '' then\n"
-    "  for _, c in ipairs(user_claims(ARGV[2], ARGV[3])) do claim_drop(c[1], c[2], c[3]) end\n"
-    "end\n"
+    PUBLISH_PER_WORKER
     "return {n, workers, missed}\n";
 
 static const char info_lua[] = PRELUDE
     "local conns, claims = {}, {}\n"
-    "for _, c in ipairs(resolve(ARGV[1], ARGV[2], ARGV[3])) do\n"
-    "  for _, v in ipairs({c[1], c[4], c[5], c[2], c[3]}) do conns[#conns + 1] = v end\n"
+    "for _, c in ipairs(resolve(ARGV[1], ARGV[2], ARGV[3], ARGV[4])) do\n"
+    "  for _, v in ipairs({c[1], c[4], c[5], c[2], c[3], c[6]}) do conns[#conns + 1] = v end\n"
     "end\n"
-    "if ARGV[1] == '' then\n"
-    "  local now = tonumber(redis.call('TIME')[1])\n"
-    "  for _, c in ipairs(user_claims(ARGV[2], ARGV[3])) do\n"
-    "    local e = tonumber(c[4])\n"
-    "    if e and e > now then\n"
-    "      for _, v in ipairs({c[1], c[4], c[2], c[3]}) do claims[#claims + 1] = v end\n"
-    "    end\n"
+    "local now = tonumber(redis.call('TIME')[1])\n"
+    "for _, c in ipairs(target_claims(ARGV[1], ARGV[2], ARGV[3], ARGV[4])) do\n"
+    "  local e = tonumber(c[4])\n"
+    "  if e and e > now then\n"
+    "    for _, v in ipairs({c[1], c[4], c[2], c[3], c[5]}) do claims[#claims + 1] = v end\n"
     "  end\n"
     "end\n"
     "return {conns, claims}\n";
@@ -151,14 +272,17 @@ static const char info_lua[] = PRELUDE
 /* SET NX on the worker key: a registration that finds it missing means Redis lost
  * data since the last heartbeat, so the worker must register everything again. */
 static const char conn_register_lua[] = PRELUDE
-    "local id, u, s, w, t = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
+    "local id, u, s, w, t, chs = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]\n"
     "local key = 'conn:' .. id\n"
+    "conn_leave_all(id)\n"
     "redis.call('DEL', key)\n"
     "if s ~= '' then\n"
     "  redis.call('HSET', key, 'user', u, 'session', s, 'worker', w, 'lastPing', t)\n"
     "else\n"
     "  redis.call('HSET', key, 'user', u, 'worker', w, 'lastPing', t)\n"
     "end\n"
+    "if chs ~= '' then redis.call('HSET', key, 'channels', chs) end\n"
+    "for _, ch in ipairs(split(chs)) do chan_add(id, w, ch) end\n"
     "redis.call('SADD', 'user:' .. u, id)\n"
     "if s ~= '' then redis.call('SADD', 'user-session:' .. u .. '-' .. s, id) end\n"
     "redis.call('SADD', 'worker-conns:' .. w, id)\n"
@@ -254,6 +378,7 @@ const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT] = {
     [REDIS_SCRIPT_CLAIM_TAKE] = {"claim_take", claim_take_lua},
     [REDIS_SCRIPT_DELIVER] = {"deliver", deliver_lua},
     [REDIS_SCRIPT_INFO] = {"info", info_lua},
+    [REDIS_SCRIPT_SUBSCRIBE] = {"subscribe", subscribe_lua},
     [REDIS_SCRIPT_CONN_REGISTER] = {"conn_register", conn_register_lua},
     [REDIS_SCRIPT_CONN_UNREGISTER] = {"conn_unregister", conn_unregister_lua},
     [REDIS_SCRIPT_CONN_TOUCH] = {"conn_touch", conn_touch_lua},

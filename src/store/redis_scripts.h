@@ -20,6 +20,7 @@ typedef enum redis_script_id {
     /* ARGV id, user, session. -> {{id, worker, lastPing, user, session}..., flattened,
      * {id, expiration, user, session}..., flattened}. */
     REDIS_SCRIPT_INFO,
+    REDIS_SCRIPT_SUBSCRIBE,
     /* ARGV id, user, session, worker, lastPing, ttl (0: leave the worker key alone).
      * -> 1, or 2 when the worker key was missing and has been recreated. */
     REDIS_SCRIPT_CONN_REGISTER,

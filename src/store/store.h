@@ -28,19 +28,25 @@ typedef enum store_status {
                                it is consumed all the same */
 } store_status_t;
 
-/* A connection id wins; otherwise user, narrowed to session when session is
+/* A connection id wins; then a channel (its member connections, and for claims
+ * the claims carrying it); otherwise user, narrowed to session when session is
  * non-NULL and non-empty. */
 typedef struct store_target {
     const char *id;
     const char *user;
     const char *session;
+    const char *channel;
 } store_target_t;
 
+/* Channel names (protocol/validate.h channel_name_check) in a connection's order
+ * (docs/api.md): a list without duplicates. */
 typedef struct store_claim {
     const char *id;
     const char *user;
     const char *session;  /* NULL when none */
     int64_t expiration;   /* seconds since epoch */
+    const char *const *channels; /* its own channels (no defaults); may be NULL if 0 */
+    size_t channel_count;
 } store_claim_t;
 
 typedef struct store_conn {
@@ -49,6 +55,8 @@ typedef struct store_conn {
     const char *session;  /* NULL when none */
     const char *worker;   /* worker id */
     int64_t last_ping;    /* seconds since epoch */
+    const char *const *channels; /* in order; may be NULL if 0 */
+    size_t channel_count;
 } store_conn_t;
 
 typedef struct store_info {
@@ -62,13 +70,16 @@ typedef enum worker_msg_kind {
     WORKER_MSG_TEXT = 0,
     WORKER_MSG_BINARY = 1,
     WORKER_MSG_DISCONNECT = 2,
+    WORKER_MSG_SUBSCRIBE = 3,   /* matching connections join body (a channel name) */
+    WORKER_MSG_UNSUBSCRIBE = 4, /* matching connections leave body */
 } worker_msg_kind_t;
 
 /* What the API sends to workers. */
 typedef struct worker_msg {
     worker_msg_kind_t kind;
     store_target_t target;
-    const uint8_t *body;  /* TEXT/BINARY; may be NULL when body_len is 0 */
+    const uint8_t *body;  /* TEXT/BINARY: the message; (UN)SUBSCRIBE: the channel name;
+                             may be NULL when body_len is 0 */
     size_t body_len;
 } worker_msg_t;
 
@@ -103,6 +114,8 @@ typedef struct store_ops {
     void (*disconnect)(store_t *s, const store_target_t *t, bool keep_claims,
                        store_delivery_cb cb, void *ud);
     void (*info)(store_t *s, const store_target_t *t, store_info_cb cb, void *ud);
+    void (*subscribe)(store_t *s, const store_target_t *t, const char *channel, bool join,
+                      bool ignore_claims, store_delivery_cb cb, void *ud);
     /* Worker side */
     int (*worker_attach)(store_t *s, const char *worker_id, const store_worker_handlers_t *h);
     void (*claim_take)(store_t *s, const char *claim_id, store_claim_cb cb, void *ud);
@@ -149,6 +162,19 @@ static inline void store_info(store_t *s, const store_target_t *t, store_info_cb
     s->ops->info(s, t, cb, ud);
 }
 
+/* Adds the channel to (join) or removes it from the target's live connections
+ * and, unless ignore_claims, the target's pending claims (a user target: the
+ * user's (session's) claims; a channel target: the claims carrying it; an id
+ * target: none). Idempotent. The store records the change before answering and
+ * hands a WORKER_MSG_(UN)SUBSCRIBE to the workers holding the connections before
+ * any later send from this API process, so a send issued after the answer sees
+ * the new membership. d->connections counts the target's connections. */
+static inline void store_subscribe(store_t *s, const store_target_t *t, const char *channel,
+                                   bool join, bool ignore_claims, store_delivery_cb cb,
+                                   void *ud) {
+    s->ops->subscribe(s, t, channel, join, ignore_claims, cb, ud);
+}
+
 /* Worker side ------------------------------------------------------------- */
 
 /* Starts receiving messages for worker_id and keeps the worker known as alive.
@@ -167,8 +193,9 @@ static inline void store_claim_take(store_t *s, const char *claim_id, store_clai
     s->ops->claim_take(s, claim_id, cb, ud);
 }
 
-/* Makes a connection routable: after STORE_OK, sends to its target reach this
- * worker. */
+/* Makes a connection routable: after STORE_OK, sends to its target (and to each
+ * of conn->channels) reach this worker. Registering an id again replaces its
+ * record, channels included. */
 static inline void store_conn_register(store_t *s, const store_conn_t *conn,
                                        store_status_cb cb, void *ud) {
     s->ops->conn_register(s, conn, cb, ud);

@@ -7,7 +7,14 @@
  * caller's own view gets the message synchronously (a function call into its
  * worker), every other view gets a refcounted copy through its lock-free MPSC
  * inbox and a uv_async wake-up. A one-second sweep frees expired claims nobody
- * asks about. */
+ * asks about.
+ *
+ * Channels: a shared map name -> channel, each with the list of its connections'
+ * and claims' memberships and, per view, how many of its connections that view
+ * holds. A send to a channel reads those counts (O(views), no per-member work
+ * here) and each receiving worker fans out from its own index; /info and
+ * /disconnect by channel walk the member lists. A record keeps its memberships
+ * in its channel order, so /info lists them as the connection joined them. */
 #include "store/store_memory.h"
 
 #include <assert.h>
@@ -25,6 +32,7 @@
 #include "common/mem.h"
 #include "ops/metrics.h"
 #include "common/mpsc.h"
+#include "protocol/validate.h"
 
 #define SWEEP_MS 1000
 
@@ -50,6 +58,8 @@ static void list_unlink(link_t *n) {
     n->prev = n->next = n;
 }
 
+typedef struct mship mship_t;
+
 /* A claim or a connection: one allocation, strings after the struct. `time` is
  * the claim's expiration or the connection's last ping. */
 typedef struct record {
@@ -63,7 +73,28 @@ typedef struct record {
     struct store_memory *view; /* connections only: the view (thread) that registered it */
     size_t id_len, user_len, session_len;
     int64_t time;
+    mship_t *chans;      /* memberships, in the record's channel order */
+    size_t chan_count;
+    bool is_conn;
 } record_t;
+
+/* A channel of the shared core; freed when it has no member left. Owns its name. */
+typedef struct mchan {
+    link_t conns;  /* mship_t.in_chan of connections */
+    link_t claims; /* mship_t.in_chan of claims */
+    size_t conn_count;
+    uint32_t per_view[STORE_MEMORY_MAX_VIEWS]; /* connections held by each view */
+    size_t name_len;
+    char name[];
+} mchan_t;
+
+/* One record's membership of one channel. */
+struct mship {
+    link_t in_chan;
+    mship_t *rec_next;
+    mchan_t *ch;
+    record_t *rec;
+};
 
 /* Records of one user (then `sessions` maps session -> group of that session), or
  * of one user's session (then `sessions` stays empty). Owns its key. */
@@ -79,6 +110,7 @@ typedef struct table {
     hmap_t by_user; /* user -> group_t */
     link_t all;
     size_t count;
+    hmap_t *channels; /* the shared channel map: removal drops memberships */
 } table_t;
 
 typedef struct store_memory store_memory_t;
@@ -90,6 +122,7 @@ struct store_memory_shared {
     pthread_mutex_t lock;
     table_t claims;
     table_t conns;
+    hmap_t channels;  /* name -> mchan_t */
     store_memory_t *views[STORE_MEMORY_MAX_VIEWS]; /* by index; NULL once closed */
     size_t view_count;                             /* indexes handed out */
 };
@@ -177,6 +210,89 @@ static void group_free(group_t *g) {
     free(g);
 }
 
+static record_t *record_of(link_t *l, size_t off);
+
+/* Appends the channel to r's channels (the caller holds the lock); false when r
+ * is a member already. */
+static bool rec_join(hmap_t *channels, record_t *r, const char *name, size_t len) {
+    mship_t **tail = &r->chans;
+    for (mship_t *m = r->chans; m; m = m->rec_next) {
+        if (m->ch->name_len == len && !memcmp(m->ch->name, name, len)) return false;
+        tail = &m->rec_next;
+    }
+    mchan_t *ch = hmap_get(channels, name, len);
+    if (!ch) {
+        ch = mem_calloc(1, sizeof *ch + len + 1);
+        list_init(&ch->conns);
+        list_init(&ch->claims);
+        ch->name_len = len;
+        memcpy(ch->name, name, len);
+        hmap_put(channels, ch->name, len, ch);
+    }
+    mship_t *m = mem_alloc(sizeof *m);
+    *m = (mship_t){.rec_next = NULL, .ch = ch, .rec = r};
+    list_init(&m->in_chan);
+    if (r->is_conn) {
+        list_push(&ch->conns, &m->in_chan);
+        ch->conn_count++;
+        if (r->view) ch->per_view[r->view->index]++;
+    } else {
+        list_push(&ch->claims, &m->in_chan);
+    }
+    *tail = m;
+    r->chan_count++;
+    return true;
+}
+
+static void mship_free(hmap_t *channels, mship_t *m) {
+    mchan_t *ch = m->ch;
+    list_unlink(&m->in_chan);
+    if (m->rec->is_conn) {
+        ch->conn_count--;
+        if (m->rec->view) ch->per_view[m->rec->view->index]--;
+    }
+    if (list_empty(&ch->conns) && list_empty(&ch->claims)) {
+        hmap_del(channels, ch->name, ch->name_len);
+        free(ch);
+    }
+    free(m);
+}
+
+static bool rec_leave(hmap_t *channels, record_t *r, const char *name, size_t len) {
+    for (mship_t **pm = &r->chans; *pm; pm = &(*pm)->rec_next) {
+        mship_t *m = *pm;
+        if (m->ch->name_len != len || memcmp(m->ch->name, name, len)) continue;
+        *pm = m->rec_next;
+        mship_free(channels, m);
+        r->chan_count--;
+        return true;
+    }
+    return false;
+}
+
+static void rec_leave_all(hmap_t *channels, record_t *r) {
+    for (mship_t *m = r->chans; m;) {
+        mship_t *next = m->rec_next;
+        mship_free(channels, m);
+        m = next;
+    }
+    r->chans = NULL;
+    r->chan_count = 0;
+}
+
+/* The records of a channel's connections (or claims): a malloc'd array, so the
+ * caller may change memberships while walking it. */
+static record_t **chan_records(mchan_t *ch, bool conns, size_t *n) {
+    link_t *head = conns ? &ch->conns : &ch->claims;
+    size_t cap = 0, k = 0;
+    for (link_t *l = head->next; l != head; l = l->next) cap++;
+    record_t **out = cap ? mem_alloc(cap * sizeof *out) : NULL;
+    for (link_t *l = head->next; l != head; l = l->next)
+        out[k++] = ((mship_t *)((char *)l - offsetof(mship_t, in_chan)))->rec;
+    *n = k;
+    return out;
+}
+
 static void table_init(table_t *t) {
     t->by_id = (hmap_t)HMAP_INIT;
     t->by_user = (hmap_t)HMAP_INIT;
@@ -203,6 +319,7 @@ static void table_insert(table_t *t, record_t *r) {
 
 /* Unlinks r from every index, dropping groups it leaves empty; r is not freed. */
 static void table_remove(table_t *t, record_t *r) {
+    rec_leave_all(t->channels, r);
     hmap_del(&t->by_id, r->id, r->id_len);
     group_t *g = hmap_get(&t->by_user, r->user, r->user_len);
     assert(g);
@@ -227,14 +344,18 @@ static void table_remove(table_t *t, record_t *r) {
 static void table_clear(table_t *t) {
     for (link_t *l = t->all.next; l != &t->all;) {
         link_t *next = l->next;
-        free(record_of(l, offsetof(record_t, all)));
+        record_t *r = record_of(l, offsetof(record_t, all));
+        rec_leave_all(t->channels, r);
+        free(r);
         l = next;
     }
     for (size_t i = 0; i < t->by_user.cap; i++)
         if (t->by_user.slots[i].key) group_free(t->by_user.slots[i].value);
     hmap_free(&t->by_user);
     hmap_free(&t->by_id);
+    hmap_t *channels = t->channels;
     table_init(t);
+    t->channels = channels;
 }
 
 /* Calls fn on each record of the user target (narrowed to its session). fn may
@@ -272,10 +393,6 @@ static void claim_delete(table_t *t, record_t *r) {
 
 static bool claim_live(const record_t *r, int64_t now) { return now < r->time; }
 
-static store_claim_t claim_view(const record_t *r) {
-    return (store_claim_t){r->id, r->user, r->session, r->time};
-}
-
 static void sh_lock(store_memory_t *s) { pthread_mutex_lock(&s->sh->lock); }
 static void sh_unlock(store_memory_t *s) { pthread_mutex_unlock(&s->sh->lock); }
 
@@ -310,7 +427,8 @@ static char *copy_str(char **p, const char *str) {
 static msg_copy_t *copy_new(const worker_msg_t *m, unsigned views, hand_off_t **nodes) {
     const store_target_t *t = &m->target;
     size_t strs = (t->id ? strlen(t->id) + 1 : 0) + (t->user ? strlen(t->user) + 1 : 0) +
-                  (t->session ? strlen(t->session) + 1 : 0);
+                  (t->session ? strlen(t->session) + 1 : 0) +
+                  (t->channel ? strlen(t->channel) + 1 : 0);
     size_t head = sizeof(msg_copy_t) + views * sizeof(hand_off_t);
     msg_copy_t *c = mem_alloc(head + strs + m->body_len);
     atomic_init(&c->refs, views);
@@ -320,6 +438,7 @@ static msg_copy_t *copy_new(const worker_msg_t *m, unsigned views, hand_off_t **
     c->msg.target.id = copy_str(&p, t->id);
     c->msg.target.user = copy_str(&p, t->user);
     c->msg.target.session = copy_str(&p, t->session);
+    c->msg.target.channel = copy_str(&p, t->channel);
     if (m->body_len) c->msg.body = memcpy(p, m->body, m->body_len);
     for (unsigned i = 0; i < views; i++) (*nodes)[i].copy = c;
     return c;
@@ -361,8 +480,12 @@ static void mem_claim_create(store_t *base, const store_claim_t *c, store_status
     } else {
         if (old) claim_delete(claims, old);
         /* A claim born expired would be invisible and swept at once: keep nothing. */
-        if (c->expiration > now)
-            table_insert(claims, record_new(c->id, c->user, opt(c->session), NULL, c->expiration));
+        if (c->expiration > now) {
+            record_t *r = record_new(c->id, c->user, opt(c->session), NULL, c->expiration);
+            table_insert(claims, r);
+            for (size_t i = 0; i < c->channel_count; i++)
+                rec_join(&s->sh->channels, r, c->channels[i], strlen(c->channels[i]));
+        }
     }
     sh_unlock(s);
     metrics_observe_store(METRICS_OP_CLAIM_CREATE, metrics_now_ns() - t0);
@@ -391,19 +514,74 @@ static void resolve_conn(store_memory_t *s, table_t *t, record_t *r, void *arg) 
  * through their inboxes, this one synchronously (after what its inbox already
  * holds, so sends that completed earlier on other threads stay ahead). Counted
  * under the lock, before any hand-off. */
+/* Calls fn on each connection record of the target (id, then channel, then user).
+ * fn may remove the record or change its memberships. */
+static void each_conn_of(store_memory_t *s, const store_target_t *t,
+                         void (*fn)(store_memory_t *, table_t *, record_t *, void *), void *arg) {
+    store_memory_shared_t *sh = s->sh;
+    if (opt(t->id)) {
+        record_t *r = table_get(&sh->conns, t->id);
+        if (r) fn(s, &sh->conns, r, arg);
+    } else if (opt(t->channel)) {
+        mchan_t *ch = hmap_get(&sh->channels, t->channel, strlen(t->channel));
+        if (!ch) return;
+        size_t n;
+        record_t **recs = chan_records(ch, true, &n);
+        for (size_t i = 0; i < n; i++) fn(s, &sh->conns, recs[i], arg);
+        free(recs);
+    } else {
+        table_each_of_user(&sh->conns, t, fn, s, arg);
+    }
+}
+
+/* The same for the target's claims: none for an id target. */
+static void each_claim_of(store_memory_t *s, const store_target_t *t,
+                          void (*fn)(store_memory_t *, table_t *, record_t *, void *), void *arg) {
+    store_memory_shared_t *sh = s->sh;
+    if (opt(t->id)) return;
+    if (opt(t->channel)) {
+        mchan_t *ch = hmap_get(&sh->channels, t->channel, strlen(t->channel));
+        if (!ch) return;
+        size_t n;
+        record_t **recs = chan_records(ch, false, &n);
+        for (size_t i = 0; i < n; i++) fn(s, &sh->claims, recs[i], arg);
+        free(recs);
+    } else {
+        table_each_of_user(&sh->claims, t, fn, s, arg);
+    }
+}
+
+static bool hand_off(store_memory_t *s, const worker_msg_t *msg, uint64_t views);
+
 static store_delivery_t deliver(store_memory_t *s, const worker_msg_t *msg, bool drop) {
     store_memory_shared_t *sh = s->sh;
     resolve_t rs = {0, 0, drop};
+    sh_lock(s);
+    mchan_t *ch;
+    if (!drop && !opt(msg->target.id) && opt(msg->target.channel)) {
+        /* A send to a channel: its per-view counts, never its members. */
+        ch = hmap_get(&sh->channels, msg->target.channel, strlen(msg->target.channel));
+        if (ch) {
+            rs.n = ch->conn_count;
+            for (unsigned i = 0; i < STORE_MEMORY_MAX_VIEWS; i++)
+                if (ch->per_view[i]) rs.views |= UINT64_C(1) << i;
+        }
+    } else {
+        each_conn_of(s, &msg->target, resolve_conn, &rs);
+    }
+    if (!hand_off(s, msg, rs.views)) return (store_delivery_t){0, 0, 0}; /* unlocks */
+    /* One process, one worker id: the views are threads of one worker. */
+    return (store_delivery_t){rs.n, 1, 0};
+}
+
+/* Called with the lock held; releases it. False when no attached view was among
+ * `views`: nobody got the message. */
+static bool hand_off(store_memory_t *s, const worker_msg_t *msg, uint64_t views) {
+    store_memory_shared_t *sh = s->sh;
     store_memory_t *others[STORE_MEMORY_MAX_VIEWS];
     unsigned n_others = 0;
     bool self = false;
-    sh_lock(s);
-    if (opt(msg->target.id)) {
-        record_t *r = table_get(&sh->conns, msg->target.id);
-        if (r) resolve_conn(s, &sh->conns, r, &rs);
-    } else {
-        table_each_of_user(&sh->conns, &msg->target, resolve_conn, s, &rs);
-    }
+    resolve_t rs = {0, views, false};
     for (unsigned i = 0; i < STORE_MEMORY_MAX_VIEWS && rs.views >> i; i++) {
         store_memory_t *v = (rs.views >> i) & 1 ? sh->views[i] : NULL;
         if (!v || !v->attached) continue;
@@ -416,7 +594,6 @@ static store_delivery_t deliver(store_memory_t *s, const worker_msg_t *msg, bool
         }
     }
     sh_unlock(s);
-    if (!self && !n_others) return (store_delivery_t){0, 0, 0};
     if (n_others) {
         hand_off_t *nodes;
         copy_new(msg, n_others, &nodes);
@@ -430,8 +607,7 @@ static store_delivery_t deliver(store_memory_t *s, const worker_msg_t *msg, bool
         inbox_drain(s);
         s->handlers.on_message(s->handlers.ud, msg);
     }
-    /* One process, one worker id: the views are threads of one worker. */
-    return (store_delivery_t){rs.n, 1, 0};
+    return self || n_others;
 }
 
 static void mem_send(store_t *base, const worker_msg_t *msg, store_delivery_cb cb, void *ud) {
@@ -464,7 +640,7 @@ static void mem_disconnect(store_t *base, const store_target_t *t, bool keep_cla
      * to close. Claims belong to users: an id target deletes none. */
     if (!keep_claims && !opt(t->id)) {
         sh_lock(s);
-        table_each_of_user(&s->sh->claims, t, delete_claim_cb, s, NULL);
+        each_claim_of(s, t, delete_claim_cb, NULL);
         sh_unlock(s);
     }
     /* The records go at once, as when the worker closes them on this thread, so an
@@ -476,32 +652,36 @@ static void mem_disconnect(store_t *base, const store_target_t *t, bool keep_cla
     cb(ud, STORE_OK, &d);
 }
 
-/* The info callback gets a snapshot (one allocation: arrays, then strings), so it
- * runs without the lock and may call the store again. */
+/* The info callback gets a snapshot (one allocation: arrays, channel pointer
+ * arrays, then strings), so it runs without the lock and may call the store
+ * again. */
 typedef struct info_fill {
     record_t **conns, **claims;
     size_t n_conns, n_claims, cap_conns, cap_claims;
-    size_t str_bytes;
+    size_t str_bytes, chan_ptrs;
     int64_t now;
 } info_fill_t;
 
 static size_t record_str_bytes(const record_t *r) {
-    return r->id_len + 1 + r->user_len + 1 + (r->session ? r->session_len + 1 : 0) +
-           (r->worker ? strlen(r->worker) + 1 : 0);
+    size_t n = r->id_len + 1 + r->user_len + 1 + (r->session ? r->session_len + 1 : 0) +
+               (r->worker ? strlen(r->worker) + 1 : 0);
+    for (const mship_t *m = r->chans; m; m = m->rec_next) n += m->ch->name_len + 1;
+    return n;
 }
 
-static void add_rec(record_t ***arr, size_t *n, size_t *cap, record_t *r) {
+static void add_rec(info_fill_t *f, record_t ***arr, size_t *n, size_t *cap, record_t *r) {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 16;
         *arr = mem_realloc(*arr, *cap * sizeof **arr);
     }
     (*arr)[(*n)++] = r;
+    f->str_bytes += record_str_bytes(r);
+    f->chan_ptrs += r->chan_count;
 }
 
 static void add_conn(store_memory_t *s, table_t *t, record_t *r, void *arg) {
     info_fill_t *f = arg;
-    add_rec(&f->conns, &f->n_conns, &f->cap_conns, r);
-    f->str_bytes += record_str_bytes(r);
+    add_rec(f, &f->conns, &f->n_conns, &f->cap_conns, r);
 }
 
 /* Expired claims met here are freed on the way, as a take would. */
@@ -511,8 +691,16 @@ static void add_claim(store_memory_t *s, table_t *t, record_t *r, void *arg) {
         claim_delete(t, r);
         return;
     }
-    add_rec(&f->claims, &f->n_claims, &f->cap_claims, r);
-    f->str_bytes += record_str_bytes(r);
+    add_rec(f, &f->claims, &f->n_claims, &f->cap_claims, r);
+}
+
+static const char *const *copy_chans(char **p, const char ***ptrs, const record_t *r) {
+    if (!r->chan_count) return NULL;
+    const char **out = *ptrs;
+    size_t i = 0;
+    for (const mship_t *m = r->chans; m; m = m->rec_next) out[i++] = copy_str(p, m->ch->name);
+    *ptrs += r->chan_count;
+    return out;
 }
 
 static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, void *ud) {
@@ -525,27 +713,29 @@ static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, v
     uint64_t t0 = metrics_now_ns();
     info_fill_t f = {.now = now_s()};
     sh_lock(s);
-    if (opt(t->id)) {
-        record_t *r = table_get(&s->sh->conns, t->id);
-        if (r) add_conn(s, &s->sh->conns, r, &f);
-    } else {
-        table_each_of_user(&s->sh->conns, t, add_conn, s, &f);
-        table_each_of_user(&s->sh->claims, t, add_claim, s, &f);
-    }
-    size_t arrays = f.n_conns * sizeof(store_conn_t) + f.n_claims * sizeof(store_claim_t);
+    each_conn_of(s, t, add_conn, &f);
+    each_claim_of(s, t, add_claim, &f);
+    size_t arrays = f.n_conns * sizeof(store_conn_t) + f.n_claims * sizeof(store_claim_t) +
+                    f.chan_ptrs * sizeof(char *);
     char *block = (arrays || f.str_bytes) ? mem_alloc(arrays + f.str_bytes) : NULL;
     store_conn_t *conns = (store_conn_t *)block;
     store_claim_t *claims = (store_claim_t *)(block + f.n_conns * sizeof(store_conn_t));
+    const char **ptrs = (const char **)(block + f.n_conns * sizeof(store_conn_t) +
+                                        f.n_claims * sizeof(store_claim_t));
     char *p = block + arrays;
     for (size_t i = 0; i < f.n_conns; i++) {
         const record_t *r = f.conns[i];
-        conns[i] = (store_conn_t){copy_str(&p, r->id), copy_str(&p, r->user),
-                                  copy_str(&p, r->session), copy_str(&p, r->worker), r->time};
+        conns[i] = (store_conn_t){copy_str(&p, r->id),      copy_str(&p, r->user),
+                                  copy_str(&p, r->session), copy_str(&p, r->worker),
+                                  r->time,                  NULL,
+                                  r->chan_count};
+        conns[i].channels = copy_chans(&p, &ptrs, r);
     }
     for (size_t i = 0; i < f.n_claims; i++) {
         const record_t *r = f.claims[i];
         claims[i] = (store_claim_t){copy_str(&p, r->id), copy_str(&p, r->user),
-                                    copy_str(&p, r->session), r->time};
+                                    copy_str(&p, r->session), r->time, NULL, r->chan_count};
+        claims[i].channels = copy_chans(&p, &ptrs, r);
     }
     sh_unlock(s);
     free(f.conns);
@@ -555,6 +745,62 @@ static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, v
     metrics_observe_store(METRICS_OP_INFO, metrics_now_ns() - t0);
     cb(ud, STORE_OK, &info);
     free(block);
+}
+
+/* (Un)subscribe: the memberships of the target's connections and claims change
+ * under the lock, then the workers holding the connections are told, through the
+ * same hand-off as a send (so a later send stays behind it). */
+typedef struct sub_ctx {
+    const char *name;
+    size_t len;
+    bool join;
+    int64_t now;
+    size_t n;
+    uint64_t views;
+} sub_ctx_t;
+
+static void sub_conn(store_memory_t *s, table_t *t, record_t *r, void *arg) {
+    sub_ctx_t *x = arg;
+    x->n++;
+    x->views |= UINT64_C(1) << r->view->index;
+    if (x->join)
+        rec_join(t->channels, r, x->name, x->len);
+    else
+        rec_leave(t->channels, r, x->name, x->len);
+}
+
+static void sub_claim(store_memory_t *s, table_t *t, record_t *r, void *arg) {
+    sub_ctx_t *x = arg;
+    if (!claim_live(r, x->now)) {
+        claim_delete(t, r);
+        return;
+    }
+    if (x->join)
+        rec_join(t->channels, r, x->name, x->len);
+    else
+        rec_leave(t->channels, r, x->name, x->len);
+}
+
+static void mem_subscribe(store_t *base, const store_target_t *t, const char *channel, bool join,
+                          bool ignore_claims, store_delivery_cb cb, void *ud) {
+    store_memory_t *s = (store_memory_t *)base;
+    store_delivery_t d = {0, 0, 0};
+    if (s->closing) {
+        cb(ud, STORE_UNAVAILABLE, &d);
+        return;
+    }
+    uint64_t t0 = metrics_now_ns();
+    sub_ctx_t x = {channel, strlen(channel), join, now_s(), 0, 0};
+    sh_lock(s);
+    if (!ignore_claims) each_claim_of(s, t, sub_claim, &x);
+    each_conn_of(s, t, sub_conn, &x);
+    worker_msg_t msg = {.kind = join ? WORKER_MSG_SUBSCRIBE : WORKER_MSG_UNSUBSCRIBE,
+                        .target = *t,
+                        .body = (const uint8_t *)channel,
+                        .body_len = x.len};
+    if (hand_off(s, &msg, x.views)) d = (store_delivery_t){x.n, 1, 0}; /* unlocks */
+    metrics_observe_store(METRICS_OP_SUBSCRIBE, metrics_now_ns() - t0);
+    cb(ud, STORE_OK, &d);
 }
 
 /* Worker side ------------------------------------------------------------- */
@@ -580,6 +826,14 @@ static void mem_claim_take(store_t *base, const char *claim_id, store_claim_cb c
     uint64_t t0 = metrics_now_ns();
     sh_lock(s);
     record_t *r = claim_id ? table_get(&s->sh->claims, claim_id) : NULL;
+    /* Its channel names outlive the memberships (and channels) it leaves. */
+    char **names = NULL;
+    size_t n_names = r ? r->chan_count : 0;
+    if (r && n_names) {
+        names = mem_alloc(n_names * sizeof *names);
+        size_t i = 0;
+        for (const mship_t *m = r->chans; m; m = m->rec_next) names[i++] = mem_strdup(m->ch->name);
+    }
     /* Out of the indexes before the callback: whatever it does, the claim is used,
      * and of concurrent takes on several threads exactly one finds it. */
     if (r) table_remove(&s->sh->claims, r);
@@ -590,11 +844,13 @@ static void mem_claim_take(store_t *base, const char *claim_id, store_claim_cb c
         return;
     }
     if (claim_live(r, now_s())) {
-        store_claim_t c = claim_view(r);
+        store_claim_t c = {r->id, r->user, r->session, r->time,
+                           (const char *const *)names, n_names};
         cb(ud, STORE_OK, &c);
     } else {
         cb(ud, STORE_NOT_FOUND, NULL);
     }
+    channel_list_free(names, n_names);
     free(r);
 }
 
@@ -609,10 +865,13 @@ static void mem_conn_register(store_t *base, const store_conn_t *conn, store_sta
     const char *worker = conn->worker ? conn->worker : s->worker_id ? s->worker_id : "";
     record_t *r = record_new(conn->id, conn->user, opt(conn->session), worker, conn->last_ping);
     r->view = s;
+    r->is_conn = true;
     sh_lock(s);
     record_t *old = table_get(&s->sh->conns, conn->id);
     if (old) table_remove(&s->sh->conns, old);
     table_insert(&s->sh->conns, r);
+    for (size_t i = 0; i < conn->channel_count; i++)
+        rec_join(&s->sh->channels, r, conn->channels[i], strlen(conn->channels[i]));
     sh_unlock(s);
     free(old);
     metrics_observe_store(METRICS_OP_CONN_REGISTER, metrics_now_ns() - t0);
@@ -701,6 +960,7 @@ static const store_ops_t memory_ops = {
     .send = mem_send,
     .disconnect = mem_disconnect,
     .info = mem_info,
+    .subscribe = mem_subscribe,
     .worker_attach = mem_worker_attach,
     .claim_take = mem_claim_take,
     .conn_register = mem_conn_register,
@@ -716,6 +976,8 @@ store_memory_shared_t *store_memory_shared_new(void) {
     pthread_mutex_init(&sh->lock, NULL);
     table_init(&sh->claims);
     table_init(&sh->conns);
+    sh->channels = (hmap_t)HMAP_INIT;
+    sh->claims.channels = sh->conns.channels = &sh->channels;
     return sh;
 }
 
@@ -724,6 +986,7 @@ void store_memory_shared_free(store_memory_shared_t *sh) {
     for (size_t i = 0; i < sh->view_count; i++) assert(!sh->views[i]);
     table_clear(&sh->claims);
     table_clear(&sh->conns);
+    hmap_free(&sh->channels); /* empty: channels go with their last member */
     pthread_mutex_destroy(&sh->lock);
     free(sh);
 }

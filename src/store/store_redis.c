@@ -105,6 +105,7 @@ struct store_redis {
     store_worker_handlers_t handlers;
     bool heartbeat_pending;
     bool announced;      /* a heartbeat has succeeded since attach */
+    bool sub_was_ready;  /* the subscription was up before: a new one may have missed messages */
     bool heartbeat_plain; /* Redis < 6.2: SET without GET */
     uint64_t next_heartbeat_ms;
     uint64_t next_probe_ms;
@@ -297,12 +298,29 @@ static bool all_strings(const redisReply *r) {
     return true;
 }
 
+/* A stored channel list ("\n"-joined, docs/redis.md) as an array of pointers into
+ * a copy; *buf and the array are freed by the caller. Names that fail the channel
+ * rule (only another program can have written them) are skipped. */
+static const char **split_channels(const char *joined, size_t *count, char **buf) {
+    *count = 0;
+    *buf = NULL;
+    if (!joined || !*joined) return NULL;
+    *buf = mem_strdup(joined);
+    size_t n = 1;
+    for (const char *p = joined; *p; p++) n += *p == '\n';
+    const char **out = mem_alloc(n * sizeof *out);
+    char *save = NULL;
+    for (char *tok = strtok_r(*buf, "\n", &save); tok; tok = strtok_r(NULL, "\n", &save))
+        if (channel_name_valid(tok, strlen(tok))) out[(*count)++] = tok;
+    return out;
+}
+
 static void finish_claim_take(op_t *op, redisReply *reply) {
     if (reply && reply->type == REDIS_REPLY_NIL) {
         op->cb.claim(op->ud, STORE_NOT_FOUND, NULL);
         return;
     }
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || !all_strings(reply)) {
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 || !all_strings(reply)) {
         op->cb.claim(op->ud, bad_reply(op, reply), NULL);
         return;
     }
@@ -322,40 +340,57 @@ static void finish_claim_take(op_t *op, redisReply *reply) {
         return;
     }
     c.expiration = (int64_t)v;
+    char *buf;
+    const char **chans = split_channels(reply->element[3]->str, &c.channel_count, &buf);
+    c.channels = chans;
     op->cb.claim(op->ud, STORE_OK, &c);
+    free(chans);
+    free(buf);
 }
 
 static void finish_info(op_t *op, redisReply *reply) {
     store_info_t info = {0};
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_ARRAY ||
-        reply->element[1]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements % 5 ||
-        reply->element[1]->elements % 4 || !all_strings(reply->element[0]) ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements % 6 ||
+        reply->element[1]->elements % 5 || !all_strings(reply->element[0]) ||
         !all_strings(reply->element[1])) {
         op->cb.info(op->ud, bad_reply(op, reply), &info);
         return;
     }
     redisReply *cr = reply->element[0], *kr = reply->element[1];
-    size_t nc = cr->elements / 5, nk = kr->elements / 4;
+    size_t nc = cr->elements / 6, nk = kr->elements / 5;
     store_conn_t *conns = nc ? mem_calloc(nc, sizeof *conns) : NULL;
     store_claim_t *claims = nk ? mem_calloc(nk, sizeof *claims) : NULL;
+    /* Per record: its channel array and the copy it points into. */
+    void **owned = nc + nk ? mem_calloc(2 * (nc + nk), sizeof *owned) : NULL;
     for (size_t i = 0; i < nc; i++) {
-        redisReply **f = cr->element + i * 5;
+        redisReply **f = cr->element + i * 6;
         conns[i] = (store_conn_t){.id = f[0]->str,
                                   .worker = f[1]->str,
                                   .last_ping = to_i64(f[2]),
                                   .user = f[3]->str,
                                   .session = opt(f[4]->str)};
+        char *buf;
+        conns[i].channels = split_channels(f[5]->str, &conns[i].channel_count, &buf);
+        owned[2 * i] = (void *)conns[i].channels;
+        owned[2 * i + 1] = buf;
     }
     for (size_t i = 0; i < nk; i++) {
-        redisReply **f = kr->element + i * 4;
+        redisReply **f = kr->element + i * 5;
         claims[i] = (store_claim_t){.id = f[0]->str,
                                     .expiration = to_i64(f[1]),
                                     .user = f[2]->str,
                                     .session = opt(f[3]->str)};
+        char *buf;
+        claims[i].channels = split_channels(f[4]->str, &claims[i].channel_count, &buf);
+        owned[2 * (nc + i)] = (void *)claims[i].channels;
+        owned[2 * (nc + i) + 1] = buf;
     }
     info = (store_info_t){conns, nc, claims, nk};
     op->cb.info(op->ud, STORE_OK, &info);
+    for (size_t i = 0; i < 2 * (nc + nk); i++) free(owned[i]);
+    free(owned);
     free(conns);
     free(claims);
 }
@@ -713,8 +748,14 @@ static void sub_on_connect(redis_conn_t *c, void *ud) {
  * it goes back to 0 on the first tick after the connection is lost. */
 static void sub_on_ready(redis_conn_t *c, void *ud) {
     (void)c;
-    (void)ud;
+    store_redis_t *s = ud;
     metrics_set_subscribed(1);
+    /* Messages published while the subscription was down are lost, and with them
+     * (un)subscriptions that Redis recorded but this worker's index never saw:
+     * registering every connection again makes Redis agree with the index. (A
+     * command connection that came back resyncs by itself.) */
+    if (s->sub_was_ready && !s->closing && redis_conn_ready(s->cmd)) resync(s);
+    s->sub_was_ready = true;
 }
 
 /* A subscribed connection carries no replies to time, so re-SUBSCRIBE now and
@@ -767,6 +808,8 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
     case DSOCK__WORKER_MESSAGE__KIND__TEXT: msg.kind = WORKER_MSG_TEXT; break;
     case DSOCK__WORKER_MESSAGE__KIND__BINARY: msg.kind = WORKER_MSG_BINARY; break;
     case DSOCK__WORKER_MESSAGE__KIND__DISCONNECT: msg.kind = WORKER_MSG_DISCONNECT; break;
+    case DSOCK__WORKER_MESSAGE__KIND__SUBSCRIBE: msg.kind = WORKER_MSG_SUBSCRIBE; break;
+    case DSOCK__WORKER_MESSAGE__KIND__UNSUBSCRIBE: msg.kind = WORKER_MSG_UNSUBSCRIBE; break;
     case DSOCK__WORKER_MESSAGE__KIND__CANARY: break;
     default: why = "unknown kind"; break;
     }
@@ -774,7 +817,7 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
         ;
     else if (m->kind == DSOCK__WORKER_MESSAGE__KIND__CANARY) {
         /* Consumed here, never handed to the worker: no client ever sees one. */
-        if (m->connection.len || m->user.len || m->session.len)
+        if (m->connection.len || m->user.len || m->session.len || m->channel.len)
             bus_drop(s, "a canary with a target", len);
         else
             canary_received(s, &m->body);
@@ -783,10 +826,15 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
     }
     else if (!bus_id_ok(&m->connection) || !bus_id_ok(&m->user) || !bus_id_ok(&m->session))
         why = "a target id is not a valid identifier";
-    else if (!m->connection.len && !m->user.len)
+    else if (m->channel.len && !channel_name_valid((const char *)m->channel.data, m->channel.len))
+        why = "the target channel is not a valid channel name";
+    else if (!m->connection.len && !m->channel.len && !m->user.len)
         why = "no target";
     else if (msg.kind == WORKER_MSG_DISCONNECT && m->body.len)
         why = "a disconnect with a body";
+    else if ((msg.kind == WORKER_MSG_SUBSCRIBE || msg.kind == WORKER_MSG_UNSUBSCRIBE) &&
+             !channel_name_valid((const char *)m->body.data, m->body.len))
+        why = "a subscription without a valid channel name";
     else if (m->body.len > s->max_body)
         why = "body over max_body_bytes";
     else if (msg.kind == WORKER_MSG_TEXT && !utf8_valid(m->body.data, m->body.len))
@@ -796,12 +844,13 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
         dsock__worker_message__free_unpacked(m, NULL);
         return;
     }
-    /* The checked ids hold no NUL: one allocation makes C strings of all three. */
-    char *ids = mem_alloc(m->connection.len + m->user.len + m->session.len + 3);
+    /* The checked ids hold no NUL: one allocation makes C strings of all four. */
+    char *ids = mem_alloc(m->connection.len + m->user.len + m->session.len + m->channel.len + 4);
     char *p = ids;
-    const ProtobufCBinaryData *src[] = {&m->connection, &m->user, &m->session};
-    const char **dst[] = {&msg.target.id, &msg.target.user, &msg.target.session};
-    for (size_t i = 0; i < 3; i++) {
+    const ProtobufCBinaryData *src[] = {&m->connection, &m->user, &m->session, &m->channel};
+    const char **dst[] = {&msg.target.id, &msg.target.user, &msg.target.session,
+                          &msg.target.channel};
+    for (size_t i = 0; i < 4; i++) {
         if (src[i]->len) memcpy(p, src[i]->data, src[i]->len);
         p[src[i]->len] = '\0';
         *dst[i] = src[i]->len ? p : NULL;
@@ -853,6 +902,21 @@ static void finalize(store_redis_t *s) {
 
 /* API side ------------------------------------------------------------------ */
 
+/* Channel names joined by "\n" (docs/redis.md), malloc'd; "" when none. */
+static char *join_channels(const char *const *names, size_t n) {
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++) len += strlen(names[i]) + 1;
+    char *out = mem_alloc(len), *p = out;
+    for (size_t i = 0; i < n; i++) {
+        if (i) *p++ = '\n';
+        size_t l = strlen(names[i]);
+        memcpy(p, names[i], l);
+        p += l;
+    }
+    *p = '\0';
+    return out;
+}
+
 static void r_claim_create(store_t *st, const store_claim_t *c, store_status_cb cb, void *ud) {
     store_redis_t *s = (store_redis_t *)st;
     if (s->closing) {
@@ -861,26 +925,34 @@ static void r_claim_create(store_t *st, const store_claim_t *c, store_status_cb 
     }
     char exp[24];
     snprintf(exp, sizeof exp, "%lld", (long long)c->expiration);
-    op_t *op = script_op(s, OP_CLAIM_CREATE, REDIS_SCRIPT_CLAIM_CREATE, 4,
-                         (const char *[]){c->id, nz(c->user), nz(c->session), exp});
+    char *chans = join_channels(c->channels, c->channel_count);
+    op_t *op = script_op(s, OP_CLAIM_CREATE, REDIS_SCRIPT_CLAIM_CREATE, 5,
+                         (const char *[]){c->id, nz(c->user), nz(c->session), exp, chans});
+    free(chans);
     op_timed(op, METRICS_OP_CLAIM_CREATE);
     op->cb.status = cb;
     op->ud = ud;
     op_submit(op);
 }
 
-/* The target's precedence (store.h): an id wins, else the user and its session.
- * False when there is no target at all. */
-static bool resolve_target(const store_target_t *t, const char **id, const char **user,
-                           const char **session) {
+/* The target's precedence (store.h): an id wins, then a channel, else the user
+ * and its session. False when there is no target at all. */
+static bool resolve_target(const store_target_t *t, const char **id, const char **channel,
+                           const char **user, const char **session) {
     *id = opt(t->id);
-    *user = *id ? NULL : opt(t->user);
+    *channel = *id ? NULL : opt(t->channel);
+    *user = *id || *channel ? NULL : opt(t->user);
     *session = *user ? opt(t->session) : NULL;
-    return *id || *user;
+    return *id || *channel || *user;
+}
+
+static ProtobufCBinaryData pb_bytes(const char *s) {
+    return (ProtobufCBinaryData){strlen(nz(s)), (uint8_t *)nz(s)};
 }
 
 /* The payload is encoded once here; the script PUBLISHes the same bytes to every
- * worker. */
+ * worker. Sends, disconnects and (un)subscriptions (join: "1"/"0", with the
+ * channel name as the body). */
 static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target_t *t,
                     const uint8_t *body, size_t body_len, bool drop_claims, store_delivery_cb cb,
                     void *ud) {
@@ -889,26 +961,52 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
         cb(ud, STORE_UNAVAILABLE, &none);
         return;
     }
-    const char *id, *user, *session;
-    if (!resolve_target(t, &id, &user, &session)) {
+    const char *id, *channel, *user, *session;
+    if (!resolve_target(t, &id, &channel, &user, &session)) {
         cb(ud, STORE_OK, &none); /* no target: nothing to reach */
         return;
     }
+    bool sub = kind == WORKER_MSG_SUBSCRIBE || kind == WORKER_MSG_UNSUBSCRIBE;
     Dsock__WorkerMessage m = DSOCK__WORKER_MESSAGE__INIT;
-    m.kind = kind == WORKER_MSG_BINARY       ? DSOCK__WORKER_MESSAGE__KIND__BINARY
-             : kind == WORKER_MSG_DISCONNECT ? DSOCK__WORKER_MESSAGE__KIND__DISCONNECT
-                                             : DSOCK__WORKER_MESSAGE__KIND__TEXT;
-    m.connection = (ProtobufCBinaryData){strlen(nz(id)), (uint8_t *)nz(id)};
-    m.user = (ProtobufCBinaryData){strlen(nz(user)), (uint8_t *)nz(user)};
-    m.session = (ProtobufCBinaryData){strlen(nz(session)), (uint8_t *)nz(session)};
+    m.kind = kind == WORKER_MSG_BINARY        ? DSOCK__WORKER_MESSAGE__KIND__BINARY
+             : kind == WORKER_MSG_DISCONNECT  ? DSOCK__WORKER_MESSAGE__KIND__DISCONNECT
+             : kind == WORKER_MSG_SUBSCRIBE   ? DSOCK__WORKER_MESSAGE__KIND__SUBSCRIBE
+             : kind == WORKER_MSG_UNSUBSCRIBE ? DSOCK__WORKER_MESSAGE__KIND__UNSUBSCRIBE
+                                              : DSOCK__WORKER_MESSAGE__KIND__TEXT;
+    m.connection = pb_bytes(id);
+    m.user = pb_bytes(user);
+    m.session = pb_bytes(session);
+    m.channel = pb_bytes(channel);
     m.body.data = (uint8_t *)body;
     m.body.len = body ? body_len : 0;
     size_t packed = dsock__worker_message__get_packed_size(&m);
-    const char *args[] = {nz(id), nz(user), nz(session), NULL, drop_claims ? "1" : "0"};
-    size_t lens[] = {strlen(args[0]), strlen(args[1]), strlen(args[2]), packed, 1};
-    op_t *op = op_new(s, OP_DELIVER, REDIS_SCRIPT_DELIVER, 5, args, lens);
-    dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, 3));
-    op_timed(op, kind == WORKER_MSG_DISCONNECT ? METRICS_OP_DISCONNECT : METRICS_OP_SEND);
+    op_t *op;
+    int at;
+    if (sub) {
+        /* drop_claims carries "not ignoreClaims" here */
+        char name[CHANNEL_NAME_MAX + 1];
+        memcpy(name, body, body_len);
+        name[body_len] = '\0';
+        const char *args[] = {nz(id),    nz(user), nz(session),
+                              nz(channel), name,   kind == WORKER_MSG_SUBSCRIBE ? "1" : "0",
+                              drop_claims ? "0" : "1", NULL};
+        size_t lens[8];
+        for (int i = 0; i < 7; i++) lens[i] = strlen(args[i]);
+        lens[7] = packed;
+        op = op_new(s, OP_DELIVER, REDIS_SCRIPT_SUBSCRIBE, 8, args, lens);
+        at = 7;
+    } else {
+        const char *args[] = {nz(id), nz(user), nz(session), nz(channel), NULL,
+                              drop_claims ? "1" : "0"};
+        size_t lens[] = {strlen(args[0]), strlen(args[1]), strlen(args[2]), strlen(args[3]),
+                         packed, 1};
+        op = op_new(s, OP_DELIVER, REDIS_SCRIPT_DELIVER, 6, args, lens);
+        at = 4;
+    }
+    dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, at));
+    op_timed(op, kind == WORKER_MSG_DISCONNECT ? METRICS_OP_DISCONNECT
+                 : sub                         ? METRICS_OP_SUBSCRIBE
+                                               : METRICS_OP_SEND);
     op->cb.delivery = cb;
     op->ud = ud;
     op_submit(op);
@@ -923,6 +1021,17 @@ static void r_disconnect(store_t *st, const store_target_t *t, bool keep_claims,
     deliver((store_redis_t *)st, WORKER_MSG_DISCONNECT, t, NULL, 0, !keep_claims, cb, ud);
 }
 
+static void r_subscribe(store_t *st, const store_target_t *t, const char *channel, bool join,
+                        bool ignore_claims, store_delivery_cb cb, void *ud) {
+    size_t len = strlen(channel);
+    if (!channel_name_valid(channel, len)) { /* the API checked it: a caller's bug */
+        cb(ud, STORE_UNAVAILABLE, &(store_delivery_t){0});
+        return;
+    }
+    deliver((store_redis_t *)st, join ? WORKER_MSG_SUBSCRIBE : WORKER_MSG_UNSUBSCRIBE, t,
+            (const uint8_t *)channel, len, !ignore_claims, cb, ud);
+}
+
 static void r_info(store_t *st, const store_target_t *t, store_info_cb cb, void *ud) {
     store_redis_t *s = (store_redis_t *)st;
     store_info_t none = {0};
@@ -930,13 +1039,13 @@ static void r_info(store_t *st, const store_target_t *t, store_info_cb cb, void 
         cb(ud, STORE_UNAVAILABLE, &none);
         return;
     }
-    const char *id, *user, *session;
-    if (!resolve_target(t, &id, &user, &session)) {
+    const char *id, *channel, *user, *session;
+    if (!resolve_target(t, &id, &channel, &user, &session)) {
         cb(ud, STORE_OK, &none);
         return;
     }
-    op_t *op = script_op(s, OP_INFO, REDIS_SCRIPT_INFO, 3,
-                         (const char *[]){nz(id), nz(user), nz(session)});
+    op_t *op = script_op(s, OP_INFO, REDIS_SCRIPT_INFO, 4,
+                         (const char *[]){nz(id), nz(user), nz(session), nz(channel)});
     op_timed(op, METRICS_OP_INFO);
     op->cb.info = cb;
     op->ud = ud;
@@ -1000,9 +1109,12 @@ static void r_conn_register(store_t *st, const store_conn_t *c, store_status_cb 
     /* Only our own worker key may be recreated, and only while we heartbeat it. */
     bool own = s->attached && c->worker && !strcmp(c->worker, s->worker_id);
     snprintf(ttl, sizeof ttl, "%u", own ? s->ttl_s : 0);
-    op_t *op = script_op(s, OP_REGISTER, REDIS_SCRIPT_CONN_REGISTER, 6,
+    char *chans = join_channels(c->channels, c->channel_count);
+    op_t *op = script_op(s, OP_REGISTER, REDIS_SCRIPT_CONN_REGISTER, 7,
                          (const char *[]){c->id, nz(c->user), nz(opt(c->session)),
-                                          nz(c->worker ? c->worker : s->worker_id), ping, ttl});
+                                          nz(c->worker ? c->worker : s->worker_id), ping, ttl,
+                                          chans});
+    free(chans);
     op_timed(op, METRICS_OP_CONN_REGISTER);
     op->cb.status = cb;
     op->ud = ud;
@@ -1056,6 +1168,7 @@ static const store_ops_t redis_ops = {
     .send = r_send,
     .disconnect = r_disconnect,
     .info = r_info,
+    .subscribe = r_subscribe,
     .worker_attach = r_worker_attach,
     .claim_take = r_claim_take,
     .conn_register = r_conn_register,

@@ -135,7 +135,8 @@ static void on_registered(void *ud, store_status_t status) {
  * it. Everything is in place before the store call: its callback, and messages for
  * the new id, may come before store_conn_register returns. */
 static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
-                       const ws_deflate_params_t *zp, const char *user, const char *session) {
+                       const ws_deflate_params_t *zp, const char *user, const char *session,
+                       const char *const *channels, size_t channel_count) {
     size_t ul = strlen(user);
     size_t sl = session ? strlen(session) : 0;
     worker_conn_t *c = mem_calloc(1, sizeof *c + RAND_UUID_LEN + 1 + ul + 1 + sl + 1);
@@ -179,10 +180,19 @@ static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
     w->live++;
     worker_index_add(&w->index, &c->ix);
     c->indexed = true;
+    /* Its order (docs/api.md): the claim's or JWT's channels, then the defaults
+     * not already listed (join skips a member's repeats). */
+    for (size_t i = 0; i < channel_count; i++)
+        worker_index_join(&w->index, &c->ix, channels[i], strlen(channels[i]));
+    for (size_t i = 0; i < w->default_channel_count; i++)
+        worker_index_join(&w->index, &c->ix, w->default_channels[i],
+                          strlen(w->default_channels[i]));
 
     w->pending_ops++;
-    store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, (int64_t)time(NULL)};
+    const char **chans;
+    store_conn_t sc = worker_conn_record(c, (int64_t)time(NULL), &chans);
     store_conn_register(w->store, &sc, on_registered, c);
+    free(chans);
 }
 
 static void on_claim(void *ud, store_status_t status, const store_claim_t *claim) {
@@ -205,7 +215,9 @@ static void on_claim(void *ud, store_status_t status, const store_claim_t *claim
     } else {
         http_conn_respond_error(r->hc, 503, "ERROR_GETTING_CLAIM", "Error getting claim");
     }
-    if (begun) conn_begin(w, r->hc, r->accept, &r->deflate, claim->user, claim->session);
+    if (begun)
+        conn_begin(w, r->hc, r->accept, &r->deflate, claim->user, claim->session,
+                   claim->channels, claim->channel_count);
     else worker_slot_release(w);
     free(r);
     worker_maybe_finish(w);
@@ -300,7 +312,8 @@ bool worker_handle(worker_t *w, http_conn_t *hc, const http_request_t *req) {
         w->connecting++;
         store_claim_take(w->store, claim, on_claim, r);
     } else {
-        conn_begin(w, hc, accept, &zp, jc.sub, jc.sid);
+        conn_begin(w, hc, accept, &zp, jc.sub, jc.sid, (const char *const *)jc.channels,
+                   jc.channel_count);
         jwt_claims_free(&jc);
     }
     return true;
@@ -371,6 +384,17 @@ static void disconnect_one(void *ud, worker_index_node_t *n) {
     worker_conn_close_for(CONN_OF(n), METRICS_CLOSE_DISCONNECT_API, WS_CLOSE_NORMAL, "");
 }
 
+/* The store recorded the change already: only the local index moves. */
+static void join_one(void *ud, worker_index_node_t *n) {
+    const worker_msg_t *msg = ud;
+    worker_index_join(&CONN_OF(n)->w->index, n, (const char *)msg->body, msg->body_len);
+}
+
+static void leave_one(void *ud, worker_index_node_t *n) {
+    const worker_msg_t *msg = ud;
+    worker_index_leave(&CONN_OF(n)->w->index, n, (const char *)msg->body, msg->body_len);
+}
+
 static void on_message(void *ud, const worker_msg_t *msg) {
     worker_t *w = ud;
     switch (msg->kind) {
@@ -385,6 +409,13 @@ static void on_message(void *ud, const worker_msg_t *msg) {
     }
     case WORKER_MSG_DISCONNECT:
         worker_index_match(&w->index, &msg->target, disconnect_one, NULL);
+        break;
+    case WORKER_MSG_SUBSCRIBE:
+    case WORKER_MSG_UNSUBSCRIBE:
+        if (!msg->body_len) break;
+        worker_index_match(&w->index, &msg->target,
+                           msg->kind == WORKER_MSG_SUBSCRIBE ? join_one : leave_one,
+                           (void *)msg);
         break;
     }
 }
@@ -406,11 +437,13 @@ static void on_resync(void *ud) {
         /* A PENDING connection has no lastPing yet: it registers as of now. */
         int64_t last = c->state == CONN_OPEN ? (int64_t)c->last_client_ping : wall;
         c->touch_due = false;
-        store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, last};
+        const char **chans;
+        store_conn_t sc = worker_conn_record(c, last, &chans);
         c->registered = true; /* undo it on close even if it was PENDING */
         w->pending_ops++;
         n++;
         store_conn_register(w->store, &sc, on_resync_registered, w);
+        free(chans);
     }
     log_info("store resync: registering connections again", LOG_U("connections", n));
 }
@@ -494,6 +527,10 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
     w->compression_min = cfg->compression_min_bytes;
     w->shared_slots = cfg->shared_slots;
     w->t0_ms = uv_now(loop);
+    if (cfg->default_channels &&
+        channel_list_parse(cfg->default_channels, strlen(cfg->default_channels),
+                           &w->default_channels, &w->default_channel_count) != IDENT_OK)
+        log_error("default_channels: not a list of channel names; ignored");
     w->index = (worker_index_t)WORKER_INDEX_INIT;
     w->pool = (worker_qpool_t)WORKER_QPOOL_INIT(QPOOL_MAX);
     uv_timer_init(loop, &w->sweep);
@@ -514,6 +551,7 @@ static void on_timer_closed(uv_handle_t *h) {
     void (*done)(void *) = w->done;
     void *ud = w->done_ud;
     worker_index_free(&w->index);
+    channel_list_free(w->default_channels, w->default_channel_count);
     worker_qpool_free(&w->pool);
     for (size_t i = 0; i < sizeof w->deflaters / sizeof w->deflaters[0]; i++)
         ws_deflater_free(w->deflaters[i]);

@@ -30,6 +30,8 @@ typedef struct worker_config {
     uint64_t max_queued_bytes;    /* per connection unsent bytes: close 1008 above */
     bool compression;             /* accept permessage-deflate offers (config "auto") */
     uint64_t compression_min_bytes; /* smaller messages go uncompressed */
+    const char *default_channels; /* comma-delimited, checked by the caller (NULL: none);
+                                   * every new connection joins them */
     atomic_size_t *shared_slots;  /* NULL, or a counter (starting at 0) that several
                                    * workers of one process share, so max_connections
                                    * bounds their sum; kept alive by the caller */

@@ -85,6 +85,8 @@ struct worker {
      * deflate state is ~256 KiB at 15 bits: per worker, never per connection). */
     struct ws_deflater *deflaters[WS_DEFLATE_MAX_BITS - WS_DEFLATE_MIN_BITS + 1];
     uint64_t t0_ms;                /* uv_now at start */
+    char **default_channels;       /* default_channels, parsed */
+    size_t default_channel_count;
     worker_index_t index;
     worker_conn_t *conns;          /* list of all allocated connections */
     size_t live;                   /* allocated connections */
@@ -151,6 +153,11 @@ void worker_conn_kill(worker_conn_t *c);
 /* PENDING -> OPEN with the detached socket: writes the queue (101 first), starts
  * reading and parses rest (bytes that followed the request). */
 void worker_conn_open(worker_conn_t *c, uv_tcp_t *tcp, char *rest, size_t rest_len);
+
+/* The store's view of the connection: its channels in order in a malloc'd array
+ * (*channels, to free; NULL when none). */
+store_conn_t worker_conn_record(const worker_conn_t *c, int64_t last_ping,
+                                const char ***channels);
 
 /* Removes it from the index and the store (idempotent). */
 void worker_conn_unroute(worker_conn_t *c);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/mem.h"
 #include "net/read_buffer.h"
 #include "worker/worker_int.h"
 
@@ -27,6 +28,20 @@ static const char *close_reason(uint16_t code) {
     }
 }
 
+store_conn_t worker_conn_record(const worker_conn_t *c, int64_t last_ping,
+                                const char ***channels) {
+    const char **list = NULL;
+    if (c->ix.chan_count) {
+        list = mem_alloc(c->ix.chan_count * sizeof *list);
+        size_t i = 0;
+        for (const worker_membership_t *m = c->ix.chans; m; m = m->node_next)
+            list[i++] = m->channel->name;
+    }
+    *channels = list;
+    return (store_conn_t){c->ix.id,  c->ix.user, c->ix.session, c->w->id,
+                          last_ping, list,       c->ix.chan_count};
+}
+
 void worker_conn_unroute(worker_conn_t *c) {
     worker_t *w = c->w;
     if (c->indexed) {
@@ -35,7 +50,7 @@ void worker_conn_unroute(worker_conn_t *c) {
     }
     if (c->registered) {
         c->registered = false;
-        store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, 0};
+        store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, 0, NULL, 0};
         store_conn_unregister(w->store, &sc);
     }
 }

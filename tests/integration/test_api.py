@@ -107,7 +107,7 @@ def test_claim_defaults(cluster):
     t0 = now()
     j = cluster.api().claim(user=user).expect(200)
     c = j["claim"]
-    assert set(c) == {"id", "expiration", "user"}, c
+    assert set(c) == {"id", "expiration", "user", "channels"}, c
     assert c["user"] == user
     assert isinstance(c["expiration"], int)
     assert t0 + 60 - 1 <= c["expiration"] <= now() + 60 + 1, c
@@ -120,7 +120,8 @@ def test_claim_all_parameters(cluster):
     user, cid = h.new_id(), h.new_id("claim")
     exp = now() + 500
     c = cluster.api().claim(user=user, session="s1", expiration=exp, id=cid).expect(200)["claim"]
-    assert c == {"id": cid, "expiration": exp, "user": user, "session": "s1"}
+    assert c == {"id": cid, "expiration": exp, "user": user, "session": "s1",
+                 "channels": []}
 
 
 def test_claim_bearer_token(cluster):
@@ -341,7 +342,7 @@ def test_info_shapes_and_targets(cluster):
         by_session = {c.get("session"): c for c in conns}
         assert set(by_session) == {"a", None}, conns
         for c in conns:
-            assert set(c) <= {"id", "worker", "lastPing", "user", "session"}, c
+            assert set(c) <= {"id", "worker", "lastPing", "user", "session", "channels"}, c
             assert {"id", "worker", "lastPing", "user"} <= set(c), c
             assert c["user"] == user
             assert uuid.UUID(c["id"]).version == 4, c["id"]

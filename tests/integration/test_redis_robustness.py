@@ -55,7 +55,7 @@ def test_weird_ids_round_trip_as_json(cluster, user):
     c.expect(200)
     claim = strict_json(c)["claim"]
     assert claim == {"id": user + "/claim", "expiration": claim["expiration"], "user": user,
-                     "session": session}, claim
+                     "session": session, "channels": []}, claim
     res = api.info(user=user, session=session)
     res.expect(200)
     assert strict_json(res)["claims"] == [claim]

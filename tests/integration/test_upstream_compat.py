@@ -181,7 +181,7 @@ _KEYS_04 = {
     "redis_password": "", "redis_db": 0, "redis_max_retries": 10, "redis_tls": False,
     "token": "abc123", "jwt_secret": "jwt-04", "debug": False, "log_requests": True,
     "messaging_method": "redis", "direct_message_hostname": "", "direct_message_port": "",
-    "ttl_duration": "60s",
+    "ttl_duration": "60s", "default_channels": "global,news",
 }
 
 
@@ -226,6 +226,9 @@ def test_dsock04_config_file_starts_and_behaves(tmp_path, redis_server, fmt):
             h.wait_until(lambda: client.send(b"hi", user=user, type="text")
                          .expect(200)["connections"] == 1, 10, what="delivery")
             assert ws.recv_message(timeout=5) == (1, b"hi")
+            # default_channels: every new connection joined them
+            client.send(b"to-all", channel="global", type="text").expect(200)
+            assert ws.recv_message(timeout=5) == (1, b"to-all")
         for addr in (("127.0.0.1", api_port), ("127.0.0.1", worker_port)):
             assert get(addr, "/ping").body == b"pong"
         # log_requests = true: access lines.

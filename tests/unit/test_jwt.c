@@ -526,3 +526,45 @@ Test(jwt, alg_with_nul_is_not_hs256) {
     jwt_claims_free(&c);
     free(tok);
 }
+
+Test(jwt, channels_claim) {
+    jwt_claims_t c;
+    expect_accept_payload("{\"sub\":\"u\",\"exp\":2000,\"channels\":[\"a\",\"b\",\"a\",\"\\u00e9 x\"]}",
+                          1000, &c);
+    cr_assert_eq(c.channel_count, 3); /* the repeat is dropped */
+    cr_assert_str_eq(c.channels[0], "a");
+    cr_assert_str_eq(c.channels[1], "b");
+    cr_assert_str_eq(c.channels[2], "\xc3\xa9 x");
+    jwt_claims_free(&c);
+    cr_assert_null(c.channels);
+    expect_accept_payload("{\"sub\":\"u\",\"exp\":2000,\"channels\":[]}", 1000, &c);
+    cr_assert_eq(c.channel_count, 0);
+    jwt_claims_free(&c);
+    expect_accept_payload("{\"sub\":\"u\",\"exp\":2000}", 1000, &c);
+    cr_assert_null(c.channels);
+    jwt_claims_free(&c);
+}
+
+Test(jwt, channels_claim_rejected) {
+    const char *bad[] = {
+        "\"a\"", "1", "null", "{}", "[1]", "[\"a\",null]", "[[\"a\"]]", "[\"\"]",
+        "[\"a\\u0001\"]", "[\"a\\u0000b\"]", "[\"\\u0085\"]",
+    };
+    char payload[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":2000,\"channels\":%s}", bad[i]);
+        expect_reject_payload(payload, 1000, "channels");
+    }
+    char big[400];
+    memset(big, 'x', 257);
+    big[257] = '\0';
+    snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":2000,\"channels\":[\"%s\"]}", big);
+    expect_reject_payload(payload, 1000, "channels");
+    big[256] = '\0';
+    jwt_claims_t c;
+    snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":2000,\"channels\":[\"%s\"]}", big);
+    expect_accept_payload(payload, 1000, &c);
+    jwt_claims_free(&c);
+    expect_reject_payload("{\"sub\":\"u\",\"exp\":2000,\"channels\":[],\"channels\":[]}", 1000,
+                          "duplicate");
+}

@@ -692,3 +692,170 @@ Test(store_memory, disconnect_while_worker_unregisters) {
     cr_assert_eq(info(NULL, "a", "x").conn_count, 0);
     cr_assert_eq(info(NULL, "b", NULL).conn_count, 1);
 }
+
+/* Channels ------------------------------------------------------------------- */
+
+typedef struct chan_info {
+    int calls;
+    size_t conn_count, claim_count;
+    char conn_chans[8][128];  /* "a,b,c" per connection */
+    char claim_chans[8][128];
+    char conn_ids[8][48], claim_ids[8][48];
+} chan_info_t;
+
+static void join_names(char *out, size_t n, const char *const *names, size_t count) {
+    out[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        if (i) strncat(out, ",", n - strlen(out) - 1);
+        strncat(out, names[i], n - strlen(out) - 1);
+    }
+}
+
+static void chan_info_cb(void *ud, store_status_t status, const store_info_t *info) {
+    chan_info_t *r = ud;
+    r->calls++;
+    cr_assert_eq(status, STORE_OK);
+    r->conn_count = info->conn_count;
+    r->claim_count = info->claim_count;
+    for (size_t i = 0; i < info->conn_count && i < 8; i++) {
+        join_names(r->conn_chans[i], 128, info->conns[i].channels, info->conns[i].channel_count);
+        snprintf(r->conn_ids[i], 48, "%s", info->conns[i].id);
+    }
+    for (size_t i = 0; i < info->claim_count && i < 8; i++) {
+        join_names(r->claim_chans[i], 128, info->claims[i].channels,
+                   info->claims[i].channel_count);
+        snprintf(r->claim_ids[i], 48, "%s", info->claims[i].id);
+    }
+}
+
+static chan_info_t info_t(store_target_t t) {
+    chan_info_t r = {0};
+    store_info(st, &t, chan_info_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    return r;
+}
+
+static void reg_ch(const char *id, const char *user, const char *const *chans, size_t n) {
+    rec_t r = {0};
+    store_conn_register(st, &(store_conn_t){id, user, NULL, "w1", 1, chans, n}, status_cb, &r);
+    cr_assert_eq(r.status, STORE_OK);
+}
+
+static rec_t subscribe(store_target_t t, const char *ch, bool join, bool ignore) {
+    rec_t r = {0};
+    store_subscribe(st, &t, ch, join, ignore, delivery_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, STORE_OK);
+    return r;
+}
+
+static rec_t send_channel(const char *ch) {
+    rec_t r = {0};
+    worker_msg_t msg = {WORKER_MSG_TEXT, {.channel = ch}, (const uint8_t *)"hi", 2};
+    store_send(st, &msg, delivery_cb, &r);
+    cr_assert_eq(r.status, STORE_OK);
+    return r;
+}
+
+Test(store_memory, channels_register_info_send) {
+    wrec_t w = {0};
+    attach(&w);
+    reg_ch("c1", "u", (const char *[]){"b", "a"}, 2);
+    reg_ch("c2", "v", (const char *[]){"a"}, 1);
+    reg("c3", "v", NULL, 1);
+    chan_info_t i = info_t((store_target_t){.channel = "a"});
+    cr_assert_eq(i.conn_count, 2);
+    i = info_t((store_target_t){.id = "c1"});
+    cr_assert_str_eq(i.conn_chans[0], "b,a");
+    i = info_t((store_target_t){.id = "c3"});
+    cr_assert_str_eq(i.conn_chans[0], "");
+    rec_t r = send_channel("a");
+    cr_assert_eq(r.d.connections, 2);
+    cr_assert_eq(r.d.workers, 1);
+    cr_assert_eq(w.messages, 1); /* once per worker, not per member */
+    cr_assert_eq(send_channel("none").d.connections, 0);
+    cr_assert_eq(w.messages, 1);
+    /* channel before user */
+    i = info_t((store_target_t){.channel = "b", .user = "v"});
+    cr_assert_eq(i.conn_count, 1);
+    cr_assert_str_eq(i.conn_ids[0], "c1");
+    /* unregistering and re-registering keep the channel exact */
+    store_conn_unregister(st, &(store_conn_t){.id = "c1", .user = "u"});
+    cr_assert_eq(send_channel("b").d.connections, 0);
+    reg_ch("c2", "v", (const char *[]){"z"}, 1);
+    cr_assert_eq(send_channel("a").d.connections, 0);
+    cr_assert_eq(send_channel("z").d.connections, 1);
+}
+
+typedef struct take {
+    int calls;
+    char chans[64];
+} take_t;
+
+static void take_cb(void *ud, store_status_t status, const store_claim_t *c) {
+    take_t *t = ud;
+    t->calls++;
+    cr_assert_eq(status, STORE_OK);
+    join_names(t->chans, sizeof t->chans, c->channels, c->channel_count);
+}
+
+Test(store_memory, channels_claims_subscribe_take) {
+    wrec_t w = {0};
+    attach(&w);
+    int64_t exp = now_s() + 100;
+    rec_t r = {0};
+    store_claim_create(st, &(store_claim_t){"k1", "u", NULL, exp, (const char *[]){"x"}, 1},
+                       status_cb, &r);
+    cr_assert_eq(r.status, STORE_OK);
+    cr_assert_eq(create_claim("k2", "u", "s", exp), STORE_OK);
+    reg("c1", "u", NULL, 1);
+    /* subscribe by user: connections and claims */
+    r = subscribe((store_target_t){.user = "u"}, "y", true, false);
+    cr_assert_eq(r.d.connections, 1);
+    cr_assert_eq(w.messages, 1);
+    cr_assert_eq(w.kind, WORKER_MSG_SUBSCRIBE);
+    r = subscribe((store_target_t){.user = "u"}, "y", true, false); /* idempotent */
+    cr_assert_eq(r.d.connections, 1);
+    chan_info_t i = info_t((store_target_t){.channel = "y"});
+    cr_assert_eq(i.conn_count, 1);
+    cr_assert_eq(i.claim_count, 2);
+    cr_assert_str_eq(i.conn_chans[0], "y");
+    i = info_t((store_target_t){.id = "c1"});
+    cr_assert_str_eq(i.conn_chans[0], "y");
+    /* ignore_claims */
+    subscribe((store_target_t){.user = "u"}, "z", true, true);
+    cr_assert_eq(info_t((store_target_t){.channel = "z"}).claim_count, 0);
+    /* unsubscribe by channel: everyone in y leaves y */
+    subscribe((store_target_t){.channel = "y"}, "y", false, false);
+    i = info_t((store_target_t){.channel = "y"});
+    cr_assert_eq(i.conn_count + i.claim_count, 0);
+    /* take hands the claim's channels over */
+    take_t t = {0};
+    store_claim_take(st, "k1", take_cb, &t);
+    cr_assert_eq(t.calls, 1);
+    cr_assert_str_eq(t.chans, "x");
+    cr_assert_eq(info_t((store_target_t){.channel = "x"}).claim_count, 0);
+}
+
+
+Test(store_memory, channels_disconnect) {
+    wrec_t w = {0};
+    attach(&w);
+    int64_t exp = now_s() + 100;
+    rec_t r = {0};
+    store_claim_create(st, &(store_claim_t){"k1", "u", NULL, exp, (const char *[]){"x"}, 1},
+                       status_cb, &r);
+    reg_ch("c1", "u", (const char *[]){"x"}, 1);
+    reg_ch("c2", "v", (const char *[]){"x", "y"}, 2);
+    r = (rec_t){0};
+    store_disconnect(st, &(store_target_t){.channel = "x"}, true, delivery_cb, &r);
+    cr_assert_eq(r.d.connections, 2);
+    cr_assert_eq(w.kind, WORKER_MSG_DISCONNECT);
+    chan_info_t i = info_t((store_target_t){.channel = "x"});
+    cr_assert_eq(i.conn_count, 0);
+    cr_assert_eq(i.claim_count, 1); /* keepClaims */
+    cr_assert_eq(send_channel("y").d.connections, 0);
+    r = (rec_t){0};
+    store_disconnect(st, &(store_target_t){.channel = "x"}, false, delivery_cb, &r);
+    cr_assert_eq(info_t((store_target_t){.channel = "x"}).claim_count, 0);
+}
