@@ -926,3 +926,16 @@ def ws_connect(addr, query, timeout=5.0):
 def json_error(res):
     """For an HttpResult: the parsed JSON error (asserting the shape)."""
     return res.response().expect(res.status)
+
+
+def head_request(addr, path):
+    """A HEAD request on a fresh connection: (status, the raw head), read up to the
+    blank line (no body follows a HEAD answer)."""
+    with socket.create_connection(addr, timeout=5) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(4096)
+            assert data, buf
+            buf += data
+    return int(buf.split(b" ", 2)[1]), buf

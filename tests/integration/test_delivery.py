@@ -2,7 +2,6 @@
 scale-out across several API and worker processes."""
 import asyncio
 import os
-import time
 
 import pytest
 import websockets

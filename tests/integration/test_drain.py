@@ -6,7 +6,6 @@ import asyncio
 import re
 import signal
 import socket
-import statistics
 import threading
 import time
 
@@ -25,18 +24,6 @@ def make_jwt(dep, user, ttl=600):
 def probe(addr, path, method="GET"):
     return h.raw_http(addr, f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
                       timeout=5).response()
-
-
-def head_status(addr, path):
-    """The status of a HEAD request (no body follows its head)."""
-    with socket.create_connection(addr, timeout=5) as sock:
-        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            data = sock.recv(4096)
-            assert data, buf
-            buf += data
-    return int(buf.split(b" ", 2)[1])
 
 
 def worker_id(proc):
@@ -219,7 +206,7 @@ def test_new_requests_refused_while_draining(make_deployment):
         r = probe(dep.worker(), "/readyz")
         assert r.json == {"status": "not_ready", "reason": "draining"}
         assert probe(dep.worker(), "/healthz").status == 200
-        assert head_status(dep.worker(), "/readyz") == 503
+        assert h.head_request(dep.worker(), "/readyz")[0] == 503
         res = h.raw_http(dep.worker(), b"GET /connect?claim=x HTTP/1.1\r\nHost: x\r\n\r\n")
         assert res.headers.get("connection") == "close"
         res.response().expect(503, "SHUTTING_DOWN")

@@ -4,7 +4,6 @@ metrics_address, a worker without token), and the log_requests access line
 (docs/logging.md) with its X-Request-Id and no secret in it."""
 import http.client
 import re
-import socket
 import subprocess
 import time
 import uuid

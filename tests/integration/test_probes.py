@@ -1,7 +1,6 @@
 """GET /healthz and GET /readyz (docs/api.md, "Probes"; docs/probes-and-drain.md):
 no token, nothing revealed beyond ok / not ok and a reason code; the worker's
 readiness follows a canary through its own Redis subscription, the API's a PING."""
-import socket
 import time
 
 import pytest
@@ -18,17 +17,6 @@ def ready(addr):
     return get(addr, "/readyz").response().status == 200
 
 
-def head_status(addr, path):
-    with socket.create_connection(addr, timeout=5) as sock:
-        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            data = sock.recv(4096)
-            assert data, buf
-            buf += data
-    return int(buf.split(b" ", 2)[1]), buf
-
-
 def all_addrs(dep):
     return list(dict.fromkeys(dep.apis + dep.workers))
 
@@ -42,7 +30,7 @@ def test_probes_answer_ok_without_token(cluster):
             assert res.body == b'{"status":"ok"}'  # nothing else: no version, no counts
             assert res.headers["content-type"] == "application/json"
             assert res.headers["cache-control"] == "no-store"
-            status, raw = head_status(addr, path)
+            status, raw = h.head_request(addr, path)
             assert status == 200 and raw.endswith(b"\r\n\r\n")
             # A wrong token changes nothing: probes do not look at it.
             assert get(addr, path + "?token=wrong").status == 200

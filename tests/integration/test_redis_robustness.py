@@ -4,7 +4,6 @@ large targets, keys that must not live forever in Redis, and Redis misbehaving
 flushed under many connections). Each test is bounded (< 10 s)."""
 import json
 import signal
-import socket
 import threading
 import time
 import urllib.parse

@@ -5,10 +5,7 @@ flag > environment > file > default; the default config.toml written without sec
 import json
 import os
 import re
-import signal
 import subprocess
-import tempfile
-import time
 
 import pytest
 
