@@ -270,7 +270,13 @@ static const char info_lua[] = PRELUDE
     "return {conns, claims}\n";
 
 /* SET NX on the worker key: a registration that finds it missing means Redis lost
- * data since the last heartbeat, so the worker must register everything again. */
+ * data since the last heartbeat, so the worker must register everything again.
+ * ARGV[8], when not empty, is a REGISTERED WorkerMessage (packed by the caller)
+ * published to the worker's own channel once the record is written: on that
+ * FIFO it follows every (un)subscription published before this registration
+ * (whose effect on this connection the record just replaced, or which could not
+ * see it) and precedes every later one, so the worker knows which of them to
+ * apply to its index (docs/redis.md, "Channels"). */
 static const char conn_register_lua[] = PRELUDE
     "local id, u, s, w, t, chs = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]\n"
     "local key = 'conn:' .. id\n"
@@ -287,6 +293,7 @@ static const char conn_register_lua[] = PRELUDE
     "if s ~= '' then redis.call('SADD', 'user-session:' .. u .. '-' .. s, id) end\n"
     "redis.call('SADD', 'worker-conns:' .. w, id)\n"
     "redis.call('SADD', 'workers', w)\n"
+    "if ARGV[8] and ARGV[8] ~= '' then redis.call('PUBLISH', 'worker:' .. w, ARGV[8]) end\n"
     "local ttl = tonumber(ARGV[6])\n"
     "if ttl > 0 and redis.call('SET', 'worker-alive:' .. w, '1', 'EX', ttl, 'NX') then\n"
     "  return 2\n"
