@@ -215,25 +215,34 @@ static const char deliver_lua[] = PRELUDE
 static const char subscribe_lua[] = PRELUDE
     "local id, user, session, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     "local name, join, payload = ARGV[5], ARGV[6] == '1', ARGV[8]\n"
-    "local per, order = {}, {}\n"
+    "local per, order, moved = {}, {}, {}\n"
     "for _, c in ipairs(resolve(id, user, session, channel)) do\n"
     "  local cid, w = c[1], c[4]\n"
     "  local list = split(c[6])\n"
     "  local at = has(list, name)\n"
-    "  if join and not at then\n"
-    "    list[#list + 1] = name\n"
-    "    redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
-    "    chan_add(cid, w, name)\n"
-    "  elseif not join and at then\n"
-    "    table.remove(list, at)\n"
-    "    redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
-    "    chan_del(cid, w, name)\n"
-    "  end\n"
     "  if not per[w] then\n"
-    "    per[w] = 0\n"
+    "    per[w], moved[w] = 0, 0\n"
     "    order[#order + 1] = w\n"
     "  end\n"
     "  per[w] = per[w] + 1\n"
+    "  if join and not at then\n"
+    "    list[#list + 1] = name\n"
+    "    redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
+    "    moved[w] = moved[w] + redis.call('SADD', 'channel:' .. name, cid)\n"
+    "  elseif not join and at then\n"
+    "    table.remove(list, at)\n"
+    "    redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
+    "    moved[w] = moved[w] + redis.call('SREM', 'channel:' .. name, cid)\n"
+    "  end\n"
+    "end\n"
+    /* the counts of chan_add/chan_del, once per worker rather than per member */
+    "for _, w in ipairs(order) do\n"
+    "  if moved[w] > 0 and join then\n"
+    "    redis.call('HINCRBY', 'channel-workers:' .. name, w, moved[w])\n"
+    "  elseif moved[w] > 0 and\n"
+    "         redis.call('HINCRBY', 'channel-workers:' .. name, w, -moved[w]) <= 0 then\n"
+    "    redis.call('HDEL', 'channel-workers:' .. name, w)\n"
+    "  end\n"
     "end\n"
     "if ARGV[7] ~= '1' then\n"
     "  local now = tonumber(redis.call('TIME')[1])\n"
@@ -270,7 +279,13 @@ static const char info_lua[] = PRELUDE
     "return {conns, claims}\n";
 
 /* SET NX on the worker key: a registration that finds it missing means Redis lost
- * data since the last heartbeat, so the worker must register everything again. */
+ * data since the last heartbeat, so the worker must register everything again.
+ * ARGV[8], when not empty, is a REGISTERED WorkerMessage (packed by the caller)
+ * published to the worker's own channel once the record is written: on that
+ * FIFO it follows every (un)subscription published before this registration
+ * (whose effect on this connection the record just replaced, or which could not
+ * see it) and precedes every later one, so the worker knows which of them to
+ * apply to its index (docs/redis.md, "Channels"). */
 static const char conn_register_lua[] = PRELUDE
     "local id, u, s, w, t, chs = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]\n"
     "local key = 'conn:' .. id\n"
@@ -287,6 +302,7 @@ static const char conn_register_lua[] = PRELUDE
     "if s ~= '' then redis.call('SADD', 'user-session:' .. u .. '-' .. s, id) end\n"
     "redis.call('SADD', 'worker-conns:' .. w, id)\n"
     "redis.call('SADD', 'workers', w)\n"
+    "if ARGV[8] and ARGV[8] ~= '' then redis.call('PUBLISH', 'worker:' .. w, ARGV[8]) end\n"
     "local ttl = tonumber(ARGV[6])\n"
     "if ttl > 0 and redis.call('SET', 'worker-alive:' .. w, '1', 'EX', ttl, 'NX') then\n"
     "  return 2\n"

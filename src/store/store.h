@@ -57,6 +57,11 @@ typedef struct store_conn {
     int64_t last_ping;    /* seconds since epoch */
     const char *const *channels; /* in order; may be NULL if 0 */
     size_t channel_count;
+    /* conn_register only: when non-zero, the store hands this worker a
+     * WORKER_MSG_REGISTERED marker (target id, body = this number in decimal)
+     * ordered after every message of an operation that ran before the
+     * registration and before every message of one that ran after it. */
+    uint64_t generation;
 } store_conn_t;
 
 typedef struct store_info {
@@ -72,6 +77,8 @@ typedef enum worker_msg_kind {
     WORKER_MSG_DISCONNECT = 2,
     WORKER_MSG_SUBSCRIBE = 3,   /* matching connections join body (a channel name) */
     WORKER_MSG_UNSUBSCRIBE = 4, /* matching connections leave body */
+    WORKER_MSG_REGISTERED = 5,  /* store_conn_t.generation: the registration of target.id
+                                   with generation body (decimal) is in the store */
 } worker_msg_kind_t;
 
 /* What the API sends to workers. */
@@ -195,7 +202,10 @@ static inline void store_claim_take(store_t *s, const char *claim_id, store_clai
 
 /* Makes a connection routable: after STORE_OK, sends to its target (and to each
  * of conn->channels) reach this worker. Registering an id again replaces its
- * record, channels included. */
+ * record, channels included. With conn->generation, a WORKER_MSG_REGISTERED
+ * marker follows in the worker's message stream (store_conn_t): a subscription
+ * message that comes before it was recorded before the registration, which
+ * overwrote its effect on this connection's record. */
 static inline void store_conn_register(store_t *s, const store_conn_t *conn,
                                        store_status_cb cb, void *ud) {
     s->ops->conn_register(s, conn, cb, ud);

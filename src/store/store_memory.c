@@ -23,6 +23,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -593,12 +594,21 @@ static bool hand_off(store_memory_t *s, const worker_msg_t *msg, uint64_t views)
             others[n_others++] = v;
         }
     }
+    /* (Un)subscriptions enter the inboxes under the lock, so each inbox holds
+     * them in the order the lock recorded them, relative to the registration
+     * markers (mem_conn_register); their bodies are channel names. Sends are
+     * copied and pushed outside it. */
+    bool ordered = msg->kind == WORKER_MSG_SUBSCRIBE || msg->kind == WORKER_MSG_UNSUBSCRIBE;
+    hand_off_t *nodes = NULL;
+    if (n_others && ordered) {
+        copy_new(msg, n_others, &nodes);
+        for (unsigned i = 0; i < n_others; i++) mpsc_push(&others[i]->inbox, &nodes[i].node);
+    }
     sh_unlock(s);
     if (n_others) {
-        hand_off_t *nodes;
-        copy_new(msg, n_others, &nodes);
+        if (!ordered) copy_new(msg, n_others, &nodes);
         for (unsigned i = 0; i < n_others; i++) {
-            mpsc_push(&others[i]->inbox, &nodes[i].node);
+            if (!ordered) mpsc_push(&others[i]->inbox, &nodes[i].node);
             uv_async_send(&others[i]->wake);
             atomic_fetch_sub_explicit(&others[i]->senders, 1, memory_order_release);
         }
@@ -728,7 +738,7 @@ static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, v
         conns[i] = (store_conn_t){copy_str(&p, r->id),      copy_str(&p, r->user),
                                   copy_str(&p, r->session), copy_str(&p, r->worker),
                                   r->time,                  NULL,
-                                  r->chan_count};
+                                  r->chan_count,            0};
         conns[i].channels = copy_chans(&p, &ptrs, r);
     }
     for (size_t i = 0; i < f.n_claims; i++) {
@@ -872,7 +882,24 @@ static void mem_conn_register(store_t *base, const store_conn_t *conn, store_sta
     table_insert(&s->sh->conns, r);
     for (size_t i = 0; i < conn->channel_count; i++)
         rec_join(&s->sh->channels, r, conn->channels[i], strlen(conn->channels[i]));
+    /* The ordering marker (store.h): into this view's own inbox under the lock,
+     * behind every (un)subscription recorded before this registration (hand_off
+     * pushes those under the lock too) and ahead of every later one. It is
+     * handed to the worker from its loop, like a message of another thread. */
+    bool marker = conn->generation && s->attached;
+    if (marker) {
+        char gen[24];
+        int glen = snprintf(gen, sizeof gen, "%llu", (unsigned long long)conn->generation);
+        worker_msg_t m = {.kind = WORKER_MSG_REGISTERED,
+                          .target = {.id = conn->id},
+                          .body = (const uint8_t *)gen,
+                          .body_len = (size_t)glen};
+        hand_off_t *node;
+        copy_new(&m, 1, &node);
+        mpsc_push(&s->inbox, &node->node);
+    }
     sh_unlock(s);
+    if (marker) uv_async_send(&s->wake);
     free(old);
     metrics_observe_store(METRICS_OP_CONN_REGISTER, metrics_now_ns() - t0);
     cb(ud, STORE_OK);

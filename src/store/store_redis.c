@@ -791,6 +791,14 @@ static bool bus_id_ok(const ProtobufCBinaryData *b) {
     return b->len == 0 || ident_valid((const char *)b->data, b->len);
 }
 
+/* A registration generation: 1 to 20 decimal digits. */
+static bool gen_valid(const ProtobufCBinaryData *b) {
+    if (!b->len || b->len > 20) return false;
+    for (size_t i = 0; i < b->len; i++)
+        if (b->data[i] < '0' || b->data[i] > '9') return false;
+    return true;
+}
+
 /* Anyone who can PUBLISH on Redis can write to this channel, so a message is
  * checked as strictly as the API checks a request before any connection sees it
  * (docs/redis.md): what fails is dropped and counted in bus_dropped_invalid. */
@@ -810,6 +818,7 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
     case DSOCK__WORKER_MESSAGE__KIND__DISCONNECT: msg.kind = WORKER_MSG_DISCONNECT; break;
     case DSOCK__WORKER_MESSAGE__KIND__SUBSCRIBE: msg.kind = WORKER_MSG_SUBSCRIBE; break;
     case DSOCK__WORKER_MESSAGE__KIND__UNSUBSCRIBE: msg.kind = WORKER_MSG_UNSUBSCRIBE; break;
+    case DSOCK__WORKER_MESSAGE__KIND__REGISTERED: msg.kind = WORKER_MSG_REGISTERED; break;
     case DSOCK__WORKER_MESSAGE__KIND__CANARY: break;
     default: why = "unknown kind"; break;
     }
@@ -832,6 +841,10 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
         why = "no target";
     else if (msg.kind == WORKER_MSG_DISCONNECT && m->body.len)
         why = "a disconnect with a body";
+    else if (msg.kind == WORKER_MSG_REGISTERED &&
+             (!m->connection.len || m->user.len || m->session.len || m->channel.len ||
+              !gen_valid(&m->body)))
+        why = "a registration marker without a connection id and a generation";
     else if ((msg.kind == WORKER_MSG_SUBSCRIBE || msg.kind == WORKER_MSG_UNSUBSCRIBE) &&
              !channel_name_valid((const char *)m->body.data, m->body.len))
         why = "a subscription without a valid channel name";
@@ -1110,10 +1123,24 @@ static void r_conn_register(store_t *st, const store_conn_t *c, store_status_cb 
     bool own = s->attached && c->worker && !strcmp(c->worker, s->worker_id);
     snprintf(ttl, sizeof ttl, "%u", own ? s->ttl_s : 0);
     char *chans = join_channels(c->channels, c->channel_count);
-    op_t *op = script_op(s, OP_REGISTER, REDIS_SCRIPT_CONN_REGISTER, 7,
-                         (const char *[]){c->id, nz(c->user), nz(opt(c->session)),
-                                          nz(c->worker ? c->worker : s->worker_id), ping, ttl,
-                                          chans});
+    /* The ordering marker (store.h conn_register), packed here like a send. */
+    char gen[24] = "";
+    Dsock__WorkerMessage m = DSOCK__WORKER_MESSAGE__INIT;
+    size_t packed = 0;
+    if (c->generation && s->attached) {
+        snprintf(gen, sizeof gen, "%llu", (unsigned long long)c->generation);
+        m.kind = DSOCK__WORKER_MESSAGE__KIND__REGISTERED;
+        m.connection = pb_bytes(c->id);
+        m.body = (ProtobufCBinaryData){strlen(gen), (uint8_t *)gen};
+        packed = dsock__worker_message__get_packed_size(&m);
+    }
+    const char *args[] = {c->id, nz(c->user), nz(opt(c->session)),
+                          nz(c->worker ? c->worker : s->worker_id), ping, ttl, chans, NULL};
+    size_t lens[8];
+    for (int i = 0; i < 7; i++) lens[i] = strlen(args[i]);
+    lens[7] = packed;
+    op_t *op = op_new(s, OP_REGISTER, REDIS_SCRIPT_CONN_REGISTER, 8, args, lens);
+    if (packed) dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, 7));
     free(chans);
     op_timed(op, METRICS_OP_CONN_REGISTER);
     op->cb.status = cb;

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/hmap.h"
 #include "store/store.h"
@@ -45,6 +46,14 @@ typedef struct worker_index_node {
     struct worker_index_node *user_next;
     worker_membership_t *chans;      /* its channels, in join order */
     size_t chan_count;
+    /* Registration ordering (worker.c, docs/architecture.md "Channels"): the
+     * generation of the node's latest store registration, and whether the store's
+     * WORKER_MSG_REGISTERED marker for it is still to come. Meanwhile subscription
+     * messages leave the node alone: the store ran them before that registration,
+     * which records the node's channels as they were when it was sent. The index
+     * itself never reads these. */
+    uint64_t reg_gen;
+    bool reg_pending;
 } worker_index_node_t;
 
 typedef struct worker_index {

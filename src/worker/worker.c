@@ -131,6 +131,33 @@ static void on_registered(void *ud, store_status_t status) {
     free(rest);
 }
 
+/* A registration records the node's channels as they are when it is sent. Until
+ * the store's REGISTERED marker for it comes back through the message stream,
+ * every (un)subscription message was run by the store before that registration
+ * (the marker is ordered after them): the registration overwrote its effect on
+ * this connection (or the subscription never saw it: its claim was taken and it
+ * was not registered yet), so the index must not apply it either. That keeps a
+ * connection's channels in the store and in the index equal whatever the
+ * interleaving (docs/architecture.md, "Channels"). */
+static uint64_t registration_begin(worker_index_node_t *n) {
+    n->reg_pending = true;
+    return ++n->reg_gen;
+}
+
+static void registration_seen(worker_t *w, const worker_msg_t *msg) {
+    if (!msg->target.id || !msg->body_len || msg->body_len > 20) return;
+    worker_index_node_t *n = worker_index_find_id(&w->index, msg->target.id);
+    if (!n) return; /* closed meanwhile */
+    uint64_t gen = 0;
+    for (size_t i = 0; i < msg->body_len; i++) {
+        unsigned char d = msg->body[i];
+        if (d < '0' || d > '9') return;
+        gen = gen * 10 + (d - '0');
+    }
+    /* An older registration's marker: the latest one is still to come. */
+    if (gen == n->reg_gen) n->reg_pending = false;
+}
+
 /* Creates the connection, indexed and PENDING with its 101 queued, then registers
  * it. Everything is in place before the store call: its callback, and messages for
  * the new id, may come before store_conn_register returns. */
@@ -191,6 +218,7 @@ static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
     w->pending_ops++;
     const char **chans;
     store_conn_t sc = worker_conn_record(c, (int64_t)time(NULL), &chans);
+    sc.generation = registration_begin(&c->ix);
     store_conn_register(w->store, &sc, on_registered, c);
     free(chans);
 }
@@ -384,14 +412,17 @@ static void disconnect_one(void *ud, worker_index_node_t *n) {
     worker_conn_close_for(CONN_OF(n), METRICS_CLOSE_DISCONNECT_API, WS_CLOSE_NORMAL, "");
 }
 
-/* The store recorded the change already: only the local index moves. */
+/* The store recorded the change already: only the local index moves. Not for a
+ * connection whose registration marker is still to come (registration_begin). */
 static void join_one(void *ud, worker_index_node_t *n) {
     const worker_msg_t *msg = ud;
+    if (n->reg_pending) return;
     worker_index_join(&CONN_OF(n)->w->index, n, (const char *)msg->body, msg->body_len);
 }
 
 static void leave_one(void *ud, worker_index_node_t *n) {
     const worker_msg_t *msg = ud;
+    if (n->reg_pending) return;
     worker_index_leave(&CONN_OF(n)->w->index, n, (const char *)msg->body, msg->body_len);
 }
 
@@ -417,6 +448,9 @@ static void on_message(void *ud, const worker_msg_t *msg) {
                            msg->kind == WORKER_MSG_SUBSCRIBE ? join_one : leave_one,
                            (void *)msg);
         break;
+    case WORKER_MSG_REGISTERED:
+        registration_seen(w, msg);
+        break;
     }
 }
 
@@ -439,6 +473,7 @@ static void on_resync(void *ud) {
         c->touch_due = false;
         const char **chans;
         store_conn_t sc = worker_conn_record(c, last, &chans);
+        sc.generation = registration_begin(&c->ix);
         c->registered = true; /* undo it on close even if it was PENDING */
         w->pending_ops++;
         n++;

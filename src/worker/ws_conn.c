@@ -39,7 +39,7 @@ store_conn_t worker_conn_record(const worker_conn_t *c, int64_t last_ping,
     }
     *channels = list;
     return (store_conn_t){c->ix.id,  c->ix.user, c->ix.session, c->w->id,
-                          last_ping, list,       c->ix.chan_count};
+                          last_ping, list,       c->ix.chan_count, 0};
 }
 
 void worker_conn_unroute(worker_conn_t *c) {
@@ -50,7 +50,7 @@ void worker_conn_unroute(worker_conn_t *c) {
     }
     if (c->registered) {
         c->registered = false;
-        store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, 0, NULL, 0};
+        store_conn_t sc = {c->ix.id, c->ix.user, c->ix.session, w->id, 0, NULL, 0, 0};
         store_conn_unregister(w->store, &sc);
     }
 }

@@ -497,3 +497,82 @@ def test_subscriptions_are_counted_in_metrics(cluster):
     api.wait_for("dsock_api_requests_total", 1, endpoint="channel", status="400",
                  code="INVALID_IGNORE_CLAIMS")
     assert api.value("dsock_store_operation_duration_seconds_count", op="subscribe") >= before + 2
+
+
+# ---------------------------------------------------------------------------
+# A subscription racing a connect (docs/architecture.md, "Channels")
+
+
+def _blocked(rc):
+    """CLIENT LIST entries Redis holds back under CLIENT PAUSE WRITE (flag b)."""
+    return [c for c in rc.client_list() if "b" in c["flags"] and c["cmd"] != "client"]
+
+
+def _received_before(ws, conn_id, dep, channel):
+    """Sends a message to the channel, then one to the connection itself, and says
+    whether the channel's arrived first: no timing, the connection's FIFO decides."""
+    dep.api().send(b"chan", channel=channel, type="text").expect(200)
+    dep.api().send(b"sync", id=conn_id, type="text").expect(200)
+    seen = []
+    while True:
+        data = ws.recv_data(timeout=10)
+        if data == b"sync":
+            return b"chan" in seen
+        seen.append(data)
+
+
+@pytest.mark.redis_only
+@pytest.mark.parametrize("join", [True, False])
+def test_subscription_racing_a_registration(make_redis, make_deployment, join):
+    """A subscription by user that Redis runs after a connection was authenticated
+    (and indexed by its worker, which holds another connection of the user) but
+    before its registration: the worker's index and Redis must agree on the new
+    connection's channels. CLIENT PAUSE WRITE holds both scripts back, and Redis
+    resumes held-back clients in the order they were held, so the subscription
+    runs first. Before the fix, the worker applied the subscription to the new
+    connection while its registration wrote the channels without it."""
+    r = make_redis()
+    opts = {"redis-timeout-ms": 8000}
+    dep = make_deployment(redis=r, api_opts=opts, worker_opts=opts)
+    rc = r.client()
+    for attempt in range(5):
+        user, ch = h.new_id(), h.new_id("race")
+        chans = [] if join else [ch]  # an unsubscription: the new one starts in ch
+        tok = jwt_for(dep, {"sub": user, "channels": chans})
+        with h.ws_connect(dep.worker(0), f"jwt={tok}"):
+            before = {c["id"] for c in dep.api().info(user=user).expect(200)["connections"]}
+            out = {}
+            rc.execute_command("CLIENT", "PAUSE", 6000, "WRITE")
+            try:
+                t_sub = threading.Thread(
+                    target=lambda: out.update(sub=sub(dep, ch, join=join, user=user)))
+                t_sub.start()
+                held = h.wait_until(lambda: _blocked(rc), 5,
+                                    what="the subscription to be held back")
+                # The worker's own writes (canaries, heartbeats) may have been
+                # held back before it: its registration would then run first.
+                clean = [c["cmd"] for c in held] == ["evalsha"]
+                first = held[0]["id"]
+                t_conn = threading.Thread(target=lambda: out.update(
+                    ws=h.ws_connect(dep.worker(0), f"jwt={tok}", timeout=15)))
+                t_conn.start()
+                h.wait_until(lambda: any(
+                    c["id"] != first and (c["cmd"] == "evalsha" or int(c["qbuf"]))
+                    for c in _blocked(rc)), 5, what="the registration to be held back")
+            finally:
+                rc.execute_command("CLIENT", "UNPAUSE")
+            t_sub.join(15)
+            t_conn.join(15)
+            out["sub"].expect(200)
+            with out["ws"] as ws:
+                if not clean:
+                    continue
+                conns = dep.api().info(user=user).expect(200)["connections"]
+                new = [c for c in conns if c["id"] not in before]
+                assert len(new) == 1, conns
+                in_store = ch in new[0]["channels"]
+                # Before the registration: it does not see the subscription.
+                assert in_store == (not join), new
+                assert _received_before(ws, new[0]["id"], dep, ch) == in_store
+                return
+    pytest.fail("the worker's own writes were held back before the subscription 5 times")

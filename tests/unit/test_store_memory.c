@@ -859,3 +859,65 @@ Test(store_memory, channels_disconnect) {
     store_disconnect(st, &(store_target_t){.channel = "x"}, false, delivery_cb, &r);
     cr_assert_eq(info_t((store_target_t){.channel = "x"}).claim_count, 0);
 }
+
+/* Registration markers (store.h store_conn_t.generation): a worker view gets a
+ * WORKER_MSG_REGISTERED for a registration with a generation, ordered after the
+ * (un)subscriptions recorded before it and before those recorded after it, so
+ * the worker can tell which of them the registration overwrote. */
+typedef struct seq {
+    int n;
+    char log[8][80];
+} seq_t;
+
+static void seq_on_message(void *ud, const worker_msg_t *m) {
+    seq_t *q = ud;
+    cr_assert_lt(q->n, 8);
+    snprintf(q->log[q->n++], 80, "%d %s %.*s", (int)m->kind,
+             m->target.id ? m->target.id : m->target.user ? m->target.user : "",
+             (int)m->body_len, m->body ? (const char *)m->body : "");
+}
+
+static void view_closed(void *ud) { (*(int *)ud)++; }
+
+static void keep_cb(uv_timer_t *t) { (void)t; cr_assert_fail("no marker within 10 s"); }
+
+Test(store_memory, registration_marker_orders_subscriptions) {
+    store_memory_shared_t *sh = store_memory_shared_new();
+    store_t *api = store_memory_view_new(sh, &loop);    /* another thread's view */
+    store_t *worker = store_memory_view_new(sh, &loop); /* the worker's */
+    seq_t q = {0};
+    store_worker_handlers_t hw = {seq_on_message, NULL, &q};
+    cr_assert_eq(store_worker_attach(worker, "w", &hw), 0);
+    rec_t r = {0};
+    /* c1: registered long ago (no generation: no marker) */
+    store_conn_register(worker, &(store_conn_t){.id = "c1", .user = "u", .worker = "w"},
+                        status_cb, &r);
+    /* a subscription by user recorded while c2 is between its claim and its
+     * registration: it reaches the worker (c1) but not c2's record */
+    rec_t d = {0};
+    store_subscribe(api, &(store_target_t){.user = "u"}, "x", true, true, delivery_cb, &d);
+    cr_assert_eq(d.d.connections, 1);
+    store_conn_register(worker,
+                        &(store_conn_t){.id = "c2", .user = "u", .worker = "w", .generation = 7},
+                        status_cb, &r);
+    /* and one recorded after the registration: it reaches c2's record */
+    store_subscribe(api, &(store_target_t){.user = "u"}, "y", true, true, delivery_cb, &d);
+    cr_assert_eq(d.d.connections, 2);
+    /* The views' handles do not keep a loop alive: a timer does, meanwhile. */
+    uv_timer_t keep;
+    uv_timer_init(&loop, &keep);
+    cr_assert_eq(uv_timer_start(&keep, keep_cb, 10000, 0), 0);
+    while (q.n < 3) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&keep, NULL);
+    cr_assert_str_eq(q.log[0], "3 u x");
+    cr_assert_str_eq(q.log[1], "5 c2 7");
+    cr_assert_str_eq(q.log[2], "3 u y");
+    chan_info_t i = {0};
+    store_info(api, &(store_target_t){.id = "c2"}, chan_info_cb, &i);
+    cr_assert_str_eq(i.conn_chans[0], "y");
+    int done = 0;
+    store_close(api, view_closed, &done);
+    store_close(worker, view_closed, &done);
+    while (done < 2) uv_run(&loop, UV_RUN_ONCE);
+    store_memory_shared_free(sh);
+}
