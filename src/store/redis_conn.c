@@ -2,10 +2,10 @@
  * reconnect with back-off, and timeouts. hiredis async has no timeouts of its own,
  * so one repeating timer per connection looks at the oldest in-flight command (the
  * head of a FIFO, since Redis answers in order) and drops the connection when it is
- * older than timeout_ms; hiredis then calls every pending callback with NULL. */
+ * older than timeout_ms; hiredis then calls every pending callback with NULL.
+ * A reset is noticed sooner: redis_uv.c hands socket errors to hiredis at once. */
 #include "store/redis_conn.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "ops/metrics.h"
+#include "store/redis_uv.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -179,7 +180,7 @@ static void conn_start(redis_conn_t *c) {
         schedule_retry(c);
         return;
     }
-    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+    if (redis_uv_attach(ac, c->loop)) {
         note_failure(c, "failed", "cannot watch the socket");
         redisAsyncFree(ac);
         schedule_retry(c);

@@ -179,3 +179,84 @@ def test_first_request_after_a_long_pause_is_served(make_redis, make_deployment)
     finally:
         r.resume()
     api.claim(user=h.new_id()).expect(200)
+
+
+def _jwt(dep, user):
+    return pyjwt.encode({"sub": user, "exp": int(time.time()) + 600}, dep.jwt_secret,
+                        algorithm="HS256")
+
+
+@pytest.mark.redis_only
+def test_restart_under_load_is_noticed_at_once(make_redis, make_deployment):
+    """Issue 11, item 1: a Redis SIGKILLed and started again while commands are in
+    flight. The reset must be noticed when it happens, not when the oldest command
+    times out: with a 5 s redis_timeout_ms, /send works again, and the worker has
+    registered its clients again, well within it. (Before the fix hiredis's libuv
+    adapter dropped the poll error and both took the whole timeout.)"""
+    import signal
+    import threading
+    timeout_ms = 5000
+    r = make_redis()
+    opts = {"redis-timeout-ms": timeout_ms}
+    dep = make_deployment(redis=r, api_opts=dict(opts, threads=1), worker_opts=opts)
+    user = h.new_id()
+    stop = threading.Event()
+    errors = []
+
+    def sender():
+        # Commands always in flight on the API's command connection.
+        api = h.KeepAliveApi(dep.apis[0], dep.token)
+        try:
+            while not stop.is_set():
+                api.send(b"load", user=h.new_id(), type="text")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            api.close()
+
+    def churn():
+        # ... and on the worker's: connections come and go (register/unregister).
+        while not stop.is_set():
+            try:
+                ws = h.ws_connect(dep.worker(0), "jwt=" + _jwt(dep, h.new_id()), timeout=10)
+                ws.close()
+            except Exception:  # noqa: BLE001 - refused while Redis is away
+                time.sleep(0.01)
+
+    with h.ws_connect(dep.worker(0), "jwt=" + _jwt(dep, user)) as survivor:
+        threads = [threading.Thread(target=sender) for _ in range(3)] + \
+                  [threading.Thread(target=churn) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            r.stop(signal.SIGKILL)
+            r.start()
+            t_up = time.monotonic()
+            rc = r.client()
+            api = dep.api()
+            t_send = t_reg = None
+            deadline = t_up + 3 * timeout_ms / 1000
+            # The worker's registrations, read in Redis itself (not through an API
+            # that may be blind too), and the first /send answered 200.
+            while time.monotonic() < deadline and (t_reg is None or t_send is None):
+                if t_reg is None and rc.scard(f"user:{user}") >= 1:
+                    t_reg = time.monotonic()
+                if t_send is None:
+                    res = api.send(b"probe", user=user, type="text")
+                    if res.status == 200:
+                        t_send = time.monotonic()
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert not errors, errors
+        assert t_send is not None and t_reg is not None, "never recovered"
+        send_s, reg_s = t_send - t_up, t_reg - t_up
+        print(f"after the restart: /send ok after {send_s:.2f} s, "
+              f"worker re-registered after {reg_s:.2f} s (redis_timeout_ms {timeout_ms})")
+        # generous for a loaded machine, and still far below the 5 s timeout
+        assert send_s < 2.0, f"/send failed for {send_s:.2f} s after Redis was back"
+        assert reg_s < 2.5, f"the worker re-registered {reg_s:.2f} s after Redis was back"
+        assert survivor.is_open()
