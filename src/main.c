@@ -467,6 +467,7 @@ int main(int argc, char **argv) {
     };
     store_redis_config_t rc_cfg = {
         .host = app.cfg.redis_host,
+        .username = app.cfg.redis_username,
         .password = app.cfg.redis_password,
         .db = (int)app.cfg.redis_db,
         .timeout_ms = (unsigned)app.cfg.redis_timeout_ms,

@@ -18,6 +18,7 @@ typedef struct config {
                                * empty after config_load (an empty one became ":port") */
     int64_t port;             /* the port when no layer gave a non-empty address */
     char *redis_host;
+    char *redis_username;     /* Redis 6 ACL user ("": the default user) */
     char *redis_password;
     int64_t redis_db;
     int64_t redis_max_retries;/* dSock 0.4 key: accepted, no effect (docs/compatibility.md) */

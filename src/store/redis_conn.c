@@ -31,6 +31,7 @@ struct redis_conn {
     const char *name;
     char *host;
     int port;
+    char *username;
     char *password;
     int db;
     unsigned timeout_ms;
@@ -172,7 +173,9 @@ static void on_disconnect_cb(const redisAsyncContext *ac, int status) {
 
 static void conn_start(redis_conn_t *c) {
     c->attempt_ms = uv_now(c->loop);
-    redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
+    redisAsyncContext *ac = !strncmp(c->host, REDIS_UNIX_PREFIX, strlen(REDIS_UNIX_PREFIX))
+                                ? redisAsyncConnectUnix(c->host + strlen(REDIS_UNIX_PREFIX))
+                                : redisAsyncConnect(c->host, c->port);
     if (!ac) log_fatal("out of memory (redisAsyncConnect)");
     if (ac->err) {
         note_failure(c, "failed", ac->errstr);
@@ -193,7 +196,12 @@ static void conn_start(redis_conn_t *c) {
     c->state = C_CONNECTING;
     /* hiredis buffers these until the socket is writable, so the handshake costs
      * no extra round trip and its timeout also bounds the TCP connect. */
-    if (c->password) send_internal(c, 2, (const char *[]){"AUTH", c->password});
+    /* AUTH user password (Redis 6 ACL) or AUTH password (the default user). A user
+     * without a password gets "": Redis accepts any password for a nopass user. */
+    if (c->username)
+        send_internal(c, 3, (const char *[]){"AUTH", c->username, c->password ? c->password : ""});
+    else if (c->password)
+        send_internal(c, 2, (const char *[]){"AUTH", c->password});
     if (c->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", c->db);
@@ -240,6 +248,7 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
     c->name = cfg->name;
     c->host = mem_strdup(cfg->host);
     c->port = cfg->port;
+    c->username = cfg->username && cfg->username[0] ? mem_strdup(cfg->username) : NULL;
     c->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
     c->db = cfg->db;
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 2000;
@@ -324,6 +333,7 @@ static void on_timer_closed(uv_handle_t *h) {
     void (*done)(void *) = c->hooks.on_closed;
     void *ud = c->hooks.ud;
     free(c->host);
+    free(c->username);
     free(c->password);
     free(c);
     if (done) done(ud);

@@ -5,7 +5,7 @@
  * head is the one that is late). The store (store_redis.c) owns two of these.
  *
  * Ownership: the connection copies nothing it is given in its config except what
- * it keeps (host, password). A redis_req_t is the caller's memory; it is linked
+ * it keeps (host, username, password). A redis_req_t is the caller's memory; it is linked
  * into the connection while in flight, and its fn is called exactly once: with the
  * reply (valid only during the call), or with NULL when the command was lost
  * (timeout, disconnect, close). */
@@ -18,6 +18,9 @@
 #include <uv.h>
 
 struct redisReply;
+
+/* A host of "unix:/path/to/redis.sock" names a Unix socket. */
+#define REDIS_UNIX_PREFIX "unix:"
 
 typedef struct redis_conn redis_conn_t;
 typedef struct redis_req redis_req_t;
@@ -51,8 +54,9 @@ typedef struct redis_conn_hooks {
 
 typedef struct redis_conn_config {
     const char *name;     /* "command" or "pub/sub", for logs: a literal, not copied */
-    const char *host;     /* copied */
+    const char *host;     /* copied; "unix:/path" is a Unix socket (port unused) */
     int port;
+    const char *username; /* Redis 6 ACL user; NULL or "" for the default user; copied */
     const char *password; /* NULL or "" for none; copied */
     int db;
     unsigned timeout_ms;

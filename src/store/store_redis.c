@@ -92,6 +92,7 @@ struct store_redis {
     redis_conn_t *sub; /* NULL until worker_attach */
     redis_conn_config_t conn_cfg;
     char *host;
+    char *username;
     char *password;
     unsigned ttl_s;
     uint64_t refresh_ms; /* heartbeat and subscription probe period */
@@ -875,6 +876,7 @@ static void free_store(store_redis_t *s) {
     void (*done)(void *) = s->done;
     void *done_ud = s->done_ud;
     free(s->host);
+    free(s->username);
     free(s->password);
     free(s->worker_id);
     free(s->channel);
@@ -1179,10 +1181,16 @@ static const store_ops_t redis_ops = {
     .ready = r_ready,
 };
 
-/* "host:port", "host", "[v6]:port" or "[v6]". */
+/* "host:port", "host", "[v6]:port", "[v6]", or "unix:/path" (kept whole: redis_conn
+ * connects to the path, and logs say what it is). */
 static void parse_host(const char *spec, char **host, int *port) {
     *port = 6379;
     if (!spec || !spec[0]) spec = "localhost";
+    if (!strncmp(spec, REDIS_UNIX_PREFIX, strlen(REDIS_UNIX_PREFIX))) {
+        *host = mem_strdup(spec);
+        *port = 0;
+        return;
+    }
     const char *colon = NULL;
     if (spec[0] == '[') {
         const char *end = strchr(spec, ']');
@@ -1211,6 +1219,7 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
     s->loop = loop;
     int port;
     parse_host(cfg->host, &s->host, &port);
+    s->username = cfg->username && cfg->username[0] ? mem_strdup(cfg->username) : NULL;
     s->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
     s->ttl_s = cfg->worker_ttl_s ? cfg->worker_ttl_s : 10;
     s->max_body = cfg->max_body_bytes;
@@ -1221,11 +1230,16 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
         .name = "command",
         .host = s->host,
         .port = port,
+        .username = s->username,
         .password = s->password,
         .db = cfg->db,
         .timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 2000,
     };
-    snprintf(s->description, sizeof s->description, "redis %s:%d db %d", s->host, port, cfg->db);
+    if (port)
+        snprintf(s->description, sizeof s->description, "redis %s:%d db %d", s->host, port,
+                 cfg->db);
+    else
+        snprintf(s->description, sizeof s->description, "redis %s db %d", s->host, cfg->db);
     redis_conn_hooks_t hooks = {
         .on_connect = cmd_on_connect,
         .on_ready = cmd_on_ready,

@@ -8,7 +8,8 @@
 #include "store/store.h"
 
 typedef struct store_redis_config {
-    const char *host;       /* "host:port" or "host" (port 6379); copied */
+    const char *host;       /* "host:port", "host" (port 6379) or "unix:/path"; copied */
+    const char *username;   /* Redis 6 ACL user; NULL or "" for the default user; copied */
     const char *password;   /* NULL or "" for none; copied */
     int db;
     unsigned timeout_ms;    /* bound on every wait for a reply; also connect timeout
