@@ -45,6 +45,7 @@ struct redis_conn {
     bool ever_ready;          /* a later ready is a reconnect (metrics) */
     bool timing_out;          /* dropping for a late answer: what is lost timed out */
     uint64_t sub_sent_ms;
+    uint64_t last_reply_ms;   /* when anything last came back (0: never) */
 };
 
 static void fifo_push(redis_conn_t *c, redis_req_t *r) {
@@ -107,6 +108,7 @@ static void drop(redis_conn_t *c) {
 static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
     (void)ac;
     redis_req_t *req = priv;
+    if (r) req->conn->last_reply_ms = uv_now(req->conn->loop);
     if (!r && req->conn->timing_out) req->timed_out = true;
     fifo_unlink(req->conn, req);
     req->fn(req, r);
@@ -213,7 +215,10 @@ static void conn_start(redis_conn_t *c) {
 static bool timed_out(const redis_conn_t *c, uint64_t now) {
     uint64_t t = c->timeout_ms;
     if (c->first && now - c->first->sent_ms >= t) return true;
-    if (c->sub_pending && now - c->sub_sent_ms >= t) return true;
+    /* A re-SUBSCRIBE on a subscribed connection (a liveness probe) is the owner's
+     * to judge (redis_conn_subscribe_late): Redis may just be slow or paused, and
+     * dropping a working subscription loses what is published until it is back. */
+    if (c->sub_pending && c->state != C_READY && now - c->sub_sent_ms >= t) return true;
     return c->state == C_CONNECTING && now - c->attempt_ms >= t && !c->first && !c->sub_pending;
 }
 
@@ -270,6 +275,7 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv) {
     redis_conn_t *c = priv;
     redisReply *reply = r;
+    if (reply && c->ac == ac) c->last_reply_ms = uv_now(c->loop);
     if (!reply || c->ac != ac || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
     redisReply *kind = reply->element[0];
     if (kind->type != REDIS_REPLY_STRING) return;
@@ -296,6 +302,12 @@ int redis_conn_subscribe(redis_conn_t *c, const char *channel) {
 }
 
 bool redis_conn_subscribe_pending(const redis_conn_t *c) { return c->sub_pending; }
+
+uint64_t redis_conn_subscribe_sent_ms(const redis_conn_t *c) {
+    return c->sub_pending ? c->sub_sent_ms : 0;
+}
+
+uint64_t redis_conn_last_reply_ms(const redis_conn_t *c) { return c->last_reply_ms; }
 
 void redis_conn_set_ready(redis_conn_t *c) {
     if (c->state != C_CONNECTING) return;

@@ -72,11 +72,17 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
 int redis_conn_send(redis_conn_t *c, redis_req_t *req, int argc, const char **argv,
                     const size_t *lens);
 
-/* SUBSCRIBE to channel (copied per call): messages go to hooks.on_message. Calling
- * it again on a subscribed connection is a liveness probe: the confirmation must
- * come back within timeout_ms or the connection is dropped. Returns 0 or -1. */
+/* SUBSCRIBE to channel (copied per call): messages go to hooks.on_message. The
+ * first confirmation must come back within timeout_ms or the connection is dropped.
+ * Calling it again on a subscribed connection is a liveness probe whose lateness
+ * the caller judges (redis_conn_subscribe_sent_ms; redis_conn_fail to drop it): a
+ * slow Redis is no reason to lose a working subscription. Returns 0 or -1. */
 int redis_conn_subscribe(redis_conn_t *c, const char *channel);
 bool redis_conn_subscribe_pending(const redis_conn_t *c);
+/* When the unconfirmed SUBSCRIBE was sent (loop time), 0 when none is pending. */
+uint64_t redis_conn_subscribe_sent_ms(const redis_conn_t *c);
+/* Loop time of the last answer of any kind on this connection (0: never). */
+uint64_t redis_conn_last_reply_ms(const redis_conn_t *c);
 
 void redis_conn_set_ready(redis_conn_t *c);
 bool redis_conn_ready(const redis_conn_t *c);

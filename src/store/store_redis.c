@@ -110,6 +110,7 @@ struct store_redis {
     bool heartbeat_plain; /* Redis < 6.2: SET without GET */
     uint64_t next_heartbeat_ms;
     uint64_t next_probe_ms;
+    uint64_t probe_late_ms;      /* a late probe seen with Redis answering elsewhere (0: no) */
     uint64_t max_body;           /* max_body_bytes: larger bus message bodies are dropped */
     store_redis_stats_t stats;
     /* Readiness checks (HEALTH_*): the check in flight and the last that counted. */
@@ -759,13 +760,41 @@ static void sub_on_ready(redis_conn_t *c, void *ud) {
     s->sub_was_ready = true;
 }
 
+/* A late probe (below) costs the subscription only when the connection, not Redis,
+ * is at fault: Redis has answered the command connection since the probe was sent,
+ * and the confirmation is still missing a whole timeout after that was first seen.
+ * A paused or slow Redis answers nobody: the subscription is kept, since dropping
+ * it would lose every message published until it is back, and the confirmation
+ * comes with the rest once Redis moves again. A reset or a close is noticed at once
+ * anyway (redis_uv.c), and /readyz follows the whole path through the canary. */
+static void probe_judge(store_redis_t *s, redis_conn_t *c, uint64_t sent, uint64_t now) {
+    uint64_t t = s->conn_cfg.timeout_ms;
+    if (now - sent < t) return;
+    if (!s->probe_late_ms) {
+        if (redis_conn_last_reply_ms(s->cmd) > sent) s->probe_late_ms = now;
+        return;
+    }
+    if (now - s->probe_late_ms < t) return;
+    char why[96];
+    snprintf(why, sizeof why, "no subscription confirmation within %llu ms while Redis answered",
+             (unsigned long long)(now - sent));
+    s->probe_late_ms = 0;
+    redis_conn_fail(c, why);
+}
+
 /* A subscribed connection carries no replies to time, so re-SUBSCRIBE now and
  * then: its confirmation proves the connection still works. */
 static void sub_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
     store_redis_t *s = ud;
     /* dsock_store_subscribed: 0 at most one tick (100 ms) after a loss. */
     metrics_set_subscribed(!s->closing && redis_conn_ready(c));
-    if (s->closing || !redis_conn_ready(c) || redis_conn_subscribe_pending(c)) return;
+    uint64_t sent = redis_conn_subscribe_sent_ms(c);
+    if (!sent || !redis_conn_ready(c)) s->probe_late_ms = 0;
+    if (s->closing || !redis_conn_ready(c)) return;
+    if (sent) {
+        probe_judge(s, c, sent, now);
+        return;
+    }
     if (now < s->next_probe_ms) return;
     s->next_probe_ms = now + s->refresh_ms;
     redis_conn_subscribe(c, s->channel);

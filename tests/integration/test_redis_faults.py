@@ -260,3 +260,48 @@ def test_restart_under_load_is_noticed_at_once(make_redis, make_deployment):
         assert send_s < 2.0, f"/send failed for {send_s:.2f} s after Redis was back"
         assert reg_s < 2.5, f"the worker re-registered {reg_s:.2f} s after Redis was back"
         assert survivor.is_open()
+
+
+@pytest.mark.redis_only
+def test_pause_over_the_subscription_check_keeps_the_subscription(make_redis, make_deployment):
+    """Issue 11, item 3: a worker's periodic subscription check that falls inside a
+    Redis pause must not cost the subscription: once Redis resumes, every message
+    published is delivered, none reported unreachable. (Before, the late confirmation
+    dropped the pub/sub connection, its reconnects timed out during the pause with a
+    growing back-off, and what was published after the resume until it was back was
+    lost.) The check runs every worker_ttl/3 = 3 s after the subscription (made
+    within a second before make_deployment returns): the 4 s pause from +2 s to +6 s
+    holds the first check, early; the alive key (9 s) outlives it."""
+    r = make_redis()
+    opts = {"redis-timeout-ms": TIMEOUT_MS}
+    dep = make_deployment(redis=r, api_opts=opts, worker_opts=dict(opts, **{"worker-ttl": 9}))
+    t0 = time.monotonic()
+    user = h.new_id()
+    with dep.connect(user) as ws:
+        api = dep.api()
+        api.send(b"before", user=user, type="text").expect(200)
+        assert ws.recv_data() == b"before"
+        time.sleep(max(0.0, t0 + 2.0 - time.monotonic()))
+        r.pause()
+        try:
+            time.sleep(4.0)
+        finally:
+            r.resume()
+        sent = []
+        end = time.monotonic() + 15
+        for i in range(40):
+            body = f"m{i}".encode()
+            while True:  # a 503 (the API's own connection coming back) is retried
+                assert time.monotonic() < end, "the API did not recover"
+                res = api.send(body, user=user, type="text")
+                if res.status == 200:
+                    break
+                res.expect(503)
+                time.sleep(0.05)
+            assert res.json["connections"] == 1 and res.json.get("unreachable", 0) == 0, \
+                f"message {i} after the resume: {res.json}"
+            sent.append(body)
+            time.sleep(0.02)
+        got = [ws.recv_data() for _ in sent]
+        assert got == sent
+        ws.expect_no_message(0.3)
