@@ -72,6 +72,11 @@ static const config_key_t keys[] = {
      "one access line per HTTP request (docs/logging.md)"},
     {"redis_timeout_ms", T_INT, OFF(redis_timeout_ms), "2000", 10, 600000, false,
      "bound on every Redis wait, in milliseconds"},
+    {"idempotency_ttl", T_INT, OFF(idempotency_ttl), "300", 1, 86400, false,
+     "seconds an Idempotency-Key and its first answer are remembered (docs/api.md)"},
+    {"idempotency_max_keys", T_INT, OFF(idempotency_max_keys), "100000", 1, 1 << 24, false,
+     "standalone: Idempotency-Keys remembered at most, the oldest forgotten first (Redis keeps "
+     "each for idempotency_ttl)"},
     {"worker_ttl", T_INT, OFF(worker_ttl), "10", 2, 3600, false,
      "seconds after which a silent worker counts as dead"},
     {"ping_interval", T_INT, OFF(ping_interval), "60", 1, 86400, false,

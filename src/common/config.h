@@ -32,6 +32,8 @@ typedef struct config {
     char *log_format;         /* "logfmt" or "json" (checked by log_format_parse) */
     bool log_requests;        /* one access line per HTTP request */
     int64_t redis_timeout_ms; /* bound on every Redis wait */
+    int64_t idempotency_ttl;      /* seconds an Idempotency-Key is remembered */
+    int64_t idempotency_max_keys; /* standalone: keys remembered at most */
     int64_t worker_ttl;       /* seconds before a silent worker counts as dead */
     int64_t ping_interval;    /* seconds between server pings */
     int64_t ping_timeout;     /* seconds of client silence before it is closed as dead */

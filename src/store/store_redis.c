@@ -38,6 +38,37 @@
 
 typedef struct store_redis store_redis_t;
 
+/* Idempotency (docs/api.md, "Idempotency-Key"): the deliver and subscribe scripts,
+ * each wrapped at startup in the same few lines of Lua (IDEM_HEAD/IDEM_TAIL), are
+ * two more scripts. The wrapper takes three more ARGV after the script's own: the
+ * key (idempotency:$key), the request's fingerprint and the TTL. A key already
+ * there answers its stored result (a 4th element 1), or 2 when its fingerprint
+ * differs, without running the script; otherwise the script runs and its answer is
+ * stored with SET EX in the same atomic call. So a request whose answer was lost
+ * (a paused Redis runs it later) and its retry can never both do the work, whatever
+ * connections or API processes they came through. The scripts themselves are not
+ * touched: they read fixed ARGV positions and return {connections, workers,
+ * unreachable}. */
+enum {
+    SCRIPT_DELIVER_IDEM = REDIS_SCRIPT_COUNT,
+    SCRIPT_SUBSCRIBE_IDEM,
+    SCRIPT_ALL,
+};
+#define IDEM_HEAD                                                                          \
+    "local ik, ifp, ittl = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]\n"                \
+    "local prev = redis.call('GET', ik)\n"                                                 \
+    "if prev then\n"                                                                       \
+    "  local fp, c, w, u = string.match(prev, '^(%x+) (%d+) (%d+) (%d+)$')\n"              \
+    "  if fp ~= ifp then return {0, 0, 0, 2} end\n"                                        \
+    "  return {tonumber(c), tonumber(w), tonumber(u), 1}\n"                                \
+    "end\n"                                                                                \
+    "local res = (function()\n"
+#define IDEM_TAIL                                                                          \
+    "\nend)()\n"                                                                            \
+    "redis.call('SET', ik, ifp .. ' ' .. res[1] .. ' ' .. res[2] .. ' ' .. res[3], 'EX', ittl)\n" \
+    "return res\n"
+#define IDEM_KEY_PREFIX "idempotency:"
+
 typedef enum op_kind {
     OP_CLAIM_CREATE,
     OP_CLAIM_TAKE,
@@ -97,7 +128,9 @@ struct store_redis {
     unsigned ttl_s;
     uint64_t refresh_ms; /* heartbeat and subscription probe period */
     char description[300];
-    char sha[REDIS_SCRIPT_COUNT][SHA_LEN + 1];
+    char sha[SCRIPT_ALL][SHA_LEN + 1];
+    char *idem_src[SCRIPT_ALL - REDIS_SCRIPT_COUNT]; /* the wrapped scripts (above) */
+    unsigned idem_ttl_s;
 
     bool attached;
     char *worker_id;
@@ -136,6 +169,16 @@ struct store_redis {
 };
 
 static const store_ops_t redis_ops;
+
+static const char *script_source(const store_redis_t *s, int i) {
+    return i < REDIS_SCRIPT_COUNT ? redis_scripts[i].source : s->idem_src[i - REDIS_SCRIPT_COUNT];
+}
+
+static const char *script_name(int i) {
+    return i < REDIS_SCRIPT_COUNT      ? redis_scripts[i].name
+           : i == SCRIPT_DELIVER_IDEM ? "deliver (idempotent)"
+                                      : "subscribe (idempotent)";
+}
 
 /* NULL and "" both mean "absent" in the store interface. */
 static const char *nz(const char *s) { return s ? s : ""; }
@@ -247,7 +290,7 @@ static void op_reply(redis_req_t *req, redisReply *reply) {
         !strncmp(reply->str, "NOSCRIPT", 8) && !strcmp(op->argv[0], "EVALSHA")) {
         op->argv[0] = "EVAL";
         op->lens[0] = 4;
-        op->argv[1] = redis_scripts[op->script].source;
+        op->argv[1] = script_source(op->s, op->script);
         op->lens[1] = strlen(op->argv[1]);
         op_issue(op);
         return;
@@ -279,11 +322,11 @@ static store_status_t bad_reply(const op_t *op, const redisReply *reply) {
                                                              : METRICS_STORE_ERROR]);
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_warn("redis error",
-                 LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
+                 LOG_S("op", op->script >= 0 ? script_name(op->script) : op->argv[0]),
                  LOG_B("error", reply->str, reply->len));
     else if (reply)
         log_warn("redis: unexpected answer",
-                 LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
+                 LOG_S("op", op->script >= 0 ? script_name(op->script) : op->argv[0]),
                  LOG_I("type", reply->type));
     return STORE_UNAVAILABLE;
 }
@@ -430,11 +473,21 @@ static void op_finish(op_t *op, redisReply *reply) {
         break;
     case OP_DELIVER: {
         store_delivery_t d = {0};
-        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+        /* 3 elements; the idempotent wrapper adds a 4th when it answered from the
+         * key: 1 the stored answer, 2 the key is another request's. */
+        if (reply && reply->type == REDIS_REPLY_ARRAY &&
+            (reply->elements == 3 || reply->elements == 4)) {
             d.connections = (size_t)to_i64(reply->element[0]);
             d.workers = (size_t)to_i64(reply->element[1]);
             d.unreachable = (size_t)to_i64(reply->element[2]);
-            op->cb.delivery(op->ud, STORE_OK, &d);
+            int64_t idem = reply->elements == 4 ? to_i64(reply->element[3]) : 0;
+            d.replayed = idem == 1;
+            op->cb.delivery(op->ud, idem == 2 ? STORE_IDEM_REUSED : STORE_OK, &d);
+        } else if (!reply && op->sent) {
+            /* Handed to Redis and no answer (timed out, or the connection went):
+             * Redis may have run it, or run it once it reads the socket again. */
+            bad_reply(op, reply);
+            op->cb.delivery(op->ud, STORE_UNKNOWN, &d);
         } else {
             op->cb.delivery(op->ud, bad_reply(op, reply), &d);
         }
@@ -698,9 +751,9 @@ static bool r_ready(store_t *st, const char **reason) {
 static void cmd_on_connect(redis_conn_t *c, void *ud) {
     store_redis_t *s = ud;
     /* SCRIPT LOAD at every connect: a restarted Redis has forgotten them. */
-    for (int i = 0; i < REDIS_SCRIPT_COUNT; i++) {
-        const char *args[] = {"SCRIPT", "LOAD", redis_scripts[i].source};
-        size_t lens[] = {6, 4, strlen(redis_scripts[i].source)};
+    for (int i = 0; i < SCRIPT_ALL; i++) {
+        const char *args[] = {"SCRIPT", "LOAD", script_source(s, i)};
+        size_t lens[] = {6, 4, strlen(args[2])};
         op_t *op = op_new(s, OP_SCRIPT_LOAD, -1, 3, args, lens);
         op->handshake = true;
         op->ud = (void *)(intptr_t)i; /* which sha[] slot the answer fills */
@@ -904,6 +957,7 @@ static void free_store(store_redis_t *s) {
     }
     void (*done)(void *) = s->done;
     void *done_ud = s->done_ud;
+    for (int i = 0; i < SCRIPT_ALL - REDIS_SCRIPT_COUNT; i++) free(s->idem_src[i]);
     free(s->host);
     free(s->username);
     free(s->password);
@@ -1013,6 +1067,18 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
     size_t packed = dsock__worker_message__get_packed_size(&m);
     op_t *op;
     int at;
+    /* The idempotent wrapper's three arguments go after the script's own. */
+    const store_idem_t *idem = t->idem && t->idem->key ? t->idem : NULL;
+    char ikey[sizeof IDEM_KEY_PREFIX + 256], ittl[16];
+    const char *iargs[3] = {NULL, NULL, NULL};
+    if (idem) {
+        snprintf(ikey, sizeof ikey, "%s%s", IDEM_KEY_PREFIX, idem->key);
+        snprintf(ittl, sizeof ittl, "%u", s->idem_ttl_s);
+        iargs[0] = ikey;
+        iargs[1] = idem->fingerprint;
+        iargs[2] = ittl;
+    }
+    int extra = idem ? 3 : 0;
     if (sub) {
         /* drop_claims carries "not ignoreClaims" here */
         char name[CHANNEL_NAME_MAX + 1];
@@ -1020,18 +1086,19 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
         name[body_len] = '\0';
         const char *args[] = {nz(id),    nz(user), nz(session),
                               nz(channel), name,   kind == WORKER_MSG_SUBSCRIBE ? "1" : "0",
-                              drop_claims ? "0" : "1", NULL};
-        size_t lens[8];
-        for (int i = 0; i < 7; i++) lens[i] = strlen(args[i]);
-        lens[7] = packed;
-        op = op_new(s, OP_DELIVER, REDIS_SCRIPT_SUBSCRIBE, 8, args, lens);
+                              drop_claims ? "0" : "1", NULL, iargs[0], iargs[1], iargs[2]};
+        size_t lens[11];
+        for (int i = 0; i < 11; i++) lens[i] = i == 7 ? packed : args[i] ? strlen(args[i]) : 0;
+        op = op_new(s, OP_DELIVER, idem ? SCRIPT_SUBSCRIBE_IDEM : REDIS_SCRIPT_SUBSCRIBE,
+                    8 + extra, args, lens);
         at = 7;
     } else {
         const char *args[] = {nz(id), nz(user), nz(session), nz(channel), NULL,
-                              drop_claims ? "1" : "0"};
-        size_t lens[] = {strlen(args[0]), strlen(args[1]), strlen(args[2]), strlen(args[3]),
-                         packed, 1};
-        op = op_new(s, OP_DELIVER, REDIS_SCRIPT_DELIVER, 6, args, lens);
+                              drop_claims ? "1" : "0", iargs[0], iargs[1], iargs[2]};
+        size_t lens[9];
+        for (int i = 0; i < 9; i++) lens[i] = i == 4 ? packed : args[i] ? strlen(args[i]) : 0;
+        op = op_new(s, OP_DELIVER, idem ? SCRIPT_DELIVER_IDEM : REDIS_SCRIPT_DELIVER, 6 + extra,
+                    args, lens);
         at = 4;
     }
     dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, at));
@@ -1252,6 +1319,14 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
     s->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
     s->ttl_s = cfg->worker_ttl_s ? cfg->worker_ttl_s : 10;
     s->max_body = cfg->max_body_bytes;
+    s->idem_ttl_s = cfg->idempotency_ttl_s ? cfg->idempotency_ttl_s : 300;
+    const int wrapped[] = {REDIS_SCRIPT_DELIVER, REDIS_SCRIPT_SUBSCRIBE};
+    for (int i = 0; i < SCRIPT_ALL - REDIS_SCRIPT_COUNT; i++) {
+        const char *src = redis_scripts[wrapped[i]].source;
+        size_t n = strlen(IDEM_HEAD) + strlen(src) + strlen(IDEM_TAIL) + 1;
+        s->idem_src[i] = mem_alloc(n);
+        snprintf(s->idem_src[i], n, "%s%s%s", IDEM_HEAD, src, IDEM_TAIL);
+    }
     rand_id(s->canary_token);
     s->refresh_ms = s->ttl_s * 1000u / 3;
     if (s->refresh_ms == 0) s->refresh_ms = 1;

@@ -17,6 +17,7 @@ typedef struct store_redis_config {
     unsigned worker_ttl_s;  /* a worker not heard of for this long is dead (0: 10) */
     uint64_t max_body_bytes;/* worker side: a bus message with a longer body is dropped
                                (the configuration refuses 0) */
+    unsigned idempotency_ttl_s; /* how long an idempotency key is remembered (0: 300) */
 } store_redis_config_t;
 
 /* Never NULL: connects in the background and reconnects with back-off; until

@@ -47,6 +47,15 @@ def exercise(dep):
         conns = api.info(user=user).expect(200)["connections"]
         assert len(conns) == 1 and conns[0]["channels"] == [chan], conns
         api.info(channel=chan).expect(200)
+        # an idempotent send and its replay
+        key = {"Idempotency-Key": h.new_id("k")}
+        api.request("POST", "/send", {"user": user, "type": "text"}, body=b"idem",
+                    headers=key).expect(200)
+        res = api.request("POST", "/send", {"user": user, "type": "text"}, body=b"idem",
+                          headers=key)
+        assert res.expect(200)["connections"] == 1
+        assert res.headers.get("idempotent-replayed") == "true"
+        assert ws.recv_data() == b"idem"
         api.disconnect(user=user).expect(200)
         assert ws.expect_close()[0] == 1000
     # a JWT connection (registration without a claim) and its unregistration
