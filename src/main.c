@@ -431,7 +431,11 @@ int main(int argc, char **argv) {
     app.nshards = shard_count(&app.cfg, role);
     app.shards = mem_calloc(app.nshards, sizeof *app.shards);
     bool threaded = app.nshards > 1;
-    if (role == CONFIG_ROLE_STANDALONE) app.mem = store_memory_shared_new();
+    if (role == CONFIG_ROLE_STANDALONE) {
+        app.mem = store_memory_shared_new();
+        store_memory_shared_set_idempotency(app.mem, (unsigned)app.cfg.idempotency_ttl,
+                                            (size_t)app.cfg.idempotency_max_keys);
+    }
     metrics_set_identity(&(metrics_identity_t){
         .version = DSOCK_VERSION, .revision = DSOCK_REVISION, .role = sub,
         .api = role != CONFIG_ROLE_WORKER, .worker = role != CONFIG_ROLE_API, .redis = !app.mem});
@@ -467,11 +471,13 @@ int main(int argc, char **argv) {
     };
     store_redis_config_t rc_cfg = {
         .host = app.cfg.redis_host,
+        .username = app.cfg.redis_username,
         .password = app.cfg.redis_password,
         .db = (int)app.cfg.redis_db,
         .timeout_ms = (unsigned)app.cfg.redis_timeout_ms,
         .worker_ttl_s = (unsigned)app.cfg.worker_ttl,
         .max_body_bytes = (uint64_t)app.cfg.max_body_bytes,
+        .idempotency_ttl_s = (unsigned)app.cfg.idempotency_ttl,
     };
     /* One worker id for the process, whatever the number of threads. */
     char worker_id[RAND_UUID_LEN + 1] = "-";

@@ -5,6 +5,9 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +222,65 @@ static void respond_store_error(http_conn_t *c, target_kind_t kind) {
                                 "could not fetch the user's connections (store unavailable)");
 }
 
+/* Idempotency-Key ------------------------------------------------------------- */
+
+#define IDEM_KEY_MAX 255
+#define IDEM_FP_BYTES 16 /* of SHA-256: 128 bits tell requests apart */
+
+/* An Idempotency-Key holds one request's first answer for idempotency_ttl
+ * (docs/api.md). The store compares a fingerprint of the request with the one
+ * stored with the key, so a key reused for another request is refused (422)
+ * instead of answering it with someone else's outcome. */
+typedef struct idem_req {
+    store_idem_t idem;
+    char key[IDEM_KEY_MAX + 1];
+    char fp[IDEM_FP_BYTES * 2 + 1];
+} idem_req_t;
+
+static void fp_add(EVP_MD_CTX *ctx, const char *s, size_t n) {
+    /* length-prefixed, with absent != empty: no two requests serialize alike */
+    uint64_t len = s ? (uint64_t)n : UINT64_MAX;
+    EVP_DigestUpdate(ctx, &len, sizeof len);
+    if (s && n) EVP_DigestUpdate(ctx, s, n);
+}
+
+static void fp_str(EVP_MD_CTX *ctx, const char *s) { fp_add(ctx, s, s ? strlen(s) : 0); }
+
+/* Reads and checks the header; false when it answered 400. *out is NULL without
+ * a key. flags: the request's other settings (type, keepClaims, ignoreClaims). */
+static bool read_idem(http_conn_t *c, const http_request_t *req, const store_target_t *t,
+                      const char *flags, idem_req_t *ir, const store_idem_t **out) {
+    *out = NULL;
+    const http_kv_t *h = http_request_header(req, "idempotency-key");
+    if (!h) return true;
+    if (h->value_len == 0 || h->value_len > IDEM_KEY_MAX ||
+        ident_check(h->value, h->value_len) != IDENT_OK) {
+        http_conn_respond_error(c, 400, "INVALID_IDEMPOTENCY_KEY",
+                                "Idempotency-Key must be 1 to 255 bytes of UTF-8 without "
+                                "control characters");
+        return false;
+    }
+    memcpy(ir->key, h->value, h->value_len);
+    ir->key[h->value_len] = '\0';
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) log_fatal("out of memory (EVP)");
+    fp_str(ctx, req->path);
+    fp_str(ctx, t->id);
+    fp_str(ctx, t->channel);
+    fp_str(ctx, t->user);
+    fp_str(ctx, t->session);
+    fp_str(ctx, flags);
+    fp_add(ctx, req->body, req->body_len);
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    for (size_t i = 0; i < IDEM_FP_BYTES; i++) snprintf(ir->fp + 2 * i, 3, "%02x", md[i]);
+    ir->idem = (store_idem_t){.key = ir->key, .fingerprint = ir->fp};
+    *out = &ir->idem;
+    return true;
+}
+
 static void request_free(api_request_t *r) {
     free(r->claim_id_given);
     free(r->user);
@@ -340,10 +402,25 @@ static void handle_claim(api_t *a, http_conn_t *c, const http_request_t *req) {
 
 static void delivery_done(void *ud, store_status_t status, const store_delivery_t *d) {
     api_request_t *r = ud;
-    if (status != STORE_OK) {
+    if (status == STORE_UNKNOWN) {
+        /* Not a failure: the store got the request and did not answer in time. It
+         * may have been carried out, or be carried out later (a paused Redis runs
+         * what it had received once it resumes). */
+        http_conn_respond_error(r->conn, 503, "ERROR_OUTCOME_UNKNOWN",
+                                "the store did not answer in time: the request may have been "
+                                "carried out; retry with the same Idempotency-Key to find out");
+    } else if (status == STORE_IDEM_REUSED) {
+        http_conn_respond_error(r->conn, 422, "IDEMPOTENCY_KEY_REUSED",
+                                "this Idempotency-Key was used for a different request");
+    } else if (status == STORE_IDEM_BUSY) {
+        http_conn_respond_error(r->conn, 409, "IDEMPOTENCY_KEY_IN_PROGRESS",
+                                "a request with this Idempotency-Key is still being processed");
+    } else if (status != STORE_OK) {
         respond_store_error(r->conn, r->target_kind);
     } else {
-        if (r->is_send) {
+        if (d->replayed) {
+            METRICS_INC(api_idem_replays);
+        } else if (r->is_send) {
             METRICS_INC(api_messages);
             METRICS_ADD(api_message_bytes, r->send_bytes);
         }
@@ -357,7 +434,8 @@ static void delivery_done(void *ud, store_status_t status, const store_delivery_
         else
             n = snprintf(body, sizeof body, "{\"success\":true,\"connections\":%zu,\"workers\":%zu}",
                          d->connections, d->workers);
-        http_conn_respond(r->conn, 200, NULL, body, (size_t)n);
+        http_conn_respond(r->conn, 200, d->replayed ? "Idempotent-Replayed: true\r\n" : NULL, body,
+                          (size_t)n);
     }
     request_free(r);
 }
@@ -381,6 +459,8 @@ static void handle_send(api_t *a, http_conn_t *c, const http_request_t *req) {
         http_conn_respond_error(c, 400, "INVALID_UTF8", "a text message must be valid UTF-8");
         return;
     }
+    idem_req_t ir;
+    if (!read_idem(c, req, &t, mk == WORKER_MSG_TEXT ? "text" : "binary", &ir, &t.idem)) return;
     api_request_t *r = request_new(c, kind);
     r->is_send = true;
     r->send_bytes = req->body_len;
@@ -407,6 +487,8 @@ static void handle_disconnect(api_t *a, http_conn_t *c, const http_request_t *re
         http_conn_respond_error(c, 400, "INVALID_KEEP_CLAIMS", "keepClaims must be true or false");
         return;
     }
+    idem_req_t ir;
+    if (!read_idem(c, req, &t, keep_claims ? "keep" : "drop", &ir, &t.idem)) return;
     if (!target_can_match(&t)) {
         delivery_done(request_new(c, kind), STORE_OK, &(store_delivery_t){0});
         return;
@@ -482,6 +564,8 @@ static void handle_channel(api_t *a, http_conn_t *c, const http_request_t *req, 
                                 "ignoreClaims must be true or false");
         return;
     }
+    idem_req_t ir;
+    if (!read_idem(c, req, &t, ignore_claims ? "ignore" : "claims", &ir, &t.idem)) return;
     if (!target_can_match(&t)) {
         delivery_done(request_new(c, kind), STORE_OK, &(store_delivery_t){0});
         return;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/config_file.h"
@@ -45,7 +46,10 @@ static const config_key_t keys[] = {
      "and port combine"},
     {"port", T_INT, OFF(port), "6241", 0, 65535, false,
      "the port to listen on, on all interfaces, when no address is given (also PORT)"},
-    {"redis_host", T_STRING, OFF(redis_host), "localhost:6379", 0, 0, false, "Redis host:port"},
+    {"redis_host", T_STRING, OFF(redis_host), "localhost:6379", 0, 0, false,
+     "Redis host:port, or unix:/path/to/redis.sock for a Unix socket"},
+    {"redis_username", T_STRING, OFF(redis_username), "", 0, 0, false,
+     "Redis 6 ACL user (AUTH user password); empty: the default user (docs/redis.md)"},
     {"redis_password", T_STRING, OFF(redis_password), "", 0, 0, true, "Redis password"},
     {"redis_db", T_INT, OFF(redis_db), "0", 0, 1 << 20, false, "Redis database number"},
     {"redis_max_retries", T_INT, OFF(redis_max_retries), "10", -1, 1 << 20, false,
@@ -68,6 +72,11 @@ static const config_key_t keys[] = {
      "one access line per HTTP request (docs/logging.md)"},
     {"redis_timeout_ms", T_INT, OFF(redis_timeout_ms), "2000", 10, 600000, false,
      "bound on every Redis wait, in milliseconds"},
+    {"idempotency_ttl", T_INT, OFF(idempotency_ttl), "300", 1, 86400, false,
+     "seconds an Idempotency-Key and its first answer are remembered (docs/api.md)"},
+    {"idempotency_max_keys", T_INT, OFF(idempotency_max_keys), "100000", 1, 1 << 24, false,
+     "standalone: Idempotency-Keys remembered at most, the oldest forgotten first (Redis keeps "
+     "each for idempotency_ttl)"},
     {"worker_ttl", T_INT, OFF(worker_ttl), "10", 2, 3600, false,
      "seconds after which a silent worker counts as dead"},
     {"ping_interval", T_INT, OFF(ping_interval), "60", 1, 86400, false,
@@ -875,6 +884,20 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
                  "set redis_tls = false (docs/compatibility.md)",
                  origin_or(cfg, "redis_tls"));
         return -1;
+    }
+    /* hiredis copies a socket path into sun_path and silently cuts a longer one. */
+    if (role != CONFIG_ROLE_STANDALONE && cfg->redis_host &&
+        !strncmp(cfg->redis_host, "unix:", 5)) {
+        size_t n = strlen(cfg->redis_host + 5);
+        if (n == 0 || n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            char pv[80];
+            snprintf(err, errlen,
+                     "%s: redis_host unix: needs a socket path of 1 to %zu bytes, got \"%s\"",
+                     origin_or(cfg, "redis_host"),
+                     sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+                     config_file_printable(cfg->redis_host, pv, sizeof pv));
+            return -1;
+        }
     }
     if (cfg->compression && strcmp(cfg->compression, "auto") != 0 &&
         strcmp(cfg->compression, "off") != 0) {

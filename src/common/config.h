@@ -18,6 +18,7 @@ typedef struct config {
                                * empty after config_load (an empty one became ":port") */
     int64_t port;             /* the port when no layer gave a non-empty address */
     char *redis_host;
+    char *redis_username;     /* Redis 6 ACL user ("": the default user) */
     char *redis_password;
     int64_t redis_db;
     int64_t redis_max_retries;/* dSock 0.4 key: accepted, no effect (docs/compatibility.md) */
@@ -31,6 +32,8 @@ typedef struct config {
     char *log_format;         /* "logfmt" or "json" (checked by log_format_parse) */
     bool log_requests;        /* one access line per HTTP request */
     int64_t redis_timeout_ms; /* bound on every Redis wait */
+    int64_t idempotency_ttl;      /* seconds an Idempotency-Key is remembered */
+    int64_t idempotency_max_keys; /* standalone: keys remembered at most */
     int64_t worker_ttl;       /* seconds before a silent worker counts as dead */
     int64_t ping_interval;    /* seconds between server pings */
     int64_t ping_timeout;     /* seconds of client silence before it is closed as dead */

@@ -395,6 +395,12 @@ void metrics_render(buf_t *b, const metrics_snapshot_t *s) {
         family(b, "dsock_api_message_bytes_total", "counter",
                "Body bytes of the messages accepted by POST /send.");
         sample_u(b, "dsock_api_message_bytes_total", c->api_message_bytes);
+        family(b, "dsock_api_idempotent_replays_total", "counter",
+               "Requests answered from an earlier request with the same Idempotency-Key.");
+        sample_u(b, "dsock_api_idempotent_replays_total", c->api_idem_replays);
+        family(b, "dsock_store_idempotency_evicted_total", "counter",
+               "Idempotency-Keys the memory store forgot before their TTL because it was full.");
+        sample_u(b, "dsock_store_idempotency_evicted_total", c->idem_evicted);
     }
 
     family(b, "dsock_api_requests_total", "counter",

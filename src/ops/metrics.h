@@ -98,6 +98,8 @@ typedef struct metrics_counts {
     uint64_t conns_opened;
     uint64_t conns_closed[METRICS_CLOSE_REASONS];
     uint64_t api_messages, api_message_bytes;
+    uint64_t api_idem_replays;  /* answered from an Idempotency-Key */
+    uint64_t idem_evicted;      /* memory store: keys forgotten before their TTL (full) */
     uint64_t messages_written, message_bytes_written;
     uint64_t messages_compressed; /* permessage-deflate: compressions (per message x window) */
     uint64_t dropped[METRICS_DROP_REASONS];

@@ -2,10 +2,10 @@
  * reconnect with back-off, and timeouts. hiredis async has no timeouts of its own,
  * so one repeating timer per connection looks at the oldest in-flight command (the
  * head of a FIFO, since Redis answers in order) and drops the connection when it is
- * older than timeout_ms; hiredis then calls every pending callback with NULL. */
+ * older than timeout_ms; hiredis then calls every pending callback with NULL.
+ * A reset is noticed sooner: redis_uv.c hands socket errors to hiredis at once. */
 #include "store/redis_conn.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "ops/metrics.h"
+#include "store/redis_uv.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -30,6 +31,7 @@ struct redis_conn {
     const char *name;
     char *host;
     int port;
+    char *username;
     char *password;
     int db;
     unsigned timeout_ms;
@@ -43,6 +45,7 @@ struct redis_conn {
     bool ever_ready;          /* a later ready is a reconnect (metrics) */
     bool timing_out;          /* dropping for a late answer: what is lost timed out */
     uint64_t sub_sent_ms;
+    uint64_t last_reply_ms;   /* when anything last came back (0: never) */
 };
 
 static void fifo_push(redis_conn_t *c, redis_req_t *r) {
@@ -105,6 +108,7 @@ static void drop(redis_conn_t *c) {
 static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
     (void)ac;
     redis_req_t *req = priv;
+    if (r) req->conn->last_reply_ms = uv_now(req->conn->loop);
     if (!r && req->conn->timing_out) req->timed_out = true;
     fifo_unlink(req->conn, req);
     req->fn(req, r);
@@ -171,7 +175,9 @@ static void on_disconnect_cb(const redisAsyncContext *ac, int status) {
 
 static void conn_start(redis_conn_t *c) {
     c->attempt_ms = uv_now(c->loop);
-    redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
+    redisAsyncContext *ac = !strncmp(c->host, REDIS_UNIX_PREFIX, strlen(REDIS_UNIX_PREFIX))
+                                ? redisAsyncConnectUnix(c->host + strlen(REDIS_UNIX_PREFIX))
+                                : redisAsyncConnect(c->host, c->port);
     if (!ac) log_fatal("out of memory (redisAsyncConnect)");
     if (ac->err) {
         note_failure(c, "failed", ac->errstr);
@@ -179,7 +185,7 @@ static void conn_start(redis_conn_t *c) {
         schedule_retry(c);
         return;
     }
-    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+    if (redis_uv_attach(ac, c->loop)) {
         note_failure(c, "failed", "cannot watch the socket");
         redisAsyncFree(ac);
         schedule_retry(c);
@@ -192,7 +198,12 @@ static void conn_start(redis_conn_t *c) {
     c->state = C_CONNECTING;
     /* hiredis buffers these until the socket is writable, so the handshake costs
      * no extra round trip and its timeout also bounds the TCP connect. */
-    if (c->password) send_internal(c, 2, (const char *[]){"AUTH", c->password});
+    /* AUTH user password (Redis 6 ACL) or AUTH password (the default user). A user
+     * without a password gets "": Redis accepts any password for a nopass user. */
+    if (c->username)
+        send_internal(c, 3, (const char *[]){"AUTH", c->username, c->password ? c->password : ""});
+    else if (c->password)
+        send_internal(c, 2, (const char *[]){"AUTH", c->password});
     if (c->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", c->db);
@@ -204,7 +215,10 @@ static void conn_start(redis_conn_t *c) {
 static bool timed_out(const redis_conn_t *c, uint64_t now) {
     uint64_t t = c->timeout_ms;
     if (c->first && now - c->first->sent_ms >= t) return true;
-    if (c->sub_pending && now - c->sub_sent_ms >= t) return true;
+    /* A re-SUBSCRIBE on a subscribed connection (a liveness probe) is the owner's
+     * to judge (redis_conn_subscribe_late): Redis may just be slow or paused, and
+     * dropping a working subscription loses what is published until it is back. */
+    if (c->sub_pending && c->state != C_READY && now - c->sub_sent_ms >= t) return true;
     return c->state == C_CONNECTING && now - c->attempt_ms >= t && !c->first && !c->sub_pending;
 }
 
@@ -239,6 +253,7 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
     c->name = cfg->name;
     c->host = mem_strdup(cfg->host);
     c->port = cfg->port;
+    c->username = cfg->username && cfg->username[0] ? mem_strdup(cfg->username) : NULL;
     c->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
     c->db = cfg->db;
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 2000;
@@ -260,6 +275,7 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv) {
     redis_conn_t *c = priv;
     redisReply *reply = r;
+    if (reply && c->ac == ac) c->last_reply_ms = uv_now(c->loop);
     if (!reply || c->ac != ac || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
     redisReply *kind = reply->element[0];
     if (kind->type != REDIS_REPLY_STRING) return;
@@ -286,6 +302,12 @@ int redis_conn_subscribe(redis_conn_t *c, const char *channel) {
 }
 
 bool redis_conn_subscribe_pending(const redis_conn_t *c) { return c->sub_pending; }
+
+uint64_t redis_conn_subscribe_sent_ms(const redis_conn_t *c) {
+    return c->sub_pending ? c->sub_sent_ms : 0;
+}
+
+uint64_t redis_conn_last_reply_ms(const redis_conn_t *c) { return c->last_reply_ms; }
 
 void redis_conn_set_ready(redis_conn_t *c) {
     if (c->state != C_CONNECTING) return;
@@ -323,6 +345,7 @@ static void on_timer_closed(uv_handle_t *h) {
     void (*done)(void *) = c->hooks.on_closed;
     void *ud = c->hooks.ud;
     free(c->host);
+    free(c->username);
     free(c->password);
     free(c);
     if (done) done(ud);

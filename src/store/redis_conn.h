@@ -5,7 +5,7 @@
  * head is the one that is late). The store (store_redis.c) owns two of these.
  *
  * Ownership: the connection copies nothing it is given in its config except what
- * it keeps (host, password). A redis_req_t is the caller's memory; it is linked
+ * it keeps (host, username, password). A redis_req_t is the caller's memory; it is linked
  * into the connection while in flight, and its fn is called exactly once: with the
  * reply (valid only during the call), or with NULL when the command was lost
  * (timeout, disconnect, close). */
@@ -18,6 +18,9 @@
 #include <uv.h>
 
 struct redisReply;
+
+/* A host of "unix:/path/to/redis.sock" names a Unix socket. */
+#define REDIS_UNIX_PREFIX "unix:"
 
 typedef struct redis_conn redis_conn_t;
 typedef struct redis_req redis_req_t;
@@ -51,8 +54,9 @@ typedef struct redis_conn_hooks {
 
 typedef struct redis_conn_config {
     const char *name;     /* "command" or "pub/sub", for logs: a literal, not copied */
-    const char *host;     /* copied */
+    const char *host;     /* copied; "unix:/path" is a Unix socket (port unused) */
     int port;
+    const char *username; /* Redis 6 ACL user; NULL or "" for the default user; copied */
     const char *password; /* NULL or "" for none; copied */
     int db;
     unsigned timeout_ms;
@@ -68,11 +72,17 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
 int redis_conn_send(redis_conn_t *c, redis_req_t *req, int argc, const char **argv,
                     const size_t *lens);
 
-/* SUBSCRIBE to channel (copied per call): messages go to hooks.on_message. Calling
- * it again on a subscribed connection is a liveness probe: the confirmation must
- * come back within timeout_ms or the connection is dropped. Returns 0 or -1. */
+/* SUBSCRIBE to channel (copied per call): messages go to hooks.on_message. The
+ * first confirmation must come back within timeout_ms or the connection is dropped.
+ * Calling it again on a subscribed connection is a liveness probe whose lateness
+ * the caller judges (redis_conn_subscribe_sent_ms; redis_conn_fail to drop it): a
+ * slow Redis is no reason to lose a working subscription. Returns 0 or -1. */
 int redis_conn_subscribe(redis_conn_t *c, const char *channel);
 bool redis_conn_subscribe_pending(const redis_conn_t *c);
+/* When the unconfirmed SUBSCRIBE was sent (loop time), 0 when none is pending. */
+uint64_t redis_conn_subscribe_sent_ms(const redis_conn_t *c);
+/* Loop time of the last answer of any kind on this connection (0: never). */
+uint64_t redis_conn_last_reply_ms(const redis_conn_t *c);
 
 void redis_conn_set_ready(redis_conn_t *c);
 bool redis_conn_ready(const redis_conn_t *c);

@@ -11,7 +11,9 @@
  *   during the callback.
  * - STORE_UNAVAILABLE means the backend could not be reached, timed out, or answered
  *   an error: the API turns it into a 503 with an ERROR_* code. Every wait on the
- *   backend is bounded by the store's own timeout. */
+ *   backend is bounded by the store's own timeout. A send, disconnect or subscribe
+ *   that timed out after it was handed to the backend answers STORE_UNKNOWN
+ *   instead: it was not refused, and may take effect later. */
 #ifndef DSOCK_STORE_H
 #define DSOCK_STORE_H
 
@@ -26,7 +28,21 @@ typedef enum store_status {
     STORE_NOT_FOUND = -3,   /* claim missing (never created, taken, or expired) */
     STORE_INVALID = -4,     /* claim_take: the stored claim is unreadable (bad expiration);
                                it is consumed all the same */
+    /* send, disconnect, subscribe only: */
+    STORE_UNKNOWN = -5,     /* the request reached the backend and no answer came in
+                               time: it may have been carried out (or may still be) */
+    STORE_IDEM_REUSED = -6, /* the idempotency key was used for a different request */
+    STORE_IDEM_BUSY = -7,   /* a request with this idempotency key is still running */
 } store_status_t;
+
+/* An idempotency key (docs/api.md, "Idempotency-Key"): the store remembers the key
+ * with the first answer for ttl, atomically with the work, and answers a later
+ * request with the same key from memory (store_delivery_t.replayed) without doing
+ * the work again; STORE_IDEM_REUSED when its fingerprint differs. */
+typedef struct store_idem {
+    const char *key;         /* identifier, at most 255 bytes (checked by the API) */
+    const char *fingerprint; /* hex digest of the request: method, target, flags, body */
+} store_idem_t;
 
 /* A connection id wins; then a channel (its member connections, and for claims
  * the claims carrying it); otherwise user, narrowed to session when session is
@@ -36,6 +52,9 @@ typedef struct store_target {
     const char *user;
     const char *session;
     const char *channel;
+    /* Honoured by send, disconnect and subscribe; NULL: none. Not part of what a
+     * worker receives. */
+    const store_idem_t *idem;
 } store_target_t;
 
 /* Channel names (protocol/validate.h channel_name_check) in a connection's order
@@ -95,6 +114,8 @@ typedef struct store_delivery {
     size_t connections;   /* target connections on workers that received the message */
     size_t workers;       /* workers that received it */
     size_t unreachable;   /* live workers holding target connections that did not */
+    bool replayed;        /* the answer of an earlier request with the same idempotency
+                             key; nothing was done this time */
 } store_delivery_t;
 
 typedef void (*store_status_cb)(void *ud, store_status_t status);

@@ -126,6 +126,12 @@ struct store_memory_shared {
     hmap_t channels;  /* name -> mchan_t */
     store_memory_t *views[STORE_MEMORY_MAX_VIEWS]; /* by index; NULL once closed */
     size_t view_count;                             /* indexes handed out */
+    /* Idempotency keys: key -> idem_entry_t, and the entries oldest first (one TTL
+     * for all, so that is also their expiry order). */
+    hmap_t idem;
+    link_t idem_fifo;
+    size_t idem_count, idem_max;
+    unsigned idem_ttl_s;
 };
 
 /* A message on its way to other threads: one copy, one reference per receiving
@@ -397,6 +403,112 @@ static bool claim_live(const record_t *r, int64_t now) { return now < r->time; }
 static void sh_lock(store_memory_t *s) { pthread_mutex_lock(&s->sh->lock); }
 static void sh_unlock(store_memory_t *s) { pthread_mutex_unlock(&s->sh->lock); }
 
+/* Idempotency -------------------------------------------------------------- */
+
+/* A key and the first answer to it. The first request inserts it as not done,
+ * under the lock, before doing the work, and fills it in afterwards: a request
+ * with the same key on another thread meanwhile gets STORE_IDEM_BUSY instead of
+ * doing the work twice (the work itself takes the lock again, so the entry cannot
+ * be filled in atomically with it as in Redis). Owns its key. */
+typedef struct idem_entry {
+    link_t fifo;
+    uint64_t expires_ms; /* CLOCK_MONOTONIC: a wall-clock jump does not expire keys */
+    bool done;
+    store_delivery_t d;
+    char fp[65];
+    size_t key_len;
+    char key[];
+} idem_entry_t;
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void idem_drop(store_memory_shared_t *sh, idem_entry_t *e) {
+    hmap_del(&sh->idem, e->key, e->key_len);
+    list_unlink(&e->fifo);
+    sh->idem_count--;
+    free(e);
+}
+
+/* Forgets expired keys, and the oldest ones while more than `keep` are held. */
+static void idem_prune(store_memory_shared_t *sh, uint64_t now, size_t keep) {
+    while (!list_empty(&sh->idem_fifo)) {
+        idem_entry_t *e = (idem_entry_t *)((char *)sh->idem_fifo.next - offsetof(idem_entry_t, fifo));
+        if (e->expires_ms > now && sh->idem_count <= keep) break;
+        if (e->expires_ms > now) METRICS_INC(idem_evicted);
+        idem_drop(sh, e);
+    }
+}
+
+/* 0: go ahead (the key is now held, not done); 1: *d is the stored answer; or
+ * STORE_IDEM_REUSED / STORE_IDEM_BUSY. */
+static int idem_begin(store_memory_t *s, const store_idem_t *idem, store_delivery_t *d) {
+    store_memory_shared_t *sh = s->sh;
+    size_t kl = strlen(idem->key);
+    uint64_t now = mono_ms();
+    int rc = 0;
+    sh_lock(s);
+    idem_prune(sh, now, sh->idem_max);
+    idem_entry_t *e = hmap_get(&sh->idem, idem->key, kl);
+    if (e) {
+        if (strcmp(e->fp, idem->fingerprint) != 0) {
+            rc = STORE_IDEM_REUSED;
+        } else if (!e->done) {
+            rc = STORE_IDEM_BUSY;
+        } else {
+            *d = e->d;
+            d->replayed = true;
+            rc = 1;
+        }
+    } else {
+        idem_prune(sh, now, sh->idem_max - 1); /* room for one more */
+        e = mem_calloc(1, sizeof *e + kl + 1);
+        memcpy(e->key, idem->key, kl);
+        e->key_len = kl;
+        snprintf(e->fp, sizeof e->fp, "%s", idem->fingerprint);
+        e->expires_ms = now + (uint64_t)sh->idem_ttl_s * 1000u;
+        list_push(&sh->idem_fifo, &e->fifo);
+        hmap_put(&sh->idem, e->key, kl, e);
+        sh->idem_count++;
+    }
+    sh_unlock(s);
+    return rc;
+}
+
+static void idem_end(store_memory_t *s, const store_idem_t *idem, const store_delivery_t *d) {
+    sh_lock(s);
+    idem_entry_t *e = hmap_get(&s->sh->idem, idem->key, strlen(idem->key));
+    if (e && !e->done && !strcmp(e->fp, idem->fingerprint)) {
+        e->d = *d;
+        e->done = true;
+    }
+    sh_unlock(s);
+}
+
+/* Answers a request whose key is known (true); otherwise holds the key for it. */
+static bool idem_answered(store_memory_t *s, const store_target_t *t, store_delivery_cb cb,
+                          void *ud) {
+    if (!t->idem || !t->idem->key) return false;
+    store_delivery_t d = {0, 0, 0, false};
+    int rc = idem_begin(s, t->idem, &d);
+    if (rc == 0) return false;
+    cb(ud, rc == 1 ? STORE_OK : (store_status_t)rc, &d);
+    return true;
+}
+
+static void idem_done(store_memory_t *s, const store_target_t *t, const store_delivery_t *d) {
+    if (t->idem && t->idem->key) idem_end(s, t->idem, d);
+}
+
+void store_memory_shared_set_idempotency(store_memory_shared_t *sh, unsigned ttl_s,
+                                         size_t max_keys) {
+    sh->idem_ttl_s = ttl_s ? ttl_s : 300;
+    sh->idem_max = max_keys ? max_keys : 100000;
+}
+
 /* Timer ------------------------------------------------------------------- */
 
 static void on_sweep(uv_timer_t *timer) {
@@ -410,6 +522,7 @@ static void on_sweep(uv_timer_t *timer) {
         if (!claim_live(r, now)) claim_delete(claims, r);
         l = next;
     }
+    idem_prune(s->sh, mono_ms(), s->sh->idem_max);
     sh_unlock(s);
 }
 
@@ -570,9 +683,9 @@ static store_delivery_t deliver(store_memory_t *s, const worker_msg_t *msg, bool
     } else {
         each_conn_of(s, &msg->target, resolve_conn, &rs);
     }
-    if (!hand_off(s, msg, rs.views)) return (store_delivery_t){0, 0, 0}; /* unlocks */
+    if (!hand_off(s, msg, rs.views)) return (store_delivery_t){0, 0, 0, false}; /* unlocks */
     /* One process, one worker id: the views are threads of one worker. */
-    return (store_delivery_t){rs.n, 1, 0};
+    return (store_delivery_t){rs.n, 1, 0, false};
 }
 
 /* Called with the lock held; releases it. False when no attached view was among
@@ -622,14 +735,16 @@ static bool hand_off(store_memory_t *s, const worker_msg_t *msg, uint64_t views)
 
 static void mem_send(store_t *base, const worker_msg_t *msg, store_delivery_cb cb, void *ud) {
     store_memory_t *s = (store_memory_t *)base;
-    store_delivery_t d = {0, 0, 0};
+    store_delivery_t d = {0, 0, 0, false};
     if (s->closing) {
         cb(ud, STORE_UNAVAILABLE, &d);
         return;
     }
+    if (idem_answered(s, &msg->target, cb, ud)) return;
     uint64_t t0 = metrics_now_ns();
     d = deliver(s, msg, false);
     metrics_observe_store(METRICS_OP_SEND, metrics_now_ns() - t0);
+    idem_done(s, &msg->target, &d);
     cb(ud, STORE_OK, &d);
 }
 
@@ -640,11 +755,12 @@ static void delete_claim_cb(store_memory_t *s, table_t *t, record_t *r, void *ar
 static void mem_disconnect(store_t *base, const store_target_t *t, bool keep_claims,
                            store_delivery_cb cb, void *ud) {
     store_memory_t *s = (store_memory_t *)base;
-    store_delivery_t d = {0, 0, 0};
+    store_delivery_t d = {0, 0, 0, false};
     if (s->closing) {
         cb(ud, STORE_UNAVAILABLE, &d);
         return;
     }
+    if (idem_answered(s, t, cb, ud)) return;
     uint64_t t0 = metrics_now_ns();
     /* Claims first, so nothing can connect with one once the connections are told
      * to close. Claims belong to users: an id target deletes none. */
@@ -659,6 +775,7 @@ static void mem_disconnect(store_t *base, const store_target_t *t, bool keep_cla
     worker_msg_t msg = {.kind = WORKER_MSG_DISCONNECT, .target = *t, .body = NULL, .body_len = 0};
     d = deliver(s, &msg, true);
     metrics_observe_store(METRICS_OP_DISCONNECT, metrics_now_ns() - t0);
+    idem_done(s, t, &d);
     cb(ud, STORE_OK, &d);
 }
 
@@ -794,11 +911,12 @@ static void sub_claim(store_memory_t *s, table_t *t, record_t *r, void *arg) {
 static void mem_subscribe(store_t *base, const store_target_t *t, const char *channel, bool join,
                           bool ignore_claims, store_delivery_cb cb, void *ud) {
     store_memory_t *s = (store_memory_t *)base;
-    store_delivery_t d = {0, 0, 0};
+    store_delivery_t d = {0, 0, 0, false};
     if (s->closing) {
         cb(ud, STORE_UNAVAILABLE, &d);
         return;
     }
+    if (idem_answered(s, t, cb, ud)) return;
     uint64_t t0 = metrics_now_ns();
     sub_ctx_t x = {channel, strlen(channel), join, now_s(), 0, 0};
     sh_lock(s);
@@ -808,8 +926,9 @@ static void mem_subscribe(store_t *base, const store_target_t *t, const char *ch
                         .target = *t,
                         .body = (const uint8_t *)channel,
                         .body_len = x.len};
-    if (hand_off(s, &msg, x.views)) d = (store_delivery_t){x.n, 1, 0}; /* unlocks */
+    if (hand_off(s, &msg, x.views)) d = (store_delivery_t){x.n, 1, 0, false}; /* unlocks */
     metrics_observe_store(METRICS_OP_SUBSCRIBE, metrics_now_ns() - t0);
+    idem_done(s, t, &d);
     cb(ud, STORE_OK, &d);
 }
 
@@ -1005,6 +1124,9 @@ store_memory_shared_t *store_memory_shared_new(void) {
     table_init(&sh->conns);
     sh->channels = (hmap_t)HMAP_INIT;
     sh->claims.channels = sh->conns.channels = &sh->channels;
+    sh->idem = (hmap_t)HMAP_INIT;
+    list_init(&sh->idem_fifo);
+    store_memory_shared_set_idempotency(sh, 0, 0);
     return sh;
 }
 
@@ -1014,6 +1136,9 @@ void store_memory_shared_free(store_memory_shared_t *sh) {
     table_clear(&sh->claims);
     table_clear(&sh->conns);
     hmap_free(&sh->channels); /* empty: channels go with their last member */
+    while (!list_empty(&sh->idem_fifo))
+        idem_drop(sh, (idem_entry_t *)((char *)sh->idem_fifo.next - offsetof(idem_entry_t, fifo)));
+    hmap_free(&sh->idem);
     pthread_mutex_destroy(&sh->lock);
     free(sh);
 }

@@ -62,6 +62,12 @@ store_t *store_memory_view_new(store_memory_shared_t *sh, uv_loop_t *loop);
  * thread (and tests). */
 store_t *store_memory_new(uv_loop_t *loop);
 
+/* Idempotency keys (store.h, store_idem_t): remembered ttl_s seconds, at most
+ * max_keys of them (the oldest are forgotten first when full). Defaults 300 s and
+ * 100,000. Call before any view is in use. */
+void store_memory_shared_set_idempotency(store_memory_shared_t *sh, unsigned ttl_s,
+                                         size_t max_keys);
+
 /* Records held right now in the view's core, for tests and metrics: claims
  * include expired ones the sweep has not freed yet. */
 size_t store_memory_claim_count(const store_t *s);

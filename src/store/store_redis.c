@@ -38,6 +38,37 @@
 
 typedef struct store_redis store_redis_t;
 
+/* Idempotency (docs/api.md, "Idempotency-Key"): the deliver and subscribe scripts,
+ * each wrapped at startup in the same few lines of Lua (IDEM_HEAD/IDEM_TAIL), are
+ * two more scripts. The wrapper takes three more ARGV after the script's own: the
+ * key (idempotency:$key), the request's fingerprint and the TTL. A key already
+ * there answers its stored result (a 4th element 1), or 2 when its fingerprint
+ * differs, without running the script; otherwise the script runs and its answer is
+ * stored with SET EX in the same atomic call. So a request whose answer was lost
+ * (a paused Redis runs it later) and its retry can never both do the work, whatever
+ * connections or API processes they came through. The scripts themselves are not
+ * touched: they read fixed ARGV positions and return {connections, workers,
+ * unreachable}. */
+enum {
+    SCRIPT_DELIVER_IDEM = REDIS_SCRIPT_COUNT,
+    SCRIPT_SUBSCRIBE_IDEM,
+    SCRIPT_ALL,
+};
+#define IDEM_HEAD                                                                          \
+    "local ik, ifp, ittl = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]\n"                \
+    "local prev = redis.call('GET', ik)\n"                                                 \
+    "if prev then\n"                                                                       \
+    "  local fp, c, w, u = string.match(prev, '^(%x+) (%d+) (%d+) (%d+)$')\n"              \
+    "  if fp ~= ifp then return {0, 0, 0, 2} end\n"                                        \
+    "  return {tonumber(c), tonumber(w), tonumber(u), 1}\n"                                \
+    "end\n"                                                                                \
+    "local res = (function()\n"
+#define IDEM_TAIL                                                                          \
+    "\nend)()\n"                                                                            \
+    "redis.call('SET', ik, ifp .. ' ' .. res[1] .. ' ' .. res[2] .. ' ' .. res[3], 'EX', ittl)\n" \
+    "return res\n"
+#define IDEM_KEY_PREFIX "idempotency:"
+
 typedef enum op_kind {
     OP_CLAIM_CREATE,
     OP_CLAIM_TAKE,
@@ -92,11 +123,14 @@ struct store_redis {
     redis_conn_t *sub; /* NULL until worker_attach */
     redis_conn_config_t conn_cfg;
     char *host;
+    char *username;
     char *password;
     unsigned ttl_s;
     uint64_t refresh_ms; /* heartbeat and subscription probe period */
     char description[300];
-    char sha[REDIS_SCRIPT_COUNT][SHA_LEN + 1];
+    char sha[SCRIPT_ALL][SHA_LEN + 1];
+    char *idem_src[SCRIPT_ALL - REDIS_SCRIPT_COUNT]; /* the wrapped scripts (above) */
+    unsigned idem_ttl_s;
 
     bool attached;
     char *worker_id;
@@ -109,6 +143,7 @@ struct store_redis {
     bool heartbeat_plain; /* Redis < 6.2: SET without GET */
     uint64_t next_heartbeat_ms;
     uint64_t next_probe_ms;
+    uint64_t probe_late_ms;      /* a late probe seen with Redis answering elsewhere (0: no) */
     uint64_t max_body;           /* max_body_bytes: larger bus message bodies are dropped */
     store_redis_stats_t stats;
     /* Readiness checks (HEALTH_*): the check in flight and the last that counted. */
@@ -134,6 +169,16 @@ struct store_redis {
 };
 
 static const store_ops_t redis_ops;
+
+static const char *script_source(const store_redis_t *s, int i) {
+    return i < REDIS_SCRIPT_COUNT ? redis_scripts[i].source : s->idem_src[i - REDIS_SCRIPT_COUNT];
+}
+
+static const char *script_name(int i) {
+    return i < REDIS_SCRIPT_COUNT      ? redis_scripts[i].name
+           : i == SCRIPT_DELIVER_IDEM ? "deliver (idempotent)"
+                                      : "subscribe (idempotent)";
+}
 
 /* NULL and "" both mean "absent" in the store interface. */
 static const char *nz(const char *s) { return s ? s : ""; }
@@ -245,7 +290,7 @@ static void op_reply(redis_req_t *req, redisReply *reply) {
         !strncmp(reply->str, "NOSCRIPT", 8) && !strcmp(op->argv[0], "EVALSHA")) {
         op->argv[0] = "EVAL";
         op->lens[0] = 4;
-        op->argv[1] = redis_scripts[op->script].source;
+        op->argv[1] = script_source(op->s, op->script);
         op->lens[1] = strlen(op->argv[1]);
         op_issue(op);
         return;
@@ -277,11 +322,11 @@ static store_status_t bad_reply(const op_t *op, const redisReply *reply) {
                                                              : METRICS_STORE_ERROR]);
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_warn("redis error",
-                 LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
+                 LOG_S("op", op->script >= 0 ? script_name(op->script) : op->argv[0]),
                  LOG_B("error", reply->str, reply->len));
     else if (reply)
         log_warn("redis: unexpected answer",
-                 LOG_S("op", op->script >= 0 ? redis_scripts[op->script].name : op->argv[0]),
+                 LOG_S("op", op->script >= 0 ? script_name(op->script) : op->argv[0]),
                  LOG_I("type", reply->type));
     return STORE_UNAVAILABLE;
 }
@@ -428,11 +473,21 @@ static void op_finish(op_t *op, redisReply *reply) {
         break;
     case OP_DELIVER: {
         store_delivery_t d = {0};
-        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+        /* 3 elements; the idempotent wrapper adds a 4th when it answered from the
+         * key: 1 the stored answer, 2 the key is another request's. */
+        if (reply && reply->type == REDIS_REPLY_ARRAY &&
+            (reply->elements == 3 || reply->elements == 4)) {
             d.connections = (size_t)to_i64(reply->element[0]);
             d.workers = (size_t)to_i64(reply->element[1]);
             d.unreachable = (size_t)to_i64(reply->element[2]);
-            op->cb.delivery(op->ud, STORE_OK, &d);
+            int64_t idem = reply->elements == 4 ? to_i64(reply->element[3]) : 0;
+            d.replayed = idem == 1;
+            op->cb.delivery(op->ud, idem == 2 ? STORE_IDEM_REUSED : STORE_OK, &d);
+        } else if (!reply && op->sent) {
+            /* Handed to Redis and no answer (timed out, or the connection went):
+             * Redis may have run it, or run it once it reads the socket again. */
+            bad_reply(op, reply);
+            op->cb.delivery(op->ud, STORE_UNKNOWN, &d);
         } else {
             op->cb.delivery(op->ud, bad_reply(op, reply), &d);
         }
@@ -696,9 +751,9 @@ static bool r_ready(store_t *st, const char **reason) {
 static void cmd_on_connect(redis_conn_t *c, void *ud) {
     store_redis_t *s = ud;
     /* SCRIPT LOAD at every connect: a restarted Redis has forgotten them. */
-    for (int i = 0; i < REDIS_SCRIPT_COUNT; i++) {
-        const char *args[] = {"SCRIPT", "LOAD", redis_scripts[i].source};
-        size_t lens[] = {6, 4, strlen(redis_scripts[i].source)};
+    for (int i = 0; i < SCRIPT_ALL; i++) {
+        const char *args[] = {"SCRIPT", "LOAD", script_source(s, i)};
+        size_t lens[] = {6, 4, strlen(args[2])};
         op_t *op = op_new(s, OP_SCRIPT_LOAD, -1, 3, args, lens);
         op->handshake = true;
         op->ud = (void *)(intptr_t)i; /* which sha[] slot the answer fills */
@@ -758,13 +813,41 @@ static void sub_on_ready(redis_conn_t *c, void *ud) {
     s->sub_was_ready = true;
 }
 
+/* A late probe (below) costs the subscription only when the connection, not Redis,
+ * is at fault: Redis has answered the command connection since the probe was sent,
+ * and the confirmation is still missing a whole timeout after that was first seen.
+ * A paused or slow Redis answers nobody: the subscription is kept, since dropping
+ * it would lose every message published until it is back, and the confirmation
+ * comes with the rest once Redis moves again. A reset or a close is noticed at once
+ * anyway (redis_uv.c), and /readyz follows the whole path through the canary. */
+static void probe_judge(store_redis_t *s, redis_conn_t *c, uint64_t sent, uint64_t now) {
+    uint64_t t = s->conn_cfg.timeout_ms;
+    if (now - sent < t) return;
+    if (!s->probe_late_ms) {
+        if (redis_conn_last_reply_ms(s->cmd) > sent) s->probe_late_ms = now;
+        return;
+    }
+    if (now - s->probe_late_ms < t) return;
+    char why[96];
+    snprintf(why, sizeof why, "no subscription confirmation within %llu ms while Redis answered",
+             (unsigned long long)(now - sent));
+    s->probe_late_ms = 0;
+    redis_conn_fail(c, why);
+}
+
 /* A subscribed connection carries no replies to time, so re-SUBSCRIBE now and
  * then: its confirmation proves the connection still works. */
 static void sub_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
     store_redis_t *s = ud;
     /* dsock_store_subscribed: 0 at most one tick (100 ms) after a loss. */
     metrics_set_subscribed(!s->closing && redis_conn_ready(c));
-    if (s->closing || !redis_conn_ready(c) || redis_conn_subscribe_pending(c)) return;
+    uint64_t sent = redis_conn_subscribe_sent_ms(c);
+    if (!sent || !redis_conn_ready(c)) s->probe_late_ms = 0;
+    if (s->closing || !redis_conn_ready(c)) return;
+    if (sent) {
+        probe_judge(s, c, sent, now);
+        return;
+    }
     if (now < s->next_probe_ms) return;
     s->next_probe_ms = now + s->refresh_ms;
     redis_conn_subscribe(c, s->channel);
@@ -887,7 +970,9 @@ static void free_store(store_redis_t *s) {
     }
     void (*done)(void *) = s->done;
     void *done_ud = s->done_ud;
+    for (int i = 0; i < SCRIPT_ALL - REDIS_SCRIPT_COUNT; i++) free(s->idem_src[i]);
     free(s->host);
+    free(s->username);
     free(s->password);
     free(s->worker_id);
     free(s->channel);
@@ -995,6 +1080,18 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
     size_t packed = dsock__worker_message__get_packed_size(&m);
     op_t *op;
     int at;
+    /* The idempotent wrapper's three arguments go after the script's own. */
+    const store_idem_t *idem = t->idem && t->idem->key ? t->idem : NULL;
+    char ikey[sizeof IDEM_KEY_PREFIX + 256], ittl[16];
+    const char *iargs[3] = {NULL, NULL, NULL};
+    if (idem) {
+        snprintf(ikey, sizeof ikey, "%s%s", IDEM_KEY_PREFIX, idem->key);
+        snprintf(ittl, sizeof ittl, "%u", s->idem_ttl_s);
+        iargs[0] = ikey;
+        iargs[1] = idem->fingerprint;
+        iargs[2] = ittl;
+    }
+    int extra = idem ? 3 : 0;
     if (sub) {
         /* drop_claims carries "not ignoreClaims" here */
         char name[CHANNEL_NAME_MAX + 1];
@@ -1002,18 +1099,19 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
         name[body_len] = '\0';
         const char *args[] = {nz(id),    nz(user), nz(session),
                               nz(channel), name,   kind == WORKER_MSG_SUBSCRIBE ? "1" : "0",
-                              drop_claims ? "0" : "1", NULL};
-        size_t lens[8];
-        for (int i = 0; i < 7; i++) lens[i] = strlen(args[i]);
-        lens[7] = packed;
-        op = op_new(s, OP_DELIVER, REDIS_SCRIPT_SUBSCRIBE, 8, args, lens);
+                              drop_claims ? "0" : "1", NULL, iargs[0], iargs[1], iargs[2]};
+        size_t lens[11];
+        for (int i = 0; i < 11; i++) lens[i] = i == 7 ? packed : args[i] ? strlen(args[i]) : 0;
+        op = op_new(s, OP_DELIVER, idem ? SCRIPT_SUBSCRIBE_IDEM : REDIS_SCRIPT_SUBSCRIBE,
+                    8 + extra, args, lens);
         at = 7;
     } else {
         const char *args[] = {nz(id), nz(user), nz(session), nz(channel), NULL,
-                              drop_claims ? "1" : "0"};
-        size_t lens[] = {strlen(args[0]), strlen(args[1]), strlen(args[2]), strlen(args[3]),
-                         packed, 1};
-        op = op_new(s, OP_DELIVER, REDIS_SCRIPT_DELIVER, 6, args, lens);
+                              drop_claims ? "1" : "0", iargs[0], iargs[1], iargs[2]};
+        size_t lens[9];
+        for (int i = 0; i < 9; i++) lens[i] = i == 4 ? packed : args[i] ? strlen(args[i]) : 0;
+        op = op_new(s, OP_DELIVER, idem ? SCRIPT_DELIVER_IDEM : REDIS_SCRIPT_DELIVER, 6 + extra,
+                    args, lens);
         at = 4;
     }
     dsock__worker_message__pack(&m, (uint8_t *)op_arg(op, at));
@@ -1206,10 +1304,16 @@ static const store_ops_t redis_ops = {
     .ready = r_ready,
 };
 
-/* "host:port", "host", "[v6]:port" or "[v6]". */
+/* "host:port", "host", "[v6]:port", "[v6]", or "unix:/path" (kept whole: redis_conn
+ * connects to the path, and logs say what it is). */
 static void parse_host(const char *spec, char **host, int *port) {
     *port = 6379;
     if (!spec || !spec[0]) spec = "localhost";
+    if (!strncmp(spec, REDIS_UNIX_PREFIX, strlen(REDIS_UNIX_PREFIX))) {
+        *host = mem_strdup(spec);
+        *port = 0;
+        return;
+    }
     const char *colon = NULL;
     if (spec[0] == '[') {
         const char *end = strchr(spec, ']');
@@ -1238,9 +1342,18 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
     s->loop = loop;
     int port;
     parse_host(cfg->host, &s->host, &port);
+    s->username = cfg->username && cfg->username[0] ? mem_strdup(cfg->username) : NULL;
     s->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
     s->ttl_s = cfg->worker_ttl_s ? cfg->worker_ttl_s : 10;
     s->max_body = cfg->max_body_bytes;
+    s->idem_ttl_s = cfg->idempotency_ttl_s ? cfg->idempotency_ttl_s : 300;
+    const int wrapped[] = {REDIS_SCRIPT_DELIVER, REDIS_SCRIPT_SUBSCRIBE};
+    for (int i = 0; i < SCRIPT_ALL - REDIS_SCRIPT_COUNT; i++) {
+        const char *src = redis_scripts[wrapped[i]].source;
+        size_t n = strlen(IDEM_HEAD) + strlen(src) + strlen(IDEM_TAIL) + 1;
+        s->idem_src[i] = mem_alloc(n);
+        snprintf(s->idem_src[i], n, "%s%s%s", IDEM_HEAD, src, IDEM_TAIL);
+    }
     rand_id(s->canary_token);
     s->refresh_ms = s->ttl_s * 1000u / 3;
     if (s->refresh_ms == 0) s->refresh_ms = 1;
@@ -1248,11 +1361,16 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
         .name = "command",
         .host = s->host,
         .port = port,
+        .username = s->username,
         .password = s->password,
         .db = cfg->db,
         .timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 2000,
     };
-    snprintf(s->description, sizeof s->description, "redis %s:%d db %d", s->host, port, cfg->db);
+    if (port)
+        snprintf(s->description, sizeof s->description, "redis %s:%d db %d", s->host, port,
+                 cfg->db);
+    else
+        snprintf(s->description, sizeof s->description, "redis %s db %d", s->host, cfg->db);
     redis_conn_hooks_t hooks = {
         .on_connect = cmd_on_connect,
         .on_ready = cmd_on_ready,

@@ -8,7 +8,8 @@
 #include "store/store.h"
 
 typedef struct store_redis_config {
-    const char *host;       /* "host:port" or "host" (port 6379); copied */
+    const char *host;       /* "host:port", "host" (port 6379) or "unix:/path"; copied */
+    const char *username;   /* Redis 6 ACL user; NULL or "" for the default user; copied */
     const char *password;   /* NULL or "" for none; copied */
     int db;
     unsigned timeout_ms;    /* bound on every wait for a reply; also connect timeout
@@ -16,6 +17,7 @@ typedef struct store_redis_config {
     unsigned worker_ttl_s;  /* a worker not heard of for this long is dead (0: 10) */
     uint64_t max_body_bytes;/* worker side: a bus message with a longer body is dropped
                                (the configuration refuses 0) */
+    unsigned idempotency_ttl_s; /* how long an idempotency key is remembered (0: 300) */
 } store_redis_config_t;
 
 /* Never NULL: connects in the background and reconnects with back-off; until

@@ -337,7 +337,12 @@ def test_redis_killed_during_burst(make_redis, make_deployment):
     assert not any(t.is_alive() for t in threads), "a request hung"
     assert len(results) == 90
     for res, code in results:
-        res.expect(503, code)
+        if code == "ERROR_GETTING_USER":
+            # a /send in flight cannot know whether Redis ran it (docs/api.md)
+            res.expect(503)
+            assert res.json["errorCode"] in (code, "ERROR_OUTCOME_UNKNOWN"), res.json
+        else:
+            res.expect(503, code)
     assert took < TIMEOUT_MS / 1000 + 1.5, took
     r.start()
     h.wait_until(lambda: api.claim(user=h.new_id()).status == 200, 5, interval=0.1,

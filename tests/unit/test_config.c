@@ -775,6 +775,31 @@ Test(config, ping_timeout_must_exceed_interval) {
                           "(30, from DSOCK_PING_INTERVAL)"), "%s", err);
 }
 
+/* A Unix socket path must fit sun_path (hiredis would cut a longer one silently);
+ * standalone has no Redis and ignores it. */
+Test(config, redis_unix_socket_path) {
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0", "--redis-host", "unix:/run/redis/redis.sock",
+                      "--redis-username", "dsock"),
+                 CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.redis_username, "dsock");
+    cr_expect_eq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0, "%s", err);
+    config_free(&cfg);
+    char longp[200] = "unix:/";
+    memset(longp + 6, 'a', 150);
+    longp[156] = '\0';
+    char unix_only[] = "unix:";
+    char *bad[] = {unix_only, longp};
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_eq(LOAD("--address", "127.0.0.1:0", "--redis-host", bad[i]), CONFIG_OK, "%s",
+                     err);
+        cr_expect_neq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0, "%s", bad[i]);
+        cr_expect(strstr(err, "--redis-host: redis_host unix: needs a socket path of 1 to 107 bytes"),
+                  "%s", err);
+        cr_expect_eq(config_validate(&cfg, CONFIG_ROLE_STANDALONE, err, sizeof err), 0, "%s", err);
+        config_free(&cfg);
+    }
+}
+
 /* ---- suggestions, help and docs ------------------------------------------------------------ */
 
 Test(config, suggest) {

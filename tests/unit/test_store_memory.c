@@ -921,3 +921,86 @@ Test(store_memory, registration_marker_orders_subscriptions) {
     while (done < 2) uv_run(&loop, UV_RUN_ONCE);
     store_memory_shared_free(sh);
 }
+
+/* Idempotency keys (store.h, store_idem_t) ------------------------------------ */
+
+static rec_t send_idem(store_t *s, const char *user, const char *key, const char *fp) {
+    rec_t r = {0};
+    store_idem_t idem = {key, fp};
+    worker_msg_t msg = {WORKER_MSG_TEXT, {.user = user, .idem = &idem}, (const uint8_t *)"hi", 2};
+    store_send(s, &msg, delivery_cb, &r);
+    cr_assert_eq(r.calls, 1);
+    return r;
+}
+
+Test(store_memory, idempotency_key_replays_the_first_answer) {
+    wrec_t w = {0};
+    attach(&w);
+    reg("c1", "u", NULL, 1);
+    rec_t r = send_idem(st, "u", "k1", "fp-a");
+    cr_assert_eq(r.status, STORE_OK);
+    cr_assert_eq(r.d.connections, 1);
+    cr_assert_not(r.d.replayed);
+    cr_assert_eq(w.messages, 1);
+    /* the same request again: the first answer, nothing delivered */
+    reg("c2", "u", NULL, 1);
+    r = send_idem(st, "u", "k1", "fp-a");
+    cr_assert_eq(r.status, STORE_OK);
+    cr_assert_eq(r.d.connections, 1, "the stored answer, not a new count");
+    cr_assert(r.d.replayed);
+    cr_assert_eq(w.messages, 1);
+    /* another request with the key: refused, nothing done */
+    r = send_idem(st, "u", "k1", "fp-b");
+    cr_assert_eq(r.status, STORE_IDEM_REUSED);
+    cr_assert_eq(w.messages, 1);
+    /* a disconnect and a subscription share the key space */
+    rec_t d = {0};
+    store_idem_t idem = {"k1", "fp-c"};
+    store_disconnect(st, &(store_target_t){.user = "u", .idem = &idem}, true, delivery_cb, &d);
+    cr_assert_eq(d.status, STORE_IDEM_REUSED);
+    cr_assert_eq(store_memory_conn_count(st), 2);
+    idem = (store_idem_t){"k2", "fp-c"};
+    d = (rec_t){0};
+    store_subscribe(st, &(store_target_t){.user = "u", .idem = &idem}, "news", true, true,
+                    delivery_cb, &d);
+    cr_assert_eq(d.status, STORE_OK);
+    cr_assert_eq(d.d.connections, 2);
+    d = (rec_t){0};
+    store_subscribe(st, &(store_target_t){.user = "u", .idem = &idem}, "news", true, true,
+                    delivery_cb, &d);
+    cr_assert(d.d.replayed);
+    cr_assert_eq(w.messages, 2);
+}
+
+Test(store_memory, idempotency_keys_are_bounded) {
+    store_memory_shared_t *sh = store_memory_shared_new();
+    store_memory_shared_set_idempotency(sh, 300, 2);
+    store_t *v = store_memory_view_new(sh, &loop);
+    rec_t r;
+    const char *keys[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) cr_assert_not(send_idem(v, "u", keys[i], "f").d.replayed);
+    cr_assert(send_idem(v, "u", "c", "f").d.replayed);
+    cr_assert(send_idem(v, "u", "b", "f").d.replayed);
+    r = send_idem(v, "u", "a", "f"); /* the oldest was forgotten: a new request */
+    cr_assert_eq(r.status, STORE_OK);
+    cr_assert_not(r.d.replayed);
+    int done = 0;
+    store_close(v, closed, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(done, 1);
+    store_memory_shared_free(sh); /* LeakSanitizer (SAN=1): the keys go with it */
+}
+
+Test(store_memory, idempotency_keys_expire) {
+    store_memory_shared_t *sh = store_memory_shared_new();
+    store_memory_shared_set_idempotency(sh, 1, 10);
+    store_t *v = store_memory_view_new(sh, &loop);
+    cr_assert_not(send_idem(v, "u", "k", "f").d.replayed);
+    cr_assert(send_idem(v, "u", "k", "f").d.replayed);
+    usleep(1100 * 1000);
+    cr_assert_not(send_idem(v, "u", "k", "f").d.replayed);
+    int done = 0;
+    store_close(v, closed, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    store_memory_shared_free(sh);
+}
