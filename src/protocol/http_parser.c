@@ -178,15 +178,20 @@ static bool list_next(const char *v, size_t len, size_t *pos, const char **item,
 
 /* Checks one Transfer-Encoding value: only "chunked" is implemented, and only once. */
 static void check_transfer_encoding(http_parser_t *p, const char *v, size_t len) {
-    size_t pos = 0, n;
+    size_t pos = 0, n, codings = 0;
     const char *item;
     while (list_next(v, len, &pos, &item, &n)) {
+        if (n) codings++;
         if (n == 7 && strncasecmp(item, "chunked", 7) == 0) {
             if (++p->chunked_codings > 1) parser_fail(p, 400, "chunked applied more than once");
         } else if (n > 0) {
             parser_fail(p, 501, "transfer coding not implemented (only chunked is)");
         }
     }
+    /* RFC 9112 6.1: the field is a list of at least one coding. An empty one (which
+     * llhttp lets through as if absent) would leave the framing to guesswork, and an
+     * HTTP/1.0 keep-alive request with it would not be closed after its answer. */
+    if (!codings) parser_fail(p, 400, "Transfer-Encoding names no coding");
 }
 
 static int finish_header(http_parser_t *p) {

@@ -274,6 +274,8 @@ Test(http_parser, error_statuses) {
         "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ,,\r\n\r\n", /* names no coding */
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\n\r\n",   /* empty (fuzz) */
+        "POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: \r\n\r\nGET\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof malformed / sizeof *malformed; i++) {
         cr_assert_eq(parse_error(malformed[i], 0), 400, "sample %zu", i);
