@@ -278,6 +278,12 @@ static void sample_u(buf_t *b, const char *name, uint64_t v) {
     buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* A family of one unlabelled sample: its HELP and TYPE lines, then the value. */
+static void single_u(buf_t *b, const char *name, const char *type, const char *help, uint64_t v) {
+    family(b, name, type, help);
+    sample_u(b, name, v);
+}
+
 /* A float as Prometheus reads it (Go's ParseFloat): shortest round-trip form. */
 static void fmt_double(char *out, size_t cap, double v) {
     if (v == (double)(int64_t)v && v < 9007199254740992.0 && v > -9007199254740992.0) {
@@ -357,11 +363,11 @@ void metrics_render(buf_t *b, const metrics_snapshot_t *s) {
     if (id->worker) {
         uint64_t closed = 0;
         for (size_t i = 0; i < METRICS_CLOSE_REASONS; i++) closed += c->conns_closed[i];
-        family(b, "dsock_connections", "gauge", "Open WebSocket connections.");
-        sample_u(b, "dsock_connections", c->conns_opened > closed ? c->conns_opened - closed : 0);
-        family(b, "dsock_connections_opened_total", "counter",
-               "WebSocket connections opened (101 sent).");
-        sample_u(b, "dsock_connections_opened_total", c->conns_opened);
+        single_u(b, "dsock_connections", "gauge", "Open WebSocket connections.",
+                 c->conns_opened > closed ? c->conns_opened - closed : 0);
+        single_u(b, "dsock_connections_opened_total", "counter",
+                 "WebSocket connections opened (101 sent).",
+                 c->conns_opened);
         family(b, "dsock_connections_closed_total", "counter",
                "WebSocket connections closed, by reason.");
         for (size_t i = 0; i < METRICS_CLOSE_REASONS; i++)
@@ -373,16 +379,16 @@ void metrics_render(buf_t *b, const metrics_snapshot_t *s) {
             if (s->series[i].kind == METRICS_SERIES_REFUSED)
                 labelled_u(b, "dsock_handshakes_refused_total", "code", s->series[i].code,
                            s->series[i].count);
-        family(b, "dsock_messages_written_total", "counter",
-               "Data messages handed to client connections (written or queued).");
-        sample_u(b, "dsock_messages_written_total", c->messages_written);
-        family(b, "dsock_message_bytes_written_total", "counter",
-               "Payload bytes of the data messages handed to client connections.");
-        sample_u(b, "dsock_message_bytes_written_total", c->message_bytes_written);
-        family(b, "dsock_messages_compressed_total", "counter",
-               "Messages compressed for permessage-deflate clients: once per message, window and "
-               "loop thread, however many clients receive it.");
-        sample_u(b, "dsock_messages_compressed_total", c->messages_compressed);
+        single_u(b, "dsock_messages_written_total", "counter",
+                 "Data messages handed to client connections (written or queued).",
+                 c->messages_written);
+        single_u(b, "dsock_message_bytes_written_total", "counter",
+                 "Payload bytes of the data messages handed to client connections.",
+                 c->message_bytes_written);
+        single_u(b, "dsock_messages_compressed_total", "counter",
+                 "Messages compressed for permessage-deflate clients: once per message, window and "
+                 "loop thread, however many clients receive it.",
+                 c->messages_compressed);
         family(b, "dsock_deliveries_dropped_total", "counter",
                "Messages for a connection that did not reach it, by reason.");
         for (size_t i = 0; i < METRICS_DROP_REASONS; i++)
@@ -390,17 +396,17 @@ void metrics_render(buf_t *b, const metrics_snapshot_t *s) {
                        c->dropped[i]);
     }
     if (id->api) {
-        family(b, "dsock_api_messages_total", "counter", "Messages accepted by POST /send.");
-        sample_u(b, "dsock_api_messages_total", c->api_messages);
-        family(b, "dsock_api_message_bytes_total", "counter",
-               "Body bytes of the messages accepted by POST /send.");
-        sample_u(b, "dsock_api_message_bytes_total", c->api_message_bytes);
-        family(b, "dsock_api_idempotent_replays_total", "counter",
-               "Requests answered from an earlier request with the same Idempotency-Key.");
-        sample_u(b, "dsock_api_idempotent_replays_total", c->api_idem_replays);
-        family(b, "dsock_store_idempotency_evicted_total", "counter",
-               "Idempotency-Keys the memory store forgot before their TTL because it was full.");
-        sample_u(b, "dsock_store_idempotency_evicted_total", c->idem_evicted);
+        single_u(b, "dsock_api_messages_total", "counter", "Messages accepted by POST /send.",
+                 c->api_messages);
+        single_u(b, "dsock_api_message_bytes_total", "counter",
+                 "Body bytes of the messages accepted by POST /send.",
+                 c->api_message_bytes);
+        single_u(b, "dsock_api_idempotent_replays_total", "counter",
+                 "Requests answered from an earlier request with the same Idempotency-Key.",
+                 c->api_idem_replays);
+        single_u(b, "dsock_store_idempotency_evicted_total", "counter",
+                 "Idempotency-Keys the memory store forgot before their TTL because it was full.",
+                 c->idem_evicted);
     }
 
     family(b, "dsock_api_requests_total", "counter",
@@ -430,26 +436,26 @@ void metrics_render(buf_t *b, const metrics_snapshot_t *s) {
     for (size_t i = 0; i < METRICS_STORE_ERROR_KINDS; i++)
         labelled_u(b, "dsock_store_errors_total", "kind", error_names[i], c->store_errors[i]);
     if (id->redis) {
-        family(b, "dsock_store_reconnects_total", "counter",
-               "Redis connections ready again after being lost.");
-        sample_u(b, "dsock_store_reconnects_total", c->store_reconnects);
+        single_u(b, "dsock_store_reconnects_total", "counter",
+                 "Redis connections ready again after being lost.",
+                 c->store_reconnects);
     }
     if (id->redis && id->worker) {
-        family(b, "dsock_store_resyncs_total", "counter",
-               "Times this worker registered its connections again after Redis lost them.");
-        sample_u(b, "dsock_store_resyncs_total", c->store_resyncs);
+        single_u(b, "dsock_store_resyncs_total", "counter",
+                 "Times this worker registered its connections again after Redis lost them.",
+                 c->store_resyncs);
     }
     if (s->subscribed >= 0) {
-        family(b, "dsock_store_subscribed", "gauge",
-               "1 when the worker's Redis subscription is up, else 0.");
-        sample_u(b, "dsock_store_subscribed", (uint64_t)s->subscribed);
+        single_u(b, "dsock_store_subscribed", "gauge",
+                 "1 when the worker's Redis subscription is up, else 0.",
+                 (uint64_t)s->subscribed);
     }
     if (s->has_store_sizes) {
-        family(b, "dsock_store_claims", "gauge", "Claims held by the memory store.");
-        sample_u(b, "dsock_store_claims", s->store_claims);
-        family(b, "dsock_store_connection_records", "gauge",
-               "Connection records held by the memory store.");
-        sample_u(b, "dsock_store_connection_records", s->store_records);
+        single_u(b, "dsock_store_claims", "gauge", "Claims held by the memory store.",
+                 s->store_claims);
+        single_u(b, "dsock_store_connection_records", "gauge",
+                 "Connection records held by the memory store.",
+                 s->store_records);
     }
     for (size_t i = 0; i < s->ngauges; i++) {
         family(b, s->gauges[i].name, "gauge", s->gauges[i].help);
@@ -460,21 +466,21 @@ void metrics_render(buf_t *b, const metrics_snapshot_t *s) {
     if (p->ok) {
         family(b, "process_cpu_seconds_total", "counter", "User and system CPU time, in seconds.");
         sample_d(b, "process_cpu_seconds_total", p->cpu_seconds);
-        family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-        sample_u(b, "process_resident_memory_bytes", p->resident_bytes);
-        family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-        sample_u(b, "process_virtual_memory_bytes", p->virtual_bytes);
-        family(b, "process_open_fds", "gauge", "Open file descriptors.");
-        sample_u(b, "process_open_fds", p->open_fds);
-        family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
-        sample_u(b, "process_max_fds", p->max_fds);
+        single_u(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                 p->resident_bytes);
+        single_u(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                 p->virtual_bytes);
+        single_u(b, "process_open_fds", "gauge", "Open file descriptors.",
+                 p->open_fds);
+        single_u(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                 p->max_fds);
         if (p->start_time_seconds > 0) {
             family(b, "process_start_time_seconds", "gauge",
                    "Start time of the process since the Unix epoch, in seconds.");
             sample_d(b, "process_start_time_seconds", p->start_time_seconds);
         }
-        family(b, "dsock_threads", "gauge", "Threads of the process.");
-        sample_u(b, "dsock_threads", p->threads);
+        single_u(b, "dsock_threads", "gauge", "Threads of the process.",
+                 p->threads);
     }
 }
 
