@@ -13,63 +13,9 @@
 
 #include "common/log.h"
 #include "protocol/utf8.h"
+#include "../tests/support/reference.h"
 
 #define MAX_FIELDS 8
-
-static int hexval(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Decodes the value starting at *p (quoted or not) into out; advances *p. */
-static size_t decode(const char **p, char *out) {
-    const char *v = *p;
-    size_t o = 0;
-    if (*v != '"') {
-        while (*v && *v != ' ' && *v != '\n') out[o++] = *v++;
-        *p = v;
-        return o;
-    }
-    for (v++; *v != '"'; v++) {
-        if (!*v || *v == '\n') abort();
-        if (*v != '\\') {
-            out[o++] = *v;
-            continue;
-        }
-        v++;
-        if (*v == 'n') out[o++] = '\n';
-        else if (*v == 'r') out[o++] = '\r';
-        else if (*v == 't') out[o++] = '\t';
-        else if (*v == '"' || *v == '\\') out[o++] = *v;
-        else if (*v == 'x') {
-            int hi = hexval(v[1]), lo = hexval(v[2]);
-            if (hi < 0 || lo < 0) abort();
-            out[o++] = (char)(hi << 4 | lo);
-            v += 2;
-        } else if (*v == 'u') {
-            unsigned cp = 0;
-            for (int i = 1; i <= 4; i++) {
-                int d = hexval(v[i]);
-                if (d < 0) abort();
-                cp = cp << 4 | (unsigned)d;
-            }
-            v += 4;
-            if (cp < 0x80) {
-                out[o++] = (char)cp;
-            } else if (cp < 0x800) {
-                out[o++] = (char)(0xc0 | cp >> 6);
-                out[o++] = (char)(0x80 | (cp & 0x3f));
-            } else {
-                out[o++] = (char)(0xe0 | cp >> 12);
-                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                out[o++] = (char)(0x80 | (cp & 0x3f));
-            }
-        } else {
-            abort();
-        }
-    }
-    *p = v + 1;
-    return o;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
@@ -114,8 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             snprintf(want, sizeof want, " %s=", f[k].key);
             if (strncmp(p, want, strlen(want))) abort();
             p += strlen(want);
-            size_t m = decode(&p, dec);
-            if (m != f[k].len || memcmp(dec, f[k].s, m)) abort();
+            long m = ref_logfmt_unescape(&p, dec);
+            if (m < 0 || (size_t)m != f[k].len || memcmp(dec, f[k].s, f[k].len)) abort();
         }
         if (strcmp(p, "\n")) abort();
     }

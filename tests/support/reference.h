@@ -55,4 +55,63 @@ static inline size_t ref_b64url(const void *data, size_t n, char *out) {
     return o;
 }
 
+static inline int ref_hexval(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A logfmt value as docs/logging.md defines it, decoded into out (at least as long
+ * as the value): bare up to a space or the line's end, or quoted with the escapes
+ * \n \r \t \" \\ \xHH (a raw byte) and \u00HH..\uHHHH (a code point, written as
+ * UTF-8). *p is advanced past the value. Returns the decoded length, or -1 when the
+ * value is unterminated or holds an unknown or malformed escape. */
+static inline long ref_logfmt_unescape(const char **p, char *out) {
+    const char *v = *p;
+    long o = 0;
+    if (*v != '"') {
+        while (*v && *v != ' ' && *v != '\n') out[o++] = *v++;
+        *p = v;
+        return o;
+    }
+    for (v++; *v != '"'; v++) {
+        if (!*v || *v == '\n') return -1;
+        if (*v != '\\') {
+            out[o++] = *v;
+            continue;
+        }
+        v++;
+        if (*v == 'n') out[o++] = '\n';
+        else if (*v == 'r') out[o++] = '\r';
+        else if (*v == 't') out[o++] = '\t';
+        else if (*v == '"' || *v == '\\') out[o++] = *v;
+        else if (*v == 'x') {
+            int hi = ref_hexval(v[1]), lo = hi < 0 ? -1 : ref_hexval(v[2]);
+            if (lo < 0) return -1;
+            out[o++] = (char)(hi << 4 | lo);
+            v += 2;
+        } else if (*v == 'u') {
+            unsigned cp = 0;
+            for (int i = 1; i <= 4; i++) {
+                int d = ref_hexval(v[i]);
+                if (d < 0) return -1;
+                cp = cp << 4 | (unsigned)d;
+            }
+            v += 4;
+            if (cp < 0x80) {
+                out[o++] = (char)cp;
+            } else if (cp < 0x800) {
+                out[o++] = (char)(0xc0 | cp >> 6);
+                out[o++] = (char)(0x80 | (cp & 0x3f));
+            } else {
+                out[o++] = (char)(0xe0 | cp >> 12);
+                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+                out[o++] = (char)(0x80 | (cp & 0x3f));
+            }
+        } else {
+            return -1;
+        }
+    }
+    *p = v + 1;
+    return o;
+}
+
 #endif

@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "protocol/utf8.h"
+#include "../support/reference.h"
 
 /* 2026-11-29T05:55:20.123Z */
 #define T0 ((struct timespec){.tv_sec = 1795931720, .tv_nsec = 123456789})
@@ -278,55 +279,6 @@ Test(log, line_is_bounded) {
     cr_assert_eq(log_format_line(small, LOG_LINE_MIN - 1, &h, "x", NULL, 0), 0);
 }
 
-/* Decodes a logfmt value as written by the formatter (quoted or not) into out. */
-static size_t unescape_logfmt(const char *v, char *out) {
-    size_t o = 0;
-    if (*v != '"') {
-        while (*v && *v != ' ' && *v != '\n') out[o++] = *v++;
-        return o;
-    }
-    for (v++; *v != '"'; v++) {
-        cr_assert(*v && *v != '\n');
-        if (*v != '\\') {
-            out[o++] = *v;
-            continue;
-        }
-        v++;
-        switch (*v) {
-        case 'n': out[o++] = '\n'; break;
-        case 'r': out[o++] = '\r'; break;
-        case 't': out[o++] = '\t'; break;
-        case '"': out[o++] = '"'; break;
-        case '\\': out[o++] = '\\'; break;
-        case 'x': {
-            unsigned x;
-            cr_assert_eq(sscanf(v + 1, "%2x", &x), 1);
-            out[o++] = (char)x;
-            v += 2;
-            break;
-        }
-        case 'u': {
-            unsigned cp;
-            cr_assert_eq(sscanf(v + 1, "%4x", &cp), 1);
-            v += 4;
-            if (cp < 0x80) {
-                out[o++] = (char)cp;
-            } else if (cp < 0x800) {
-                out[o++] = (char)(0xc0 | cp >> 6);
-                out[o++] = (char)(0x80 | (cp & 0x3f));
-            } else {
-                out[o++] = (char)(0xe0 | cp >> 12);
-                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                out[o++] = (char)(0x80 | (cp & 0x3f));
-            }
-            break;
-        }
-        default: cr_assert_fail("bad escape \\%c", *v);
-        }
-    }
-    return o;
-}
-
 /* Random byte strings (biased toward the interesting bytes) come back exactly from
  * their logfmt form; in JSON they always parse, and valid UTF-8 comes back exactly. */
 Test(log, random_round_trip) {
@@ -344,8 +296,9 @@ Test(log, random_round_trip) {
         cr_assert(valid_utf8(line), "not UTF-8: %s", line);
         for (const char *p = line; *p; p++)
             cr_assert((unsigned char)*p >= 0x20 || (*p == '\n' && !p[1]), "raw control in %s", line);
-        size_t m = unescape_logfmt(t + 2, out);
-        cr_assert(m == n && !memcmp(in, out, n), "round trip failed: %s", t);
+        const char *v = t + 2;
+        long m = ref_logfmt_unescape(&v, out);
+        cr_assert(m == (long)n && !memcmp(in, out, n), "round trip failed: %s", t);
 
         one_bytes(LOG_FORMAT_JSON, in, n);
         cJSON *j = cJSON_Parse(line);
