@@ -782,3 +782,56 @@ def test_concurrent_subscriptions_by_channel_keep_steady_members(make_deployment
     finally:
         for ws in steady + churners:
             ws.close()
+
+
+@pytest.mark.redis_only
+def test_channel_send_racing_a_registration(make_redis, make_deployment):
+    """A connection is indexed by its worker, with its channels, before its
+    registration runs. A send to one of them that Redis runs in between does not
+    count it (its record is not written yet), but its worker (which holds another
+    member) fans out from its index, so it gets the message, once: it was a member
+    when the send was issued (docs/redis.md, "A send racing a registration").
+    CLIENT PAUSE WRITE holds the send and then the registration back, and Redis
+    resumes them in that order."""
+    r = make_redis()
+    opts = {"redis-timeout-ms": 8000}
+    dep = make_deployment(redis=r, api_opts=opts, worker_opts=opts)
+    rc = r.client()
+    ch = h.new_id("race")
+    with h.ws_connect(dep.worker(0), "jwt=" + jwt_for(dep, {"sub": h.new_id(),
+                                                            "channels": [ch]})) as first:
+        h.wait_until(lambda: dep.api().info(channel=ch).expect(200)["connections"], 5,
+                     what="the first member to register")
+        for attempt in range(5):
+            user = h.new_id()
+            tok = jwt_for(dep, {"sub": user, "channels": [ch]})
+            out = {}
+            rc.execute_command("CLIENT", "PAUSE", 6000, "WRITE")
+            try:
+                t_send = threading.Thread(target=lambda: out.update(
+                    send=dep.api().send(f"early{attempt}".encode(), channel=ch, type="text")))
+                t_send.start()
+                held = h.wait_until(lambda: _blocked(rc), 5, what="the send to be held back")
+                clean = [c["cmd"] for c in held] == ["evalsha"]
+                held_first = held[0]["id"]
+                t_conn = threading.Thread(target=lambda: out.update(
+                    ws=h.ws_connect(dep.worker(0), f"jwt={tok}", timeout=15)))
+                t_conn.start()
+                h.wait_until(lambda: any(
+                    c["id"] != held_first and (c["cmd"] == "evalsha" or int(c["qbuf"]))
+                    for c in _blocked(rc)), 5, what="the registration to be held back")
+            finally:
+                rc.execute_command("CLIENT", "UNPAUSE")
+            t_send.join(15)
+            t_conn.join(15)
+            j = out["send"].expect(200)
+            assert first.recv_data() == f"early{attempt}".encode()
+            with out["ws"] as ws:
+                if not clean:
+                    continue
+                assert j["connections"] == 1, j  # the new connection was not counted
+                assert ws.recv_data() == f"early{attempt}".encode()
+                dep.api().send(b"sync", user=user, type="text").expect(200)
+                assert ws.recv_data() == b"sync"  # and it came once
+                return
+    pytest.fail("the worker's own writes were held back before the send 5 times")
