@@ -344,7 +344,8 @@ static const char *const drop_names[METRICS_DROP_REASONS] = {
     "slow_client", "invalid_bus_message", "connection_closing"};
 static const char *const op_names[METRICS_STORE_OPS] = {
     "claim_create", "claim_take", "send", "disconnect",
-    "info", "conn_register", "conn_unregister", "conn_touch", "subscribe"};
+    "info", "conn_register", "conn_unregister", "conn_touch", "subscribe",
+    "channel_apply"};
 static const char *const error_names[METRICS_STORE_ERROR_KINDS] = {"error", "timeout"};
 
 void metrics_render(buf_t *b, const metrics_snapshot_t *s) {

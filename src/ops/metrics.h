@@ -73,6 +73,7 @@ typedef enum metrics_store_op {
     METRICS_OP_CONN_UNREGISTER,
     METRICS_OP_CONN_TOUCH,
     METRICS_OP_SUBSCRIBE, /* channel subscribe and unsubscribe */
+    METRICS_OP_CHANNEL_APPLY, /* a worker recording a subscription by channel */
     METRICS_STORE_OPS
 } metrics_store_op_t;
 

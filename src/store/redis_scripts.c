@@ -123,6 +123,32 @@
     "  end\n"                                                                            \
     "  return out\n"                                                                     \
     "end\n"                                                                              \
+    /* The live workers holding members of a channel, O(workers): {worker -> count}  \
+     * and their order. With pending, also the workers that were sent a subscription \
+     * by channel to it and have not written it back yet (count 0 here): a send must \
+     * reach the members they are adding (docs/redis.md, "Channels"). */           \
+    "local function channel_workers(channel, pending)\n"                                 \
+    "  local per, order = {}, {}\n"                                                      \
+    "  local kv = redis.call('HGETALL', 'channel-workers:' .. channel)\n"                \
+    "  for i = 1, #kv, 2 do\n"                                                           \
+    "    local w, k = kv[i], tonumber(kv[i + 1])\n"                                      \
+    "    if k and k > 0 and worker_alive(w) then\n"                                      \
+    "      per[w] = k\n"                                                                 \
+    "      order[#order + 1] = w\n"                                                      \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  if pending then\n"                                                                \
+    "    kv = redis.call('HGETALL', 'channel-pending:' .. channel)\n"                    \
+    "    for i = 1, #kv, 2 do\n"                                                         \
+    "      local w, k = kv[i], tonumber(kv[i + 1])\n"                                    \
+    "      if k and k > 0 and not per[w] and worker_alive(w) then\n"                     \
+    "        per[w] = 0\n"                                                               \
+    "        order[#order + 1] = w\n"                                                    \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return per, order\n"                                                              \
+    "end\n"                                                                              \
     /* Adds a claim id to an index set that lives as long as its longest claim. */    \
     "local function claim_index(set, id, exp, now)\n"                                    \
     "  redis.call('SADD', set, id)\n"                                                    \
@@ -165,13 +191,15 @@ static const char claim_take_lua[] = PRELUDE
  * (its key is fresh) but its subscription is down: counted as unreachable. A
  * channel target is resolved from channel-workers:$name alone, O(workers): a
  * dead worker's entry is skipped (its sweep removes it). ARGV: id, user, session,
- * channel, payload, drop claims. */
+ * channel, payload, drop claims. `mark`, when set, is called with each worker
+ * that received the message. */
 #define PUBLISH_PER_WORKER                                                               \
     "local n, workers, missed = 0, 0, 0\n"                                               \
     "for _, w in ipairs(order) do\n"                                                     \
     "  if redis.call('PUBLISH', 'worker:' .. w, payload) > 0 then\n"                     \
     "    n = n + per[w]\n"                                                               \
     "    workers = workers + 1\n"                                                        \
+    "    if mark then mark(w) end\n"                                                     \
     "  else\n"                                                                           \
     "    missed = missed + 1\n"                                                          \
     "  end\n"                                                                            \
@@ -179,16 +207,9 @@ static const char claim_take_lua[] = PRELUDE
 
 static const char deliver_lua[] = PRELUDE
     "local id, user, session, channel, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
-    "local per, order = {}, {}\n"
+    "local per, order, mark = {}, {}, nil\n"
     "if id == '' and channel ~= '' then\n"
-    "  local kv = redis.call('HGETALL', 'channel-workers:' .. channel)\n"
-    "  for i = 1, #kv, 2 do\n"
-    "    local w, k = kv[i], tonumber(kv[i + 1])\n"
-    "    if k and k > 0 and worker_alive(w) then\n"
-    "      per[w] = k\n"
-    "      order[#order + 1] = w\n"
-    "    end\n"
-    "  end\n"
+    "  per, order = channel_workers(channel, true)\n"
     "else\n"
     "  for _, c in ipairs(resolve(id, user, session, channel)) do\n"
     "    local w = c[4]\n"
@@ -207,41 +228,63 @@ static const char deliver_lua[] = PRELUDE
     "end\n"
     "return {n, workers, missed}\n";
 
-/* (Un)subscribe: the target's connections (and, unless ignoreClaims, claims) join
- * or leave ARGV[5], here, before the answer; then one PUBLISH per worker holding
+/* (Un)subscribe. ARGV: id, user, session, channel, name, join ('1'/'0'), ignore
+ * claims ('1'/'0'), payload.
+ * By id or user: the target's connections (and, unless ignoreClaims, claims) join
+ * or leave ARGV[5] here, before the answer; then one PUBLISH per worker holding
  * them tells it to update its own index. A send that follows is published after
- * it on the same worker channel, so it meets the new membership. ARGV: id, user,
- * session, channel, name, join ('1'/'0'), ignore claims ('1'/'0'), payload. */
+ * it on the same worker channel, so it meets the new membership.
+ * By channel: O(workers), never per member. The source channel's workers
+ * (channel-workers:, as a send reads it) each get the message and apply it to
+ * their own members of it, then write those memberships back themselves
+ * (chan_apply, in batches). For a join, each worker reached is first counted in
+ * channel-pending:$name until it has written it back, so a send to the channel
+ * issued after the answer is published to it (after this message) even before
+ * its count exists. The claims carrying the source channel are few and pending:
+ * they are changed here. */
 static const char subscribe_lua[] = PRELUDE
     "local id, user, session, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     "local name, join, payload = ARGV[5], ARGV[6] == '1', ARGV[8]\n"
-    "local per, order, moved = {}, {}, {}\n"
-    "for _, c in ipairs(resolve(id, user, session, channel)) do\n"
-    "  local cid, w = c[1], c[4]\n"
-    "  local list = split(c[6])\n"
-    "  local at = has(list, name)\n"
-    "  if not per[w] then\n"
-    "    per[w], moved[w] = 0, 0\n"
-    "    order[#order + 1] = w\n"
+    "local by_channel = id == '' and channel ~= ''\n"
+    "local per, order, moved, mark = {}, {}, {}, nil\n"
+    "if by_channel then\n"
+    "  per, order = channel_workers(channel, false)\n"
+    /* An hour is far beyond any worker's lag (Redis drops a subscriber whose
+     * backlog grows that old); it bounds marks whose message was lost. */
+    "  if join then\n"
+    "    mark = function(w)\n"
+    "      redis.call('HINCRBY', 'channel-pending:' .. name, w, 1)\n"
+    "      redis.call('EXPIRE', 'channel-pending:' .. name, 3600)\n"
+    "    end\n"
     "  end\n"
-    "  per[w] = per[w] + 1\n"
-    "  if join and not at then\n"
-    "    list[#list + 1] = name\n"
-    "    redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
-    "    moved[w] = moved[w] + redis.call('SADD', 'channel:' .. name, cid)\n"
-    "  elseif not join and at then\n"
-    "    table.remove(list, at)\n"
-    "    redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
-    "    moved[w] = moved[w] + redis.call('SREM', 'channel:' .. name, cid)\n"
+    "else\n"
+    "  for _, c in ipairs(resolve(id, user, session, channel)) do\n"
+    "    local cid, w = c[1], c[4]\n"
+    "    local list = split(c[6])\n"
+    "    local at = has(list, name)\n"
+    "    if not per[w] then\n"
+    "      per[w], moved[w] = 0, 0\n"
+    "      order[#order + 1] = w\n"
+    "    end\n"
+    "    per[w] = per[w] + 1\n"
+    "    if join and not at then\n"
+    "      list[#list + 1] = name\n"
+    "      redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
+    "      moved[w] = moved[w] + redis.call('SADD', 'channel:' .. name, cid)\n"
+    "    elseif not join and at then\n"
+    "      table.remove(list, at)\n"
+    "      redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
+    "      moved[w] = moved[w] + redis.call('SREM', 'channel:' .. name, cid)\n"
+    "    end\n"
     "  end\n"
-    "end\n"
     /* the counts of chan_add/chan_del, once per worker rather than per member */
-    "for _, w in ipairs(order) do\n"
-    "  if moved[w] > 0 and join then\n"
-    "    redis.call('HINCRBY', 'channel-workers:' .. name, w, moved[w])\n"
-    "  elseif moved[w] > 0 and\n"
-    "         redis.call('HINCRBY', 'channel-workers:' .. name, w, -moved[w]) <= 0 then\n"
-    "    redis.call('HDEL', 'channel-workers:' .. name, w)\n"
+    "  for _, w in ipairs(order) do\n"
+    "    if moved[w] > 0 and join then\n"
+    "      redis.call('HINCRBY', 'channel-workers:' .. name, w, moved[w])\n"
+    "    elseif moved[w] > 0 and\n"
+    "           redis.call('HINCRBY', 'channel-workers:' .. name, w, -moved[w]) <= 0 then\n"
+    "      redis.call('HDEL', 'channel-workers:' .. name, w)\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "if ARGV[7] ~= '1' then\n"
@@ -263,6 +306,50 @@ static const char subscribe_lua[] = PRELUDE
     "end\n"
     PUBLISH_PER_WORKER
     "return {n, workers, missed}\n";
+
+/* A worker writes back a subscription by channel it applied to its index (store.h
+ * conns_subscribed): the connections whose membership of ARGV[2] it changed, at
+ * most a batch per call. Each is checked against its record (still this worker's)
+ * and its `channels` list edited, not overwritten, so a subscription by id or user
+ * recorded by the API meanwhile is kept. A join inserts the name right after the
+ * channel that precedes it in the worker's list ('' : first; not found: last), so
+ * a channel the API added meanwhile (its message not yet applied by the worker)
+ * stays after it, in the order the subscriptions were answered. ARGV: worker,
+ * name, join ('1'/'0'), last ('1': the batch that ends the message: its pending
+ * mark goes), then (id, channel before it) pairs for a join, ids for a leave.
+ * -> how many memberships changed. */
+static const char chan_apply_lua[] = PRELUDE
+    "local w, name, join, last = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4] == '1'\n"
+    "local moved, step = 0, join and 2 or 1\n"
+    "for i = 5, #ARGV, step do\n"
+    "  local cid = ARGV[i]\n"
+    "  local f = redis.call('HMGET', 'conn:' .. cid, 'worker', 'channels')\n"
+    "  if f[1] == w then\n"
+    "    local list = split(f[2])\n"
+    "    local at = has(list, name)\n"
+    "    if join and not at then\n"
+    "      local pos, before = #list + 1, ARGV[i + 1]\n"
+    "      if before == '' then pos = 1\n"
+    "      else local b = has(list, before); if b then pos = b + 1 end end\n"
+    "      table.insert(list, pos, name)\n"
+    "      redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
+    "      moved = moved + redis.call('SADD', 'channel:' .. name, cid)\n"
+    "    elseif not join and at then\n"
+    "      table.remove(list, at)\n"
+    "      redis.call('HSET', 'conn:' .. cid, 'channels', table.concat(list, '\\n'))\n"
+    "      moved = moved + redis.call('SREM', 'channel:' .. name, cid)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local cw = 'channel-workers:' .. name\n"
+    "if join then\n"
+    "  if moved > 0 then redis.call('HINCRBY', cw, w, moved) end\n"
+    "  local pk = 'channel-pending:' .. name\n"
+    "  if last and redis.call('HINCRBY', pk, w, -1) <= 0 then redis.call('HDEL', pk, w) end\n"
+    "elseif moved > 0 and redis.call('HINCRBY', cw, w, -moved) <= 0 then\n"
+    "  redis.call('HDEL', cw, w)\n"
+    "end\n"
+    "return moved\n";
 
 static const char info_lua[] = PRELUDE
     "local conns, claims = {}, {}\n"
@@ -395,6 +482,7 @@ const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT] = {
     [REDIS_SCRIPT_DELIVER] = {"deliver", deliver_lua},
     [REDIS_SCRIPT_INFO] = {"info", info_lua},
     [REDIS_SCRIPT_SUBSCRIBE] = {"subscribe", subscribe_lua},
+    [REDIS_SCRIPT_CHAN_APPLY] = {"chan_apply", chan_apply_lua},
     [REDIS_SCRIPT_CONN_REGISTER] = {"conn_register", conn_register_lua},
     [REDIS_SCRIPT_CONN_UNREGISTER] = {"conn_unregister", conn_unregister_lua},
     [REDIS_SCRIPT_CONN_TOUCH] = {"conn_touch", conn_touch_lua},

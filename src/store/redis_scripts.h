@@ -20,7 +20,12 @@ typedef enum redis_script_id {
     /* ARGV id, user, session. -> {{id, worker, lastPing, user, session}..., flattened,
      * {id, expiration, user, session}..., flattened}. */
     REDIS_SCRIPT_INFO,
+    /* ARGV id, user, session, channel, name, join, ignore claims, payload.
+     * -> {connections, workers reached, workers that had no subscriber}. */
     REDIS_SCRIPT_SUBSCRIBE,
+    /* ARGV worker, name, join, last, ids... (a worker writing back a subscription
+     * by channel it applied). -> memberships changed. */
+    REDIS_SCRIPT_CHAN_APPLY,
     /* ARGV id, user, session, worker, lastPing, ttl (0: leave the worker key alone).
      * -> 1, or 2 when the worker key was missing and has been recreated. */
     REDIS_SCRIPT_CONN_REGISTER,

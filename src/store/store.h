@@ -150,6 +150,8 @@ typedef struct store_ops {
     void (*conn_register)(store_t *s, const store_conn_t *conn, store_status_cb cb, void *ud);
     void (*conn_unregister)(store_t *s, const store_conn_t *conn);
     void (*conn_touch)(store_t *s, const char *conn_id, int64_t last_ping);
+    void (*conns_subscribed)(store_t *s, const char *channel, bool join,
+                             const char *const *ids, const char *const *before, size_t n);
     /* Lifecycle */
     void (*close)(store_t *s, void (*done)(void *ud), void *ud);
     const char *(*describe)(store_t *s);
@@ -193,10 +195,14 @@ static inline void store_info(store_t *s, const store_target_t *t, store_info_cb
 /* Adds the channel to (join) or removes it from the target's live connections
  * and, unless ignore_claims, the target's pending claims (a user target: the
  * user's (session's) claims; a channel target: the claims carrying it; an id
- * target: none). Idempotent. The store records the change before answering and
- * hands a WORKER_MSG_(UN)SUBSCRIBE to the workers holding the connections before
- * any later send from this API process, so a send issued after the answer sees
- * the new membership. d->connections counts the target's connections. */
+ * target: none). Idempotent. The store hands a WORKER_MSG_(UN)SUBSCRIBE to the
+ * workers holding the connections before any later send from any API process, so
+ * a send issued after the answer sees the new membership. d->connections counts
+ * the target's connections. By id or user, the store records the connections'
+ * change before answering. By channel, it does no work per member: each worker
+ * applies the message to its own members of the channel and records them with
+ * store_conns_subscribed, so /info shows them once the workers have done so
+ * (docs/redis.md, "Channels"); the target's claims are changed before the answer. */
 static inline void store_subscribe(store_t *s, const store_target_t *t, const char *channel,
                                    bool join, bool ignore_claims, store_delivery_cb cb,
                                    void *ud) {
@@ -241,6 +247,21 @@ static inline void store_conn_unregister(store_t *s, const store_conn_t *conn) {
 /* Records a client ping/pong time. Fire and forget. */
 static inline void store_conn_touch(store_t *s, const char *conn_id, int64_t last_ping) {
     s->ops->conn_touch(s, conn_id, last_ping);
+}
+
+/* The worker applied a WORKER_MSG_(UN)SUBSCRIBE whose target was a channel to its
+ * index: `ids` are its connections whose membership of `channel` it changed
+ * (n may be 0). Called once per such message, in the order received, for the
+ * store to record them (no per-member work was done on the API side). For a join,
+ * before[i] names the channel that precedes it in ids[i]'s list ("" when first):
+ * the store inserts it there, so a subscription by id or user the store recorded
+ * meanwhile (the worker has yet to apply it) stays after it, as in the worker's
+ * list. NULL for a leave. Fire and forget: a worker whose store lost it registers
+ * its connections again (resync), which records their channels. */
+static inline void store_conns_subscribed(store_t *s, const char *channel, bool join,
+                                          const char *const *ids, const char *const *before,
+                                          size_t n) {
+    s->ops->conns_subscribed(s, channel, join, ids, before, n);
 }
 
 /* Lifecycle --------------------------------------------------------------- */

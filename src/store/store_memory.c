@@ -85,6 +85,11 @@ typedef struct mchan {
     link_t claims; /* mship_t.in_chan of claims */
     size_t conn_count;
     uint32_t per_view[STORE_MEMORY_MAX_VIEWS]; /* connections held by each view */
+    /* Subscriptions by channel to this one handed to each view and not yet
+     * recorded by it (mem_conns_subscribed): a send must reach that view even
+     * before its count exists. The channel lives while any is pending. */
+    uint32_t pending[STORE_MEMORY_MAX_VIEWS];
+    uint32_t pending_total;
     size_t name_len;
     char name[];
 } mchan_t;
@@ -219,14 +224,7 @@ static void group_free(group_t *g) {
 
 static record_t *record_of(link_t *l, size_t off);
 
-/* Appends the channel to r's channels (the caller holds the lock); false when r
- * is a member already. */
-static bool rec_join(hmap_t *channels, record_t *r, const char *name, size_t len) {
-    mship_t **tail = &r->chans;
-    for (mship_t *m = r->chans; m; m = m->rec_next) {
-        if (m->ch->name_len == len && !memcmp(m->ch->name, name, len)) return false;
-        tail = &m->rec_next;
-    }
+static mchan_t *chan_get_or_add(hmap_t *channels, const char *name, size_t len) {
     mchan_t *ch = hmap_get(channels, name, len);
     if (!ch) {
         ch = mem_calloc(1, sizeof *ch + len + 1);
@@ -236,6 +234,33 @@ static bool rec_join(hmap_t *channels, record_t *r, const char *name, size_t len
         memcpy(ch->name, name, len);
         hmap_put(channels, ch->name, len, ch);
     }
+    return ch;
+}
+
+/* Frees a channel nobody is in and nothing is pending on. */
+static void chan_maybe_free(hmap_t *channels, mchan_t *ch) {
+    if (list_empty(&ch->conns) && list_empty(&ch->claims) && !ch->pending_total) {
+        hmap_del(channels, ch->name, ch->name_len);
+        free(ch);
+    }
+}
+
+/* Inserts the channel into r's channels (the caller holds the lock): right after
+ * the channel named `before` ("": first; not found, or NULL: last). False when r
+ * is a member already. */
+static bool rec_join_after(hmap_t *channels, record_t *r, const char *name, size_t len,
+                           const char *before) {
+    mship_t **tail = &r->chans, **at = NULL;
+    if (before && !*before) at = &r->chans;
+    size_t blen = before ? strlen(before) : 0;
+    for (mship_t *m = r->chans; m; m = m->rec_next) {
+        if (m->ch->name_len == len && !memcmp(m->ch->name, name, len)) return false;
+        if (!at && blen && m->ch->name_len == blen && !memcmp(m->ch->name, before, blen))
+            at = &m->rec_next;
+        tail = &m->rec_next;
+    }
+    if (at) tail = at;
+    mchan_t *ch = chan_get_or_add(channels, name, len);
     mship_t *m = mem_alloc(sizeof *m);
     *m = (mship_t){.rec_next = NULL, .ch = ch, .rec = r};
     list_init(&m->in_chan);
@@ -246,9 +271,15 @@ static bool rec_join(hmap_t *channels, record_t *r, const char *name, size_t len
     } else {
         list_push(&ch->claims, &m->in_chan);
     }
+    m->rec_next = *tail;
     *tail = m;
     r->chan_count++;
     return true;
+}
+
+/* Appends the channel to r's channels; false when r is a member already. */
+static bool rec_join(hmap_t *channels, record_t *r, const char *name, size_t len) {
+    return rec_join_after(channels, r, name, len, NULL);
 }
 
 static void mship_free(hmap_t *channels, mship_t *m) {
@@ -258,10 +289,7 @@ static void mship_free(hmap_t *channels, mship_t *m) {
         ch->conn_count--;
         if (m->rec->view) ch->per_view[m->rec->view->index]--;
     }
-    if (list_empty(&ch->conns) && list_empty(&ch->claims)) {
-        hmap_del(channels, ch->name, ch->name_len);
-        free(ch);
-    }
+    chan_maybe_free(channels, ch);
     free(m);
 }
 
@@ -678,7 +706,7 @@ static store_delivery_t deliver(store_memory_t *s, const worker_msg_t *msg, bool
         if (ch) {
             rs.n = ch->conn_count;
             for (unsigned i = 0; i < STORE_MEMORY_MAX_VIEWS; i++)
-                if (ch->per_view[i]) rs.views |= UINT64_C(1) << i;
+                if (ch->per_view[i] || ch->pending[i]) rs.views |= UINT64_C(1) << i;
         }
     } else {
         each_conn_of(s, &msg->target, resolve_conn, &rs);
@@ -908,6 +936,29 @@ static void sub_claim(store_memory_t *s, table_t *t, record_t *r, void *arg) {
         rec_leave(t->channels, r, x->name, x->len);
 }
 
+/* By channel: no work per member here. The views holding members of the source
+ * get the message (as for a send, from its per-view counts) and each records the
+ * memberships it changed (mem_conns_subscribed); for a join, each is marked
+ * pending on the destination until then, so a send to it that follows is handed
+ * to that view, behind the message. */
+static void sub_by_channel(store_memory_t *s, const char *src_name, sub_ctx_t *x) {
+    store_memory_shared_t *sh = s->sh;
+    mchan_t *src = hmap_get(&sh->channels, src_name, strlen(src_name));
+    if (!src) return;
+    x->n = src->conn_count;
+    for (unsigned i = 0; i < STORE_MEMORY_MAX_VIEWS; i++)
+        if (src->per_view[i]) x->views |= UINT64_C(1) << i;
+    if (!x->join) return;
+    mchan_t *dst = NULL;
+    for (unsigned i = 0; i < STORE_MEMORY_MAX_VIEWS; i++) {
+        /* the views hand_off reaches */
+        if (!((x->views >> i) & 1) || !sh->views[i] || !sh->views[i]->attached) continue;
+        if (!dst) dst = chan_get_or_add(&sh->channels, x->name, x->len);
+        dst->pending[i]++;
+        dst->pending_total++;
+    }
+}
+
 static void mem_subscribe(store_t *base, const store_target_t *t, const char *channel, bool join,
                           bool ignore_claims, store_delivery_cb cb, void *ud) {
     store_memory_t *s = (store_memory_t *)base;
@@ -921,7 +972,10 @@ static void mem_subscribe(store_t *base, const store_target_t *t, const char *ch
     sub_ctx_t x = {channel, strlen(channel), join, now_s(), 0, 0};
     sh_lock(s);
     if (!ignore_claims) each_claim_of(s, t, sub_claim, &x);
-    each_conn_of(s, t, sub_conn, &x);
+    if (!opt(t->id) && opt(t->channel))
+        sub_by_channel(s, t->channel, &x);
+    else
+        each_conn_of(s, t, sub_conn, &x);
     worker_msg_t msg = {.kind = join ? WORKER_MSG_SUBSCRIBE : WORKER_MSG_UNSUBSCRIBE,
                         .target = *t,
                         .body = (const uint8_t *)channel,
@@ -1047,6 +1101,43 @@ static void mem_conn_touch(store_t *base, const char *conn_id, int64_t last_ping
     metrics_observe_store(METRICS_OP_CONN_TOUCH, metrics_now_ns() - t0);
 }
 
+/* A view records the memberships a subscription by channel changed on it
+ * (store.h), a batch at a time so the lock is never held long, then clears its
+ * pending mark (sub_by_channel). Runs on the view's own thread. */
+#define CONNS_SUBSCRIBED_BATCH 1000
+
+static void mem_conns_subscribed(store_t *base, const char *channel, bool join,
+                                 const char *const *ids, const char *const *before, size_t n) {
+    store_memory_t *s = (store_memory_t *)base;
+    if (s->closing) return;
+    uint64_t t0 = metrics_now_ns();
+    size_t len = strlen(channel);
+    hmap_t *channels = &s->sh->channels;
+    size_t at = 0;
+    do {
+        size_t end = n - at < CONNS_SUBSCRIBED_BATCH ? n : at + CONNS_SUBSCRIBED_BATCH;
+        sh_lock(s);
+        for (; at < end; at++) {
+            record_t *r = table_get(&s->sh->conns, ids[at]);
+            if (!r || r->view != s) continue;
+            if (join)
+                rec_join_after(channels, r, channel, len, before[at]);
+            else
+                rec_leave(channels, r, channel, len);
+        }
+        if (at == n && join) {
+            mchan_t *ch = hmap_get(channels, channel, len);
+            if (ch && ch->pending[s->index]) {
+                ch->pending[s->index]--;
+                ch->pending_total--;
+                chan_maybe_free(channels, ch);
+            }
+        }
+        sh_unlock(s);
+    } while (at < n);
+    metrics_observe_store(METRICS_OP_CHANNEL_APPLY, metrics_now_ns() - t0);
+}
+
 /* Lifecycle --------------------------------------------------------------- */
 
 /* Memory is released only here, once libuv is done with both handles. */
@@ -1112,6 +1203,7 @@ static const store_ops_t memory_ops = {
     .conn_register = mem_conn_register,
     .conn_unregister = mem_conn_unregister,
     .conn_touch = mem_conn_touch,
+    .conns_subscribed = mem_conns_subscribed,
     .close = mem_close,
     .describe = mem_describe,
     .ready = mem_ready,
@@ -1135,7 +1227,11 @@ void store_memory_shared_free(store_memory_shared_t *sh) {
     for (size_t i = 0; i < sh->view_count; i++) assert(!sh->views[i]);
     table_clear(&sh->claims);
     table_clear(&sh->conns);
-    hmap_free(&sh->channels); /* empty: channels go with their last member */
+    /* Channels go with their last member; what is left holds only the pending
+     * marks of messages the closed views never handled. */
+    for (size_t i = 0; i < sh->channels.cap; i++)
+        if (sh->channels.slots[i].key) free(sh->channels.slots[i].value);
+    hmap_free(&sh->channels);
     while (!list_empty(&sh->idem_fifo))
         idem_drop(sh, (idem_entry_t *)((char *)sh->idem_fifo.next - offsetof(idem_entry_t, fifo)));
     hmap_free(&sh->idem);

@@ -1268,6 +1268,44 @@ static void r_conn_touch(store_t *st, const char *conn_id, int64_t last_ping) {
                       METRICS_OP_CONN_TOUCH));
 }
 
+/* At most this many connections per chan_apply call: Redis is never held for
+ * long by one worker's write-back (about 3 commands, a few us, per connection). */
+#define CHAN_APPLY_BATCH 1000
+
+/* The worker's write-back of a subscription by channel (store.h): one chan_apply
+ * per batch, pipelined on the command connection, which orders it after every
+ * registration this worker sent before (so it edits records they wrote) and before
+ * every later one. Queued like a registration while the connection is not ready;
+ * lost with it, it is made good by the resync that follows a reconnect. The last
+ * batch (or an empty one) clears this worker's pending mark (docs/redis.md). */
+static void r_conns_subscribed(store_t *st, const char *channel, bool join,
+                               const char *const *ids, const char *const *before, size_t n) {
+    store_redis_t *s = (store_redis_t *)st;
+    if (s->closing || !s->attached) return;
+    size_t per = join ? 2 : 1; /* a join: (id, channel before it) pairs */
+    size_t at = 0;
+    do {
+        size_t k = n - at < CHAN_APPLY_BATCH ? n - at : CHAN_APPLY_BATCH;
+        size_t argc = 4 + per * k;
+        const char **args = mem_alloc(argc * sizeof *args);
+        size_t *lens = mem_alloc(argc * sizeof *lens);
+        args[0] = s->worker_id;
+        args[1] = channel;
+        args[2] = join ? "1" : "0";
+        args[3] = at + k == n ? "1" : "0";
+        for (size_t i = 0; i < k; i++) {
+            args[4 + per * i] = ids[at + i];
+            if (join) args[5 + per * i] = before[at + i];
+        }
+        for (size_t i = 0; i < argc; i++) lens[i] = strlen(args[i]);
+        op_t *op = op_new(s, OP_FIRE, REDIS_SCRIPT_CHAN_APPLY, (int)argc, args, lens);
+        free(args);
+        free(lens);
+        op_submit(op_timed(op, METRICS_OP_CHANNEL_APPLY));
+        at += k;
+    } while (at < n);
+}
+
 /* Lifecycle ----------------------------------------------------------------- */
 
 static void r_close(store_t *st, void (*done)(void *ud), void *ud) {
@@ -1299,6 +1337,7 @@ static const store_ops_t redis_ops = {
     .conn_register = r_conn_register,
     .conn_unregister = r_conn_unregister,
     .conn_touch = r_conn_touch,
+    .conns_subscribed = r_conns_subscribed,
     .close = r_close,
     .describe = r_describe,
     .ready = r_ready,

@@ -426,6 +426,52 @@ static void leave_one(void *ud, worker_index_node_t *n) {
     worker_index_leave(&CONN_OF(n)->w->index, n, (const char *)msg->body, msg->body_len);
 }
 
+/* A subscription by channel (the store did no work per member: store.h): applied
+ * to every local member of the source channel, including one whose registration
+ * marker is still to come, since this worker records the change itself, on the
+ * store's ordered command path, after that registration (which wrote the channels
+ * the node had when it was sent). The ids of the nodes it changed are collected
+ * for store_conns_subscribed. */
+typedef struct by_channel_ctx {
+    worker_t *w;
+    const char *name;
+    size_t len;
+    bool join;
+    const char **ids, **before; /* before: for a join (store_conns_subscribed) */
+    size_t n, cap;
+} by_channel_ctx_t;
+
+static void by_channel_one(void *ud, worker_index_node_t *n) {
+    by_channel_ctx_t *x = ud;
+    bool changed = x->join ? worker_index_join(&x->w->index, n, x->name, x->len)
+                           : worker_index_leave(&x->w->index, n, x->name, x->len);
+    if (!changed) return;
+    if (x->n == x->cap) {
+        x->cap = x->cap ? x->cap * 2 : 64;
+        x->ids = mem_realloc(x->ids, x->cap * sizeof *x->ids);
+        x->before = mem_realloc(x->before, x->cap * sizeof *x->before);
+    }
+    /* Strings of the index and the node: valid until this message is done. */
+    const char *prev = "";
+    if (x->join) /* joined last: the channel before it is the one before the tail */
+        for (worker_membership_t *m = n->chans; m && m->node_next; m = m->node_next)
+            prev = m->channel->name;
+    x->before[x->n] = prev;
+    x->ids[x->n++] = n->id;
+}
+
+static void subscribe_by_channel(worker_t *w, const worker_msg_t *msg) {
+    char name[CHANNEL_NAME_MAX + 1];
+    memcpy(name, msg->body, msg->body_len); /* checked by the store: a channel name */
+    name[msg->body_len] = '\0';
+    by_channel_ctx_t x = {w, name, msg->body_len, msg->kind == WORKER_MSG_SUBSCRIBE,
+                          NULL, NULL, 0, 0};
+    worker_index_match(&w->index, &msg->target, by_channel_one, &x);
+    store_conns_subscribed(w->store, name, x.join, x.ids, x.join ? x.before : NULL, x.n);
+    free(x.ids);
+    free(x.before);
+}
+
 static void on_message(void *ud, const worker_msg_t *msg) {
     worker_t *w = ud;
     switch (msg->kind) {
@@ -443,7 +489,12 @@ static void on_message(void *ud, const worker_msg_t *msg) {
         break;
     case WORKER_MSG_SUBSCRIBE:
     case WORKER_MSG_UNSUBSCRIBE:
-        if (!msg->body_len) break;
+        if (!msg->body_len || msg->body_len > CHANNEL_NAME_MAX) break;
+        if ((!msg->target.id || !*msg->target.id) && msg->target.channel &&
+            *msg->target.channel) {
+            subscribe_by_channel(w, msg);
+            break;
+        }
         worker_index_match(&w->index, &msg->target,
                            msg->kind == WORKER_MSG_SUBSCRIBE ? join_one : leave_one,
                            (void *)msg);

@@ -3,6 +3,7 @@ default_channels, the channel order in /info, channel targets on /send,
 /disconnect and /info with their precedence, POST /channel/subscribe|unsubscribe
 with ignoreClaims, subscribe-then-send ordering, a channel over two workers, and
 in Redis a killed worker, FLUSHALL and a paused Redis. docs/api.md, "Channels"."""
+import signal
 import subprocess
 import threading
 import time
@@ -219,10 +220,14 @@ def test_subscribe_by_channel_and_id(cluster):
     with a, b:
         j = sub(cluster, dst, channel=src).expect(200)
         assert j["connections"] == 2, j
-        assert sorted(x["user"] for x in cluster.api().info(channel=dst).expect(200)["connections"]) == sorted([u1, u2])
+        # the claims change before the answer
         assert [x["id"] for x in cluster.api().info(channel=dst).expect(200)["claims"]] == [pending]
+        # a send right after the answer reaches the new members
         cluster.api().send(b"d", channel=dst, type="text").expect(200)
         assert a.recv_data() == b"d" and b.recv_data() == b"d"
+        # the workers record the members themselves (docs/redis.md, "Channels")
+        h.wait_until(lambda: sorted(x["user"] for x in cluster.api().info(channel=dst).expect(200)[
+            "connections"]) == sorted([u1, u2]), 5, what="/info to show the new members")
         a_id = cluster.api().info(user=u1).expect(200)["connections"][0]["id"]
         j = sub(cluster, dst, join=False, id=a_id).expect(200)
         assert j["connections"] == 1
@@ -231,9 +236,13 @@ def test_subscribe_by_channel_and_id(cluster):
         a.expect_no_message(0.2)
         # a channel leaving itself: everyone out, claims included
         sub(cluster, dst, join=False, channel=dst).expect(200)
-        assert cluster.api().info(channel=dst).expect(200) == {
-            "success": True, "connections": [], "claims": []}
+        assert cluster.api().send(b"f", channel=dst, type="text").expect(200)
+        h.wait_until(lambda: cluster.api().info(channel=dst).expect(200) == {
+            "success": True, "connections": [], "claims": []}, 5, what="/info to show no member")
         assert conn_channels(cluster, user=u2) == [[src]]
+        # the unsubscription came before the send: nobody got it
+        cluster.api().send(b"sync", channel=src, type="text").expect(200)
+        assert a.recv_data() == b"sync" and b.recv_data() == b"sync"
 
 
 def test_subscribe_then_send_ordering(cluster):
@@ -581,3 +590,248 @@ def test_subscription_racing_a_registration(make_redis, make_deployment, join):
                 assert _received_before(ws, new[0]["id"], dep, ch) == in_store
                 return
     pytest.fail("the worker's own writes were held back before the subscription 5 times")
+
+
+# ---------------------------------------------------------------------------
+# A subscription by channel does no work per member in the store: each worker
+# applies it to its own members and records them (docs/redis.md, "Channels")
+
+
+def _member_ids(dep, ch):
+    return sorted(c["id"] for c in dep.api().info(channel=ch).expect(200)["connections"])
+
+
+def _redis_exact(dep, ch, ids):
+    """Redis holds exactly `ids` in ch, counted per worker, with no pending mark
+    left; True in standalone (nothing to look at)."""
+    if dep.kind != "redis":
+        return True
+    r = dep.redis.client()
+    members = sorted(m.decode() for m in r.smembers(f"channel:{ch}"))
+    counts = sum(int(v) for v in r.hgetall(f"channel-workers:{ch}").values())
+    return members == sorted(ids) and counts == len(ids) and not r.exists(f"channel-pending:{ch}")
+
+
+def test_subscribe_by_channel_then_send_reaches_every_member(make_deployment):
+    """On 2 workers, a send issued right after a subscription by channel reaches
+    every member of the source (some of them members already), and one right after
+    an unsubscription by channel reaches none of them; /info and Redis converge."""
+    dep = make_deployment(apis=2, workers=2)
+    src, base = h.new_id("src"), h.new_id("base")
+    socks = [h.ws_connect(dep.worker(i % len(dep.workers)), "jwt=" + jwt_for(dep, {
+        "sub": h.new_id(), "channels": [src] + ([base] if i % 3 == 0 else [])}))
+        for i in range(12)]
+    try:
+        ids = h.wait_until(lambda: len(_member_ids(dep, src)) == 12 and _member_ids(dep, src),
+                           5, what="the members to register")
+        for i in range(15):
+            dst = base if i == 0 else h.new_id("dst")
+            j = sub(dep, dst, api=i % len(dep.apis), channel=src).expect(200)
+            assert j["connections"] == 12 and j.get("unreachable", 0) == 0, j
+            assert j["workers"] == (2 if dep.kind == "redis" else 1), j
+            j = dep.api((i + 1) % len(dep.apis)).send(f"in{i}".encode(), channel=dst, type="text").expect(200)
+            assert j["workers"] == (2 if dep.kind == "redis" else 1), j
+            for ws in socks:
+                assert ws.recv_data() == f"in{i}".encode()
+            if i % 5 == 0:
+                h.wait_until(lambda: _member_ids(dep, dst) == ids and _redis_exact(dep, dst, ids),
+                             5, what="/info and Redis to show the members")
+                info = dep.api().info(id=ids[0]).expect(200)["connections"][0]
+                assert info["channels"][-1] == dst and info["channels"][0] == src, info
+            j = sub(dep, dst, join=False, api=(i + 1) % len(dep.apis), channel=src).expect(200)
+            assert j["connections"] == 12, j
+            dep.api(i % len(dep.apis)).send(b"gone", channel=dst, type="text").expect(200)
+            dep.api(i % len(dep.apis)).send(f"sync{i}".encode(), channel=src, type="text").expect(200)
+            for ws in socks:
+                assert ws.recv_data() == f"sync{i}".encode()  # and not b"gone"
+            if i % 5 == 0:
+                h.wait_until(lambda: _member_ids(dep, dst) == [] and _redis_exact(dep, dst, []),
+                             5, what="/info and Redis to show no member")
+        assert dep.api().send(b"x", channel=base, type="text").expect(200)["connections"] == 0
+    finally:
+        for ws in socks:
+            ws.close()
+
+
+def test_subscribe_by_channel_keeps_other_subscriptions(cluster):
+    """The workers edit a connection's channel list rather than overwrite it: a
+    subscription by user that the API records meanwhile is kept."""
+    src, user = h.new_id("src"), h.new_id()
+    with connect(cluster, user, channels=src) as ws:
+        names = [h.new_id("k") for _ in range(20)]
+        for i, name in enumerate(names):
+            if i % 2:
+                sub(cluster, name, channel=src).expect(200)
+            else:
+                sub(cluster, name, user=user).expect(200)
+        want = [src] + names
+        h.wait_until(lambda: conn_channels(cluster, user=user) == [want], 5,
+                     what="the connection's channels to converge")
+        for name in names:
+            cluster.api().send(name.encode(), channel=name, type="text").expect(200)
+            assert ws.recv_data() == name.encode()
+
+
+@pytest.mark.redis_only
+def test_subscribe_by_channel_with_a_worker_unreachable(make_redis, make_deployment):
+    """A worker whose subscription is down gets no message: the answer says
+    unreachable, no pending mark is left for it, and after its resync Redis agrees
+    with its index (its members did not join)."""
+    r = make_redis()
+    dep = make_deployment(redis=r, workers=2, worker_opts={"worker-ttl": 30})
+    rc = r.client()
+    src, dst = h.new_id("src"), h.new_id("dst")
+    socks = [h.ws_connect(dep.worker(i % len(dep.workers)), "jwt=" + jwt_for(dep, {
+        "sub": f"u{i}-" + h.new_id(), "channels": [src]})) for i in range(6)]
+    try:
+        conns = h.wait_until(lambda: len(dep.api().info(channel=src).expect(200)[
+            "connections"]) == 6 and dep.api().info(channel=src).expect(200)["connections"],
+            5, what="the members to register")
+        by_worker = {}
+        for c in conns:
+            by_worker.setdefault(c["worker"], []).append(c["id"])
+        assert len(by_worker) == 2
+        # which worker id is process 1: its members' ids
+        ids1 = {c["id"] for c in conns if c["user"].split("-")[0] in ("u1", "u3", "u5")}
+        w1 = next(w for w, ids in by_worker.items() if set(ids) == ids1)
+        w0 = next(w for w in by_worker if w != w1)
+        dep.worker_procs[1].signal(signal.SIGSTOP)
+        try:
+            assert rc.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2
+            h.wait_until(lambda: rc.pubsub_numsub(f"worker:{w0}")[0][1] == 1, 5,
+                         what="worker 0 to subscribe again")
+            assert rc.pubsub_numsub(f"worker:{w1}")[0][1] == 0
+            j = sub(dep, dst, channel=src).expect(200)
+            assert j == {"success": True, "connections": 3, "workers": 1, "unreachable": 1}, j
+            assert rc.hgetall(f"channel-pending:{dst}") in ({}, {w0.encode(): b"1"})
+        finally:
+            dep.worker_procs[1].signal(signal.SIGCONT)
+        # worker 1 subscribes again and resyncs: Redis matches its index
+        h.wait_until(lambda: rc.pubsub_numsub(f"worker:{w1}")[0][1] == 1, 10,
+                     what="worker 1 to subscribe again")
+        want = sorted(by_worker[w0])
+        h.wait_until(lambda: _member_ids(dep, dst) == want and _redis_exact(dep, dst, want), 10,
+                     what="Redis to hold worker 0's members only")
+        j = dep.api().send(b"d", channel=dst, type="text").expect(200)
+        assert j["connections"] == 3 and j["workers"] == 1, j
+        for i, ws in enumerate(socks):
+            if i % 2 == 0:
+                assert ws.recv_data() == b"d"
+        dep.api().send(b"s", channel=src, type="text").expect(200)
+        for i, ws in enumerate(socks):
+            assert ws.recv_data() == b"s"  # worker 1's members never got b"d"
+    finally:
+        for ws in socks:
+            ws.close()
+
+
+def test_concurrent_subscriptions_by_channel_keep_steady_members(make_deployment):
+    """A source channel joins and leaves the busy channel (by channel, on the second
+    API) while messages flow: the steady members get every message in order, and
+    afterwards the store holds exactly the steady members."""
+    dep = make_deployment(apis=2, workers=2)
+    ch, churn = h.new_id("busy"), h.new_id("churn")
+    steady = [h.ws_connect(dep.worker(w % len(dep.workers)), "jwt=" + jwt_for(dep, {
+        "sub": h.new_id(), "channels": [ch]})) for w in range(2)]
+    churners = [h.ws_connect(dep.worker(w % len(dep.workers)), "jwt=" + jwt_for(dep, {
+        "sub": h.new_id(), "channels": [churn]})) for w in range(4)]
+    stop = threading.Event()
+    errors = []
+
+    def churn_loop():
+        try:
+            while not stop.is_set():
+                sub(dep, ch, api=1 % len(dep.apis), channel=churn).expect(200)
+                sub(dep, ch, join=False, api=1 % len(dep.apis), channel=churn).expect(200)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    try:
+        h.wait_until(lambda: len(_member_ids(dep, churn)) == 4, 5, what="the churners to register")
+        steady_ids = h.wait_until(lambda: len(_member_ids(dep, ch)) == 2 and _member_ids(dep, ch),
+                                  5, what="the steady members to register")
+        t = threading.Thread(target=churn_loop)
+        t.start()
+        try:
+            api = h.KeepAliveApi(dep.apis[0], dep.token)
+            try:
+                for i in range(200):
+                    assert api.send(f"{i}".encode(), channel=ch, type="text").status == 200
+            finally:
+                api.close()
+        finally:
+            stop.set()
+            t.join(30)
+        assert not errors, errors
+        for ws in steady:
+            got = [ws.recv_data(10) for _ in range(200)]
+            assert got == [f"{i}".encode() for i in range(200)]
+        h.wait_until(lambda: _member_ids(dep, ch) == steady_ids and
+                     _redis_exact(dep, ch, steady_ids), 5, what="the store to converge")
+        # the churners got an in-order subsequence, each message at most once, and
+        # are out now (b"end" never reaches them)
+        for ws in churners:
+            got = []
+            try:
+                while True:
+                    got.append(ws.recv_data(0.3))
+            except TimeoutError:
+                pass
+            nums = [int(x) for x in got]
+            assert nums == sorted(set(nums)) and all(0 <= x < 200 for x in nums), got
+    finally:
+        for ws in steady + churners:
+            ws.close()
+
+
+@pytest.mark.redis_only
+def test_channel_send_racing_a_registration(make_redis, make_deployment):
+    """A connection is indexed by its worker, with its channels, before its
+    registration runs. A send to one of them that Redis runs in between does not
+    count it (its record is not written yet), but its worker (which holds another
+    member) fans out from its index, so it gets the message, once: it was a member
+    when the send was issued (docs/redis.md, "A send racing a registration").
+    CLIENT PAUSE WRITE holds the send and then the registration back, and Redis
+    resumes them in that order."""
+    r = make_redis()
+    opts = {"redis-timeout-ms": 8000}
+    dep = make_deployment(redis=r, api_opts=opts, worker_opts=opts)
+    rc = r.client()
+    ch = h.new_id("race")
+    with h.ws_connect(dep.worker(0), "jwt=" + jwt_for(dep, {"sub": h.new_id(),
+                                                            "channels": [ch]})) as first:
+        h.wait_until(lambda: dep.api().info(channel=ch).expect(200)["connections"], 5,
+                     what="the first member to register")
+        for attempt in range(5):
+            user = h.new_id()
+            tok = jwt_for(dep, {"sub": user, "channels": [ch]})
+            out = {}
+            rc.execute_command("CLIENT", "PAUSE", 6000, "WRITE")
+            try:
+                t_send = threading.Thread(target=lambda: out.update(
+                    send=dep.api().send(f"early{attempt}".encode(), channel=ch, type="text")))
+                t_send.start()
+                held = h.wait_until(lambda: _blocked(rc), 5, what="the send to be held back")
+                clean = [c["cmd"] for c in held] == ["evalsha"]
+                held_first = held[0]["id"]
+                t_conn = threading.Thread(target=lambda: out.update(
+                    ws=h.ws_connect(dep.worker(0), f"jwt={tok}", timeout=15)))
+                t_conn.start()
+                h.wait_until(lambda: any(
+                    c["id"] != held_first and (c["cmd"] == "evalsha" or int(c["qbuf"]))
+                    for c in _blocked(rc)), 5, what="the registration to be held back")
+            finally:
+                rc.execute_command("CLIENT", "UNPAUSE")
+            t_send.join(15)
+            t_conn.join(15)
+            j = out["send"].expect(200)
+            assert first.recv_data() == f"early{attempt}".encode()
+            with out["ws"] as ws:
+                if not clean:
+                    continue
+                assert j["connections"] == 1, j  # the new connection was not counted
+                assert ws.recv_data() == f"early{attempt}".encode()
+                dep.api().send(b"sync", user=user, type="text").expect(200)
+                assert ws.recv_data() == b"sync"  # and it came once
+                return
+    pytest.fail("the worker's own writes were held back before the send 5 times")

@@ -44,6 +44,17 @@ def exercise(dep):
         assert ws.recv_data() == b"joined"
         path = "/channel/unsubscribe/" + urllib.parse.quote(other, safe="")
         api.request("POST", path, {"user": user}).expect(200)
+        # by channel: the worker writes the membership back (chan_apply)
+        path = "/channel/subscribe/" + urllib.parse.quote(other, safe="")
+        api.request("POST", path, {"channel": chan}).expect(200)
+        api.send(b"by-channel", channel=other, type="text").expect(200)
+        assert ws.recv_data() == b"by-channel"
+        h.wait_until(lambda: api.info(user=user).expect(200)["connections"][0]["channels"] ==
+                     [chan, other], 5, what="the worker to write the membership back")
+        path = "/channel/unsubscribe/" + urllib.parse.quote(other, safe="")
+        api.request("POST", path, {"channel": chan}).expect(200)
+        h.wait_until(lambda: api.info(user=user).expect(200)["connections"][0]["channels"] ==
+                     [chan], 5, what="the worker to write the membership back")
         conns = api.info(user=user).expect(200)["connections"]
         assert len(conns) == 1 and conns[0]["channels"] == [chan], conns
         api.info(channel=chan).expect(200)

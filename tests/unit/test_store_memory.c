@@ -787,6 +787,45 @@ Test(store_memory, channels_register_info_send) {
     cr_assert_eq(send_channel("z").d.connections, 1);
 }
 
+/* A subscription by channel: the store hands it to the views holding members of
+ * the source, marks them pending on the destination (a send reaches them before
+ * they recorded anything), and records what each worker reports, in its order. */
+Test(store_memory, subscribe_by_channel_is_recorded_by_the_workers) {
+    wrec_t w = {0};
+    attach(&w);
+    reg_ch("c1", "u", (const char *[]){"src", "a"}, 2);
+    reg_ch("c2", "v", (const char *[]){"src"}, 1);
+    reg_ch("c3", "v", (const char *[]){"dst"}, 1);
+    rec_t r = subscribe((store_target_t){.channel = "src"}, "dst", true, true);
+    cr_assert_eq(r.d.connections, 2);
+    cr_assert_eq(w.messages, 1);
+    cr_assert_eq(w.kind, WORKER_MSG_SUBSCRIBE);
+    cr_assert_eq(info_t((store_target_t){.channel = "dst"}).conn_count, 1); /* c3 only, yet */
+    w.messages = 0;
+    send_channel("dst");
+    cr_assert_eq(w.messages, 1);
+    /* a subscription by user recorded before the worker reported: kept after it */
+    subscribe((store_target_t){.user = "u"}, "late", true, true);
+    store_conns_subscribed(st, "dst", true, (const char *[]){"c1", "c2"},
+                           (const char *[]){"a", ""}, 2);
+    chan_info_t i = info_t((store_target_t){.id = "c1"});
+    cr_assert_str_eq(i.conn_chans[0], "src,a,dst,late");
+    i = info_t((store_target_t){.id = "c2"});
+    cr_assert_str_eq(i.conn_chans[0], "dst,src");
+    cr_assert_eq(send_channel("dst").d.connections, 3);
+    /* the pending mark went with the report: a channel nobody is in is freed,
+     * and sends to it reach no view */
+    subscribe((store_target_t){.channel = "src"}, "empty", true, true);
+    store_conns_subscribed(st, "empty", true, NULL, NULL, 0);
+    w.messages = 0;
+    cr_assert_eq(send_channel("empty").d.connections, 0);
+    cr_assert_eq(w.messages, 0);
+    /* an unknown source: nothing to hand over */
+    r = subscribe((store_target_t){.channel = "nobody"}, "dst", true, true);
+    cr_assert_eq(r.d.connections + r.d.workers, 0);
+    cr_assert_eq(w.messages, 0);
+}
+
 typedef struct take {
     int calls;
     char chans[64];
@@ -825,8 +864,18 @@ Test(store_memory, channels_claims_subscribe_take) {
     /* ignore_claims */
     subscribe((store_target_t){.user = "u"}, "z", true, true);
     cr_assert_eq(info_t((store_target_t){.channel = "z"}).claim_count, 0);
-    /* unsubscribe by channel: everyone in y leaves y */
-    subscribe((store_target_t){.channel = "y"}, "y", false, false);
+    /* unsubscribe by channel: everyone in y leaves y; the claims at once, the
+     * connections once their worker recorded what it applied (no work per member
+     * in the store's call) */
+    w.messages = 0;
+    r = subscribe((store_target_t){.channel = "y"}, "y", false, false);
+    cr_assert_eq(r.d.connections, 1);
+    cr_assert_eq(w.messages, 1);
+    cr_assert_eq(w.kind, WORKER_MSG_UNSUBSCRIBE);
+    i = info_t((store_target_t){.channel = "y"});
+    cr_assert_eq(i.conn_count, 1);
+    cr_assert_eq(i.claim_count, 0);
+    store_conns_subscribed(st, "y", false, (const char *[]){"c1"}, NULL, 1);
     i = info_t((store_target_t){.channel = "y"});
     cr_assert_eq(i.conn_count + i.claim_count, 0);
     /* take hands the claim's channels over */
