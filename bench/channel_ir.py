@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""Redis's own work per send to a channel, in instructions (issue 9: "Redis time per
+send stays flat from N = 1,000 to N = 10,000"; docs/benchmark.md, "Channels").
+
+    /usr/bin/python3 bench/channel_ir.py [--members 1000,10000] [--sends 50]
+
+Wall time per script (INFO commandstats) and even CPU time (INFO cpu) move with
+the load of a 2-core machine where two workers fan out to N members next to Redis;
+an instruction count does not. This runs build/bench/dsock-bench's channel scenario
+(2 workers, --connections 0) with redis-server under `valgrind --tool=callgrind
+--toggle-collect=evalShaCommand` (only instructions inside EVALSHA are counted),
+zeroes the counters when the sends start (the bench's "[5] channel" line), dumps
+them when they are over, and divides the instructions by the deliver scripts that
+ran meanwhile (HGETALL calls: one per channel send, no other script of the window
+calls it). The heartbeats' sweep scripts of the window are included (a few per
+run, the same at every N).
+"""
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_dump(path):
+    ir, hgetall, publish = 0, 0, 0
+    cfn = None
+    with open(path) as f:
+        lines = f.read().splitlines()
+    for ln in lines:
+        if ln.startswith("summary:"):  # this dump's part (totals: since the start)
+            ir = int(ln.split()[1])
+    # call counts: "cfn=(id) name" then "calls=N target"
+    names = {}
+    for ln in lines:
+        m = re.match(r"c?fn=\((\d+)\)(?: (.*))?", ln)
+        if m:
+            if m.group(2):
+                names[m.group(1)] = m.group(2)
+            if ln.startswith("cfn="):
+                cfn = names.get(m.group(1))
+            continue
+        m = re.match(r"calls=(\d+)", ln)
+        if m and cfn:
+            if cfn == "hgetallCommand":
+                hgetall += int(m.group(1))
+            elif cfn == "publishCommand":
+                publish += int(m.group(1))
+    return ir, hgetall, publish
+
+
+def run(n, sends, bench, dsock, tmp):
+    wrapper = os.path.join(tmp, "redis-vg")
+    out = os.path.join(tmp, "cg.%d.out" % n)
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --toggle-collect=evalShaCommand "
+                "--callgrind-out-file=%s /usr/bin/redis-server \"$@\"\n" % out)
+    os.chmod(wrapper, 0o755)
+    p = subprocess.Popen([bench, "--dsock", dsock, "--spawn", "redis", "--workers", "2", "--connections",
+                          "0", "--only", "channel", "--channel", str(n), "--channel-sends", str(sends),
+                          "--fanout", "0", "--redis-server", wrapper],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pid = None
+    text = []
+    for ln in p.stdout:
+        text.append(ln)
+        if ln.startswith("  sampling redis pid"):
+            pid = ln.split()[-1]
+        if ln.startswith("[5] channel") and pid:
+            subprocess.run(["callgrind_control", "-z", pid], stdout=subprocess.DEVNULL)
+        if "deliveries in" in ln and pid:
+            subprocess.run(["callgrind_control", "-d", "sends", pid], stdout=subprocess.DEVNULL)
+    p.wait()
+    dumps = sorted(glob.glob(out + ".*"))  # the -d dump: <out>.<n>
+    if p.returncode or not dumps:
+        sys.stderr.write("".join(text[-30:]))
+        sys.exit("channel_ir: the run with N=%d failed" % n)
+    ir, hg, pub = parse_dump(dumps[0])
+    return ir, hg, pub, "".join(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--members", default="1000,10000")
+    ap.add_argument("--sends", type=int, default=50)
+    ap.add_argument("--bench", default=os.path.join(ROOT, "build/bench/dsock-bench"))
+    ap.add_argument("--dsock", default=os.path.join(ROOT, "build/dsock"))
+    a = ap.parse_args()
+    print("%8s %8s %16s %14s %18s" % ("members", "sends", "EVALSHA instr.", "per send", "PUBLISH per send"))
+    with tempfile.TemporaryDirectory(prefix="channel-ir-") as tmp:
+        for n in (int(x) for x in a.members.split(",")):
+            ir, hg, pub, _ = run(n, a.sends, a.bench, a.dsock, tmp)
+            print("%8d %8d %16d %14.0f %18.2f" % (n, hg, ir, ir / hg if hg else 0, pub / hg if hg else 0))
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
