@@ -6,21 +6,21 @@ if (!exists("which")) which = "idle fanout load"
 have(f) = system("test -s '".f."' && echo 1 || echo 0") eq "1"
 sa = dir."/%s-standalone.dat"
 rd = dir."/%s-redis.dat"
+# `reset` between plots clears the styles too: STYLE sets them again.
+STYLE = 'set grid; set key box opaque; '.\
+  'set style line 1 lc rgb "#1f77b4" lw 2 pt 7 ps 1.1; '.\
+  'set style line 2 lc rgb "#d62728" lw 2 pt 5 ps 1.1; '.\
+  'set style line 3 lc rgb "#2ca02c" lw 2 pt 9 ps 1.1; '.\
+  'set style line 5 lc rgb "#ff7f0e" lw 2 pt 13 ps 1.1'
 set terminal pngcairo size 900,560 font "DejaVu Sans,11" noenhanced
-set grid
-set key top left box opaque
-set style line 1 lc rgb "#1f77b4" lw 2 pt 7 ps 1.1
-set style line 2 lc rgb "#d62728" lw 2 pt 5 ps 1.1
-set style line 3 lc rgb "#2ca02c" lw 2 pt 9 ps 1.1
-set style line 4 lc rgb "#9467bd" lw 2 pt 11 ps 1.1
-set style line 5 lc rgb "#ff7f0e" lw 2 pt 13 ps 1.1
-set style line 6 lc rgb "#8c564b" lw 2 pt 3 ps 1.1
+eval STYLE
 
 if (strstrt(which, "idle") > 0 && have(sprintf(sa, "idle")) && have(sprintf(rd, "idle"))) {
   set output dir."/idle.png"
   set title "Memory per idle WebSocket connection (bench/sweep idle)"
   set xlabel "idle connections"
   set ylabel "bytes per connection (VmRSS growth / N)"
+  set key top right
   set xrange [0:20000]
   set yrange [0:*]
   set format x "%.0f"
@@ -29,7 +29,7 @@ if (strstrt(which, "idle") > 0 && have(sprintf(sa, "idle")) && have(sprintf(rd, 
        sprintf(rd, "idle") using 1:4 with linespoints ls 3 title "Redis mode: redis-server"
   unset output
   reset
-  set grid
+  eval STYLE
 }
 
 if (strstrt(which, "fanout") > 0 && have(sprintf(sa, "fanout")) && have(sprintf(rd, "fanout"))) {
@@ -55,7 +55,7 @@ if (strstrt(which, "fanout") > 0 && have(sprintf(sa, "fanout")) && have(sprintf(
   unset multiplot
   unset output
   reset
-  set grid
+  eval STYLE
 }
 
 if (strstrt(which, "load") > 0 && have(sprintf(sa, "load")) && have(sprintf(rd, "load"))) {

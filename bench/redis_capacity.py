@@ -341,7 +341,44 @@ async def measure(dep, n, sends, fan, ch_members, joins):
     res["send, channel (%d members, 1 worker)" % ch_members] = ph.per(ops)
     await close_all(conns)
     await api.close()
+    # 9. a 64-byte PUBLISH and SPUBLISH sent as commands, one subscriber
+    # reading: what a publish costs when it leaves the scripts (docs/scaling.md).
+    for cmd, sub in (("PUBLISH", "SUBSCRIBE"), ("SPUBLISH", "SSUBSCRIBE")):
+        for batch in (1, 100):
+            res["%s 64 B, %s" % (cmd, "one at a time" if batch == 1 else "pipelined by 100")] = \
+                publish_cost(dep, r, idle, cmd, sub, sends, batch)
     return res
+
+
+def publish_cost(dep, r, idle, cmd, sub, ops, batch):
+    import threading
+    chan = "worker:cap-%s" % cmd.lower()
+    s = socket.create_connection(("127.0.0.1", dep.redis_port))
+    s.sendall(("%s %s\r\n" % (sub, chan)).encode())
+    stop = []
+
+    def reader():
+        s.settimeout(0.2)
+        while not stop:
+            try:
+                if not s.recv(1 << 16):
+                    return
+            except socket.timeout:
+                pass
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.2)
+    with Phase(r, idle) as ph:
+        p = r.pipeline(transaction=False)
+        for i in range(ops):
+            p.execute_command(cmd, chan, b"x" * 64)
+            if i % batch == batch - 1:
+                p.execute()
+        p.execute()
+    stop.append(1)
+    t.join()
+    s.close()
+    return ph.per(ops)
 
 
 # The phases whose used_memory growth is a figure (elsewhere it is buffers in flight).
