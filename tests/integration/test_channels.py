@@ -602,7 +602,7 @@ def test_bad_registration_markers_are_dropped(make_redis, make_deployment):
     REG = 6
     dep = metrics_dep(make_deployment, "redis", redis=make_redis())
     _, worker = scrapers(dep)
-    worker.wait_for("dsock_store_subscribed", 1)
+    worker.wait_for("dsock_store_subscribed", 1, timeout=30)
     ch, user, other = h.new_id("ch"), h.new_id(), h.new_id()
     with connect(dep, user, channels=ch) as ws, connect(dep, other, channels=ch) as ws2:
         conns = dep.api().info(user=user).expect(200)["connections"]
@@ -633,8 +633,8 @@ def test_bad_registration_markers_are_dropped(make_redis, make_deployment):
             r.publish(f"worker:{wid}", m)
         # The bus is one FIFO: once this arrives, every marker above was handled.
         r.publish(f"worker:{wid}", worker_message(0, connection=conn_id, body=b"sync"))
-        assert ws.recv_data() == b"sync"
-        worker.wait_for("dsock_deliveries_dropped_total", before + len(bad),
+        assert ws.recv_data(timeout=30) == b"sync"
+        worker.wait_for("dsock_deliveries_dropped_total", before + len(bad), timeout=30,
                         reason="invalid_bus_message")
         assert worker.value("dsock_deliveries_dropped_total",
                             reason="invalid_bus_message") == before + len(bad)
@@ -643,13 +643,13 @@ def test_bad_registration_markers_are_dropped(make_redis, make_deployment):
         assert conn_channels(dep, user=user) == [[ch]]
         assert conn_channels(dep, user=other) == [[ch]]
         assert dep.api().send(b"c1", channel=ch, type="text").expect(200)["connections"] == 2
-        assert ws.recv_data() == b"c1" and ws2.recv_data() == b"c1"
+        assert ws.recv_data(timeout=30) == b"c1" and ws2.recv_data(timeout=30) == b"c1"
         z = h.new_id("z")
         sub(dep, z, user=user).expect(200)
         sub(dep, ch, join=False, user=user).expect(200)
         assert conn_channels(dep, user=user) == [[z]]
         assert dep.api().send(b"c2", channel=ch, type="text").expect(200)["connections"] == 1
         assert dep.api().send(b"z1", channel=z, type="text").expect(200)["connections"] == 1
-        assert ws2.recv_data() == b"c2"
-        assert ws.recv_data() == b"z1"  # not c2: the unsubscription was applied
+        assert ws2.recv_data(timeout=30) == b"c2"
+        assert ws.recv_data(timeout=30) == b"z1"  # not c2: the unsubscription was applied
         assert ws.is_open() and ws2.is_open()
