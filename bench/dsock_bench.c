@@ -147,6 +147,7 @@ typedef struct opts {
     bool run_fanout, run_throughput, run_large, run_channel;
     bool compress;          /* offer permessage-deflate on every connection */
     const char *payload;    /* "letters" (default) or "json": the filler of a message */
+    double rate;            /* --rate: open-loop sends/s in the throughput scenario (0: closed loop) */
 } opts_t;
 
 static opts_t O = {
@@ -210,7 +211,10 @@ static void usage(FILE *f) {
         "                      off); compressed messages are inflated only as far as their\n"
         "                      16-byte head, and wire bytes per delivery are reported\n"
         "  --payload KIND      filler of fan-out/throughput/large messages: letters (a..z, the\n"
-        "                      default) or json (JSON records, compressing like real messages)\n");
+        "                      default) or json (JSON records, compressing like real messages)\n"
+        "  --rate R            throughput scenario in open loop: send i is due at i/R s and its\n"
+        "                      latency counts from then (no coordinated omission); prints the\n"
+        "                      offered and achieved rates and p50/p99/p99.9 (for bench/sweep load)\n");
 }
 
 static size_t parse_size(const char *name, const char *v, size_t min, size_t max) {
@@ -272,6 +276,7 @@ static void parse_opts(int argc, char **argv) {
         else if (!strcmp(a, "--large-size")) O.large_size = parse_size(a, v, MSG_HEAD, (size_t)1 << 30);
         else if (!strcmp(a, "--large-count")) O.large_count = parse_size(a, v, 0, 1000000);
         else if (!strcmp(a, "--duration")) O.duration = (double)parse_size(a, v, 1, 3600);
+        else if (!strcmp(a, "--rate")) O.rate = (double)parse_size(a, v, 1, 100000000);
         else if (!strcmp(a, "--pid")) O.pid = (long)parse_size(a, v, 1, INT_MAX);
         else if (!strcmp(a, "--pid2")) O.pid2 = (long)parse_size(a, v, 1, INT_MAX);
         else if (!strcmp(a, "--only")) {
@@ -1259,6 +1264,65 @@ static void api_issue(api_conn_t *a, scenario_t *s, uint64_t seq) {
     }
 }
 
+/* ------------------------------------------------------------------ open loop (--rate) */
+
+/* With --rate R the throughput scenario offers a fixed load instead of sending as
+ * fast as answers come back: send i is due at t_start + i/R, leaves when it is due
+ * and an API connection is free, and its latency counts from when it was due, so a
+ * broker that falls behind shows the queueing it causes (a closed loop would wait
+ * with it and hide it: coordinated omission). A 1 ms timer issues what fell due
+ * between answers. */
+static uv_timer_t open_loop_timer;
+static bool open_loop_armed;
+
+static bool open_loop_on(const scenario_t *s) { return O.rate > 0 && !strcmp(s->name, "throughput"); }
+
+static uint64_t open_loop_due_ns(const scenario_t *s, uint64_t seq) {
+    return s->t_start + (uint64_t)((double)seq * 1e9 / O.rate);
+}
+
+static bool open_loop_due(const scenario_t *s) {
+    return !open_loop_on(s) || open_loop_due_ns(s, s->issued) <= now_ns();
+}
+
+/* The pacing timer ticks every millisecond, so a send may leave up to 1 ms after
+ * it was due with the broker idle: that much is forgiven (the latency then counts
+ * from the write), anything later counts from due + 1 ms. */
+static void open_loop_stamp(scenario_t *s, uint64_t seq) {
+    if (!open_loop_on(s)) return;
+    uint64_t due = open_loop_due_ns(s, seq) + 1000000;
+    if (s->slots[seq].t_send > due) s->slots[seq].t_send = due;
+}
+
+static void pump(void);
+static void open_loop_tick(uv_timer_t *t) { pump(); }
+
+static void open_loop_start(uv_loop_t *loop) {
+    if (O.rate <= 0 || open_loop_armed) return;
+    uv_timer_init(loop, &open_loop_timer);
+    uv_timer_start(&open_loop_timer, open_loop_tick, 1, 1);
+    open_loop_armed = true;
+}
+
+static void open_loop_stop(void) {
+    if (!open_loop_armed) return;
+    uv_timer_stop(&open_loop_timer);
+    uv_close((uv_handle_t *)&open_loop_timer, NULL);
+    open_loop_armed = false;
+}
+
+/* One machine-readable line for bench/sweep: offered and achieved sends/s, and the
+ * latency percentiles of every delivery, counted from when its send was due. */
+static void open_loop_print(scenario_t *s) {
+    if (!open_loop_on(s)) return;
+    double achieved = s->t_last_answer > s->t_start
+                          ? (double)s->answered / ((double)(s->t_last_answer - s->t_start) / 1e9) : 0;
+    printf("    open loop: offered %.0f sends/s, achieved %.0f sends/s; latency from due time: "
+           "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n", O.rate, achieved,
+           s->lat.n ? lat_pct_ms(&s->lat, 50) : 0, s->lat.n ? lat_pct_ms(&s->lat, 99) : 0,
+           s->lat.n ? lat_pct_ms(&s->lat, 99.9) : 0, s->lat.n ? lat_pct_ms(&s->lat, 100) : 0);
+}
+
 /* Issues sends while an API connection is free, the scenario has sends left, fewer
  * than `window` are unsettled, and its sending time is not over. */
 static void pump(void) {
@@ -1273,8 +1337,10 @@ static void pump(void) {
         if (s->issued >= s->total || s->issued - s->completed - s->failed >= s->window) return;
         /* The answer can come before the write callback: wreq is free only after it. */
         if (A[i].state == API_IDLE && !A[i].write_pending) {
+            if (!open_loop_due(s)) return;
             uint64_t seq = s->issued++;
             api_issue(&A[i], s, seq);
+            open_loop_stamp(s, seq);
         }
     }
 }
@@ -1407,6 +1473,12 @@ static double redis_info_at(const char *section, const char *field, const char *
     }
     close(fd);
     return v;
+}
+
+/* Redis's own CPU time (INFO cpu: used_cpu_user + used_cpu_sys) in seconds, or -1. */
+static double redis_cpu_seconds(void) {
+    double u = redis_info("cpu", "used_cpu_user", NULL), y = redis_info("cpu", "used_cpu_sys", NULL);
+    return u >= 0 && y >= 0 ? u + y : -1;
 }
 
 static uint64_t cpu0_self;
@@ -1660,7 +1732,9 @@ int main(int argc, char **argv) {
         scenario_t s = {.name = "throughput", .total = O.messages, .window = 4 * O.concurrency,
                         .size = O.size, .api_conns = O.concurrency, .per_delivery = true,
                         .target = target_users};
+        open_loop_start(B.loop);
         scenario_run(&s);
+        open_loop_stop();
         double rps = rate(s.answered, s.t_start, s.t_last_answer);
         double mps = rate(s.deliveries, s.t_start, s.t_last_delivery);
         printf("    %zu requests in %.2f s: %.0f API requests/s\n", s.answered,
@@ -1670,6 +1744,7 @@ int main(int argc, char **argv) {
         printf("    latency, /send written -> each connection received: p50 %s, p99 %s, max %s\n",
                ms_str(&s.lat, 50, m1, sizeof m1), ms_str(&s.lat, 99, m2, sizeof m2),
                ms_str(&s.lat, 100, m3, sizeof m3));
+        open_loop_print(&s);
         cpu_print();
         print_problems(&s);
         lost_total += s.lost;
@@ -1739,12 +1814,14 @@ int main(int argc, char **argv) {
         double calls0 = redis_info("commandstats", "cmdstat_evalsha", "calls");
         double usec0 = redis_info("commandstats", "cmdstat_evalsha", "usec");
         double all0 = redis_calls_total();
+        double rcpu0 = redis_cpu_seconds();
         scenario_t s = {.name = "channel", .total = O.channel_sends, .window = 2, .size = O.size,
                         .api_conns = 2, .per_delivery = false, .target = target_channel};
         scenario_run(&s);
         double calls1 = redis_info("commandstats", "cmdstat_evalsha", "calls");
         double usec1 = redis_info("commandstats", "cmdstat_evalsha", "usec");
         double all1 = redis_calls_total();
+        double rcpu1 = redis_cpu_seconds();
         double dps = rate(s.deliveries, s.t_start, s.t_last_delivery);
         printf("    %" PRIu64 " deliveries in %.2f s: %.0f deliveries/s (%.0f sends/s)\n", s.deliveries,
                span(s.t_start, s.t_last_delivery), dps, rate(s.completed, s.t_start, s.t_last_delivery));
@@ -1758,9 +1835,13 @@ int main(int argc, char **argv) {
             printf("    redis EVALSHA during the sends: %.0f calls, %.1f us per call; %.1f Redis "
                    "commands per send (all commands, those inside scripts included, / sends)\n",
                    calls1 - calls0, (usec1 - usec0) / (calls1 - calls0),
-                   s.issued ? (all1 - all0 - 3) / (double)s.issued : 0); /* 3 INFOs */
+                   s.issued ? (all1 - all0 - 5) / (double)s.issued : 0); /* 5 INFOs */
             snprintf(rt, sizeof rt, " redis %.1f us/EVALSHA", (usec1 - usec0) / (calls1 - calls0));
         }
+        if (rcpu0 >= 0 && rcpu1 >= rcpu0 && s.issued)
+            printf("    redis CPU during the sends (INFO cpu, user + sys): %.1f us per send "
+                   "(time on a CPU, so not inflated by preemption; heartbeats included)\n",
+                   (rcpu1 - rcpu0) * 1e6 / (double)s.issued);
         cpu_print();
         print_problems(&s);
         lost_total += s.lost;

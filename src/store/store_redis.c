@@ -874,11 +874,18 @@ static bool bus_id_ok(const ProtobufCBinaryData *b) {
     return b->len == 0 || ident_valid((const char *)b->data, b->len);
 }
 
-/* A registration generation: 1 to 20 decimal digits. */
+/* A registration generation: 1 to 20 decimal digits, at most UINT64_MAX (the
+ * worker's counter; a larger number would wrap in its parser and could match a
+ * live generation). */
 static bool gen_valid(const ProtobufCBinaryData *b) {
     if (!b->len || b->len > 20) return false;
-    for (size_t i = 0; i < b->len; i++)
+    uint64_t v = 0;
+    for (size_t i = 0; i < b->len; i++) {
         if (b->data[i] < '0' || b->data[i] > '9') return false;
+        unsigned d = (unsigned)(b->data[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
     return true;
 }
 

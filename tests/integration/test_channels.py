@@ -835,3 +835,72 @@ def test_channel_send_racing_a_registration(make_redis, make_deployment):
                 assert ws.recv_data() == b"sync"  # and it came once
                 return
     pytest.fail("the worker's own writes were held back before the send 5 times")
+# REGISTERED markers from the bus (docs/redis.md, "Messages on worker:$id are checked")
+
+
+@pytest.mark.redis_only
+def test_bad_registration_markers_are_dropped(make_redis, make_deployment):
+    """A REGISTERED WorkerMessage that anyone with PUBLISH rights could forge on
+    `worker:$id`: without a generation, with a generation that is not 1 to 20
+    digits or is over 2^64-1, without a connection id, with another target field
+    or a bad id, is dropped and counted as an invalid bus message. A well-formed
+    one for an unknown connection (the normal fate of a marker whose connection
+    closed first) or with a stale or future generation is dropped without being
+    counted. Either way the worker keeps working and no connection's channels or
+    delivery change."""
+    from test_input_validation import worker_message
+    from test_metrics import metrics_dep, scrapers
+    REG = 6
+    dep = metrics_dep(make_deployment, "redis", redis=make_redis())
+    _, worker = scrapers(dep)
+    worker.wait_for("dsock_store_subscribed", 1, timeout=30)
+    ch, user, other = h.new_id("ch"), h.new_id(), h.new_id()
+    with connect(dep, user, channels=ch) as ws, connect(dep, other, channels=ch) as ws2:
+        conns = dep.api().info(user=user).expect(200)["connections"]
+        conn_id, wid = conns[0]["id"], conns[0]["worker"]
+        r = dep.redis.client()
+        bad = [
+            worker_message(REG, connection=conn_id),                         # no generation
+            worker_message(REG, connection=conn_id, body=b"1x"),
+            worker_message(REG, connection=conn_id, body=b"-1"),
+            worker_message(REG, connection=conn_id, body=b" 1"),
+            worker_message(REG, connection=conn_id, body=b"1" * 21),         # 21 digits
+            worker_message(REG, connection=conn_id, body=b"18446744073709551616"),  # 2^64
+            worker_message(REG, body=b"1"),                                  # no connection id
+            worker_message(REG, user=user, body=b"1"),                       # a user target
+            worker_message(REG, connection=conn_id, user=user, body=b"1"),   # two targets
+            worker_message(REG, connection=conn_id, session="s", body=b"1"),
+            bus_message(REG, channel=ch, body=b"1"),                         # a channel target
+            worker_message(REG, connection=conn_id + "\x00x", body=b"1"),    # NUL in the id
+            worker_message(REG, connection=b"\xff" + conn_id.encode(), body=b"1"),
+        ]
+        harmless = [
+            worker_message(REG, connection="no-such-connection", body=b"1"),
+            worker_message(REG, connection=conn_id, body=b"0"),              # stale
+            worker_message(REG, connection=conn_id, body=b"18446744073709551615"),  # future
+        ]
+        before = worker.value("dsock_deliveries_dropped_total", reason="invalid_bus_message")
+        for m in bad + harmless:
+            r.publish(f"worker:{wid}", m)
+        # The bus is one FIFO: once this arrives, every marker above was handled.
+        r.publish(f"worker:{wid}", worker_message(0, connection=conn_id, body=b"sync"))
+        assert ws.recv_data(timeout=30) == b"sync"
+        worker.wait_for("dsock_deliveries_dropped_total", before + len(bad), timeout=30,
+                        reason="invalid_bus_message")
+        assert worker.value("dsock_deliveries_dropped_total",
+                            reason="invalid_bus_message") == before + len(bad)
+        # Nothing changed: both connections are in the channel, in Redis and in the
+        # worker's index, and (un)subscriptions still apply to them.
+        assert conn_channels(dep, user=user) == [[ch]]
+        assert conn_channels(dep, user=other) == [[ch]]
+        assert dep.api().send(b"c1", channel=ch, type="text").expect(200)["connections"] == 2
+        assert ws.recv_data(timeout=30) == b"c1" and ws2.recv_data(timeout=30) == b"c1"
+        z = h.new_id("z")
+        sub(dep, z, user=user).expect(200)
+        sub(dep, ch, join=False, user=user).expect(200)
+        assert conn_channels(dep, user=user) == [[z]]
+        assert dep.api().send(b"c2", channel=ch, type="text").expect(200)["connections"] == 1
+        assert dep.api().send(b"z1", channel=z, type="text").expect(200)["connections"] == 1
+        assert ws2.recv_data(timeout=30) == b"c2"
+        assert ws.recv_data(timeout=30) == b"z1"  # not c2: the unsubscription was applied
+        assert ws.is_open() and ws2.is_open()
