@@ -474,10 +474,15 @@ static void op_finish(op_t *op, redisReply *reply) {
         metrics_observe_store((metrics_store_op_t)op->mop, metrics_now_ns() - op->t0_ns);
     switch (op->kind) {
     case OP_CLAIM_CREATE:
-        if (reply && reply->type == REDIS_REPLY_INTEGER)
+        if (reply && reply->type == REDIS_REPLY_INTEGER) {
             op->cb.status(op->ud, reply->integer == 0 ? STORE_EXISTS : STORE_OK);
-        else
+        } else if (!reply && op->sent) {
+            /* As for deliver: Redis may have created it, or create it later. */
+            bad_reply(op, reply);
+            op->cb.status(op->ud, STORE_UNKNOWN);
+        } else {
             op->cb.status(op->ud, bad_reply(op, reply));
+        }
         break;
     case OP_CLAIM_TAKE:
         finish_claim_take(op, reply);
