@@ -210,22 +210,36 @@ static void sub_on_tick(redis_conn_t *c, void *ud, uint64_t now) {
     redis_conn_subscribe(c, SWITCH_CHANNEL);
 }
 
-/* "<master name> <old ip> <old port> <new ip> <new port>" */
-static void sub_on_message(void *ud, const char *data, size_t len) {
-    redis_sentinel_t *s = ud;
-    if (s->closing || len > 600) return;
-    char buf[601], *save = NULL, *f[5];
+int redis_sentinel_parse_switch(const char *data, size_t len, const char *master_name,
+                                char *host, size_t hostlen, int *port) {
+    if (len > 600) return -1;
+    char buf[601], *save = NULL, *f[6];
     memcpy(buf, data, len);
     buf[len] = '\0';
+    if (memchr(data, '\0', len)) return -1;
     int n = 0;
-    for (char *t = strtok_r(buf, " ", &save); t && n < 5; t = strtok_r(NULL, " ", &save))
+    for (char *t = strtok_r(buf, " ", &save); t && n < 6; t = strtok_r(NULL, " ", &save))
         f[n++] = t;
-    if (n != 5 || strcmp(f[0], s->master_name)) return; /* another master's */
-    int port = atoi(f[4]);
-    if (port <= 0 || port > 65535 || strlen(f[3]) >= sizeof s->host) return;
-    log_info("sentinel: +switch-master", LOG_S("master", f[0]), LOG_S("to", f[3]),
+    if (n != 5 || strcmp(f[0], master_name)) return -1; /* malformed, or another master's */
+    size_t pl = strlen(f[4]);
+    for (size_t i = 0; i < pl; i++)
+        if (f[4][i] < '0' || f[4][i] > '9') return -1;
+    int p = pl >= 1 && pl <= 5 ? atoi(f[4]) : 0;
+    if (p <= 0 || p > 65535 || strlen(f[3]) >= hostlen) return -1;
+    memcpy(host, f[3], strlen(f[3]) + 1);
+    *port = p;
+    return 0;
+}
+
+static void sub_on_message(void *ud, const char *data, size_t len) {
+    redis_sentinel_t *s = ud;
+    if (s->closing) return;
+    char host[sizeof s->host];
+    int port;
+    if (redis_sentinel_parse_switch(data, len, s->master_name, host, sizeof host, &port)) return;
+    log_info("sentinel: +switch-master", LOG_S("master", s->master_name), LOG_S("to", host),
              LOG_I("to_port", port));
-    set_master(s, f[3], port, "+switch-master");
+    set_master(s, host, port, "+switch-master");
 }
 
 static void on_conn_closed(void *ud) {

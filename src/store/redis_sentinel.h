@@ -47,6 +47,12 @@ void redis_sentinel_watch(redis_sentinel_t *s, redis_conn_t *c);
 /* "sentinel mymaster via 127.0.0.1:26379,..." for the store's description. */
 const char *redis_sentinel_describe(const redis_sentinel_t *s);
 
+/* A +switch-master message, "<master name> <old ip> <old port> <new ip> <new port>":
+ * 0 with the new address when it is about master_name, else -1 (another master's,
+ * or malformed). I/O-free, for the unit tests. */
+int redis_sentinel_parse_switch(const char *data, size_t len, const char *master_name,
+                                char *host, size_t hostlen, int *port);
+
 /* Stops notifying at once, closes both connections, frees itself, then done(ud). */
 void redis_sentinel_close(redis_sentinel_t *s, void (*done)(void *ud), void *ud);
 
