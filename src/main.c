@@ -478,6 +478,9 @@ int main(int argc, char **argv) {
         .worker_ttl_s = (unsigned)app.cfg.worker_ttl,
         .max_body_bytes = (uint64_t)app.cfg.max_body_bytes,
         .idempotency_ttl_s = (unsigned)app.cfg.idempotency_ttl,
+        .sentinels = app.cfg.redis_sentinels,
+        .master_name = app.cfg.redis_master_name,
+        .sentinel_password = app.cfg.redis_sentinel_password,
     };
     /* One worker id for the process, whatever the number of threads. */
     char worker_id[RAND_UUID_LEN + 1] = "-";

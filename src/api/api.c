@@ -302,6 +302,12 @@ static void claim_done(void *ud, store_status_t status) {
     api_request_t *r = ud;
     if (status == STORE_EXISTS) {
         http_conn_respond_error(r->conn, 409, "CLAIM_ID_ALREADY_USED", "claim id already used");
+    } else if (status == STORE_UNKNOWN) {
+        /* As for /send: a paused Redis creates it once it resumes. */
+        http_conn_respond_error(r->conn, 503, "ERROR_OUTCOME_UNKNOWN",
+                                "the store did not answer in time: the claim may have been "
+                                "created; retry with the same id to find out (409 "
+                                "CLAIM_ID_ALREADY_USED: it was)");
     } else if (status != STORE_OK) {
         http_conn_respond_error(r->conn, 503, "ERROR_CHECKING_CLAIM",
                                 "could not create the claim (store unavailable)");

@@ -51,6 +51,14 @@ static const config_key_t keys[] = {
     {"redis_username", T_STRING, OFF(redis_username), "", 0, 0, false,
      "Redis 6 ACL user (AUTH user password); empty: the default user (docs/redis.md)"},
     {"redis_password", T_STRING, OFF(redis_password), "", 0, 0, true, "Redis password"},
+    {"redis_sentinels", T_STRING, OFF(redis_sentinels), "", 0, 0, false,
+     "Redis Sentinel: host:port of the sentinels, comma-delimited (port 26379 when left out); "
+     "dsock asks them for the primary and follows failovers. Excludes redis_host "
+     "(docs/redis.md, Sentinel)"},
+    {"redis_master_name", T_STRING, OFF(redis_master_name), "mymaster", 0, 0, false,
+     "Redis Sentinel: the name the sentinels monitor the primary under"},
+    {"redis_sentinel_password", T_STRING, OFF(redis_sentinel_password), "", 0, 0, true,
+     "Redis Sentinel: the sentinels' password (their requirepass); empty: none"},
     {"redis_db", T_INT, OFF(redis_db), "0", 0, 1 << 20, false, "Redis database number"},
     {"redis_max_retries", T_INT, OFF(redis_max_retries), "10", -1, 1 << 20, false,
      "dSock 0.4 key, accepted and without effect: Redis is reconnected forever, with back-off"},
@@ -833,6 +841,68 @@ static int check_bind(const char *address, const char *origin, char *err, size_t
     return rc;
 }
 
+int config_parse_sentinels(const char *list, config_hostport_t *out, size_t max, char *err,
+                           size_t errlen) {
+    size_t n = 0;
+    const char *p = list ? list : "";
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t')) p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+        char item[300];
+        if (len == 0 || len >= sizeof item) {
+            snprintf(err, errlen, "entry %zu is %s (expected host:port,host:port)", n + 1,
+                     len ? "too long" : "empty");
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (n == max) {
+            snprintf(err, errlen, "more than %zu sentinels", max);
+            return -1;
+        }
+        config_hostport_t *hp = &out[n];
+        hp->port = 26379;
+        const char *host = item, *port = NULL;
+        size_t hlen;
+        if (item[0] == '[') { /* [v6] or [v6]:port */
+            const char *rb = strchr(item, ']');
+            if (!rb || (rb[1] && rb[1] != ':')) goto bad;
+            host = item + 1;
+            hlen = (size_t)(rb - host);
+            if (rb[1] == ':') port = rb + 2;
+        } else {
+            const char *colon = strchr(item, ':');
+            if (colon && strchr(colon + 1, ':')) goto bad; /* a bare IPv6: use brackets */
+            hlen = colon ? (size_t)(colon - item) : len;
+            if (colon) port = colon + 1;
+        }
+        if (hlen == 0 || hlen >= sizeof hp->host) goto bad;
+        for (size_t i = 0; i < hlen; i++)
+            if ((unsigned char)host[i] <= 0x20 || host[i] == 0x7f) goto bad;
+        memcpy(hp->host, host, hlen);
+        hp->host[hlen] = '\0';
+        if (port) {
+            size_t pl = strlen(port);
+            bool digits = pl >= 1 && pl <= 5;
+            for (size_t i = 0; digits && i < pl; i++) digits = isdigit((unsigned char)port[i]);
+            if (!digits || atoi(port) < 1 || atoi(port) > 65535) goto bad;
+            hp->port = atoi(port);
+        }
+        n++;
+        if (!end) return (int)n;
+        p = end + 1;
+        continue;
+    bad:;
+        char pv[80];
+        snprintf(err, errlen, "entry %zu \"%s\" is not host:port (a port of 1-65535; an IPv6 "
+                              "address in brackets)",
+                 n + 1, config_file_printable(item, pv, sizeof pv));
+        return -1;
+    }
+}
+
 static const char *origin_or(const config_t *cfg, const char *key) {
     const char *o = config_origin(cfg, key);
     return o ? o : "default";
@@ -884,6 +954,38 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
                  "set redis_tls = false (docs/compatibility.md)",
                  origin_or(cfg, "redis_tls"));
         return -1;
+    }
+    if (cfg->redis_sentinels && *cfg->redis_sentinels) {
+        /* Two sources for one address would leave the operator guessing which wins. */
+        if (layer_of(cfg, "redis_host") != LAYER_DEFAULT) {
+            snprintf(err, errlen,
+                     "%s: redis_sentinels and redis_host (from %s) are mutually exclusive: with "
+                     "Sentinel, dsock asks the sentinels where the primary is; remove one",
+                     origin_or(cfg, "redis_sentinels"), origin_or(cfg, "redis_host"));
+            return -1;
+        }
+        config_hostport_t list[CONFIG_SENTINELS_MAX];
+        char why[200];
+        if (config_parse_sentinels(cfg->redis_sentinels, list, CONFIG_SENTINELS_MAX, why,
+                                   sizeof why) < 0) {
+            snprintf(err, errlen, "%s: redis_sentinels: %s", origin_or(cfg, "redis_sentinels"),
+                     why);
+            return -1;
+        }
+        /* The name travels in +switch-master events, space-separated. */
+        const char *m = cfg->redis_master_name;
+        bool ok = m && *m && strlen(m) <= 255;
+        for (const char *q = m; ok && *q; q++)
+            ok = (unsigned char)*q > 0x20 && *q != 0x7f;
+        if (!ok) {
+            char pv[80];
+            snprintf(err, errlen,
+                     "%s: redis_master_name must be 1 to 255 bytes without spaces or control "
+                     "characters, got \"%s\"",
+                     origin_or(cfg, "redis_master_name"),
+                     config_file_printable(m ? m : "", pv, sizeof pv));
+            return -1;
+        }
     }
     /* hiredis copies a socket path into sun_path and silently cuts a longer one. */
     if (role != CONFIG_ROLE_STANDALONE && cfg->redis_host &&

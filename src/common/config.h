@@ -20,6 +20,9 @@ typedef struct config {
     char *redis_host;
     char *redis_username;     /* Redis 6 ACL user ("": the default user) */
     char *redis_password;
+    char *redis_sentinels;    /* "": no Sentinel; else host:port,... (config_parse_sentinels) */
+    char *redis_master_name;  /* the primary's name at the sentinels */
+    char *redis_sentinel_password;
     int64_t redis_db;
     int64_t redis_max_retries;/* dSock 0.4 key: accepted, no effect (docs/compatibility.md) */
     bool redis_tls;           /* dSock 0.4 key: true is refused for api and worker */
@@ -130,6 +133,19 @@ void config_write_markdown(FILE *out);
  * as one edit), or NULL when none is close enough to be a likely typo. For
  * "did you mean" hints, e.g. on unknown subcommands. */
 const char *config_suggest(const char *word, const char *const *candidates, size_t n);
+
+/* One sentinel of redis_sentinels. */
+typedef struct config_hostport {
+    char host[256]; /* brackets of an IPv6 address removed */
+    int port;       /* 26379 when the entry gave none */
+} config_hostport_t;
+#define CONFIG_SENTINELS_MAX 16
+
+/* Parses redis_sentinels: "host:port,host:port" (spaces around entries ignored; a
+ * port of 1-65535, 26379 when left out; "[v6]:port"). The count (at least 1), or -1
+ * with a one-line reason in err (an empty entry, a bad port, more than max). */
+int config_parse_sentinels(const char *list, config_hostport_t *out, size_t max, char *err,
+                           size_t errlen);
 
 /* Splits a listen address ("host:port", ":port", "[v6]:port") into host (empty for
  * all interfaces, brackets removed) and port. 0, or -1 when it does not parse. */

@@ -440,6 +440,13 @@ void metrics_render(buf_t *b, const metrics_snapshot_t *s) {
         single_u(b, "dsock_store_reconnects_total", "counter",
                  "Redis connections ready again after being lost.",
                  c->store_reconnects);
+        single_u(b, "dsock_store_primary_changes_total", "counter",
+                 "Redis Sentinel: times a new primary address was learnt (0 without Sentinel).",
+                 c->store_primary_changes);
+        single_u(b, "dsock_store_not_primary_total", "counter",
+                 "Redis Sentinel: connections dropped because the server was not the primary "
+                 "(ROLE, READONLY).",
+                 c->store_not_primary);
     }
     if (id->redis && id->worker) {
         single_u(b, "dsock_store_resyncs_total", "counter",

@@ -106,6 +106,8 @@ typedef struct metrics_counts {
     uint64_t dropped[METRICS_DROP_REASONS];
     uint64_t store_errors[METRICS_STORE_ERROR_KINDS];
     uint64_t store_reconnects, store_resyncs;
+    uint64_t store_primary_changes; /* Sentinel: a new primary address learnt */
+    uint64_t store_not_primary;     /* Sentinel: a server refused as not the primary */
     metrics_hist_t api_duration[METRICS_ENDPOINTS];
     metrics_hist_t store_duration[METRICS_STORE_OPS];
 } metrics_counts_t;

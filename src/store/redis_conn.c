@@ -35,6 +35,10 @@ struct redis_conn {
     char *password;
     int db;
     unsigned timeout_ms;
+    unsigned tick_ms;
+    redis_conn_resolver_t resolver;
+    bool check_role;
+    bool awaiting_address;    /* down because the resolver had no address */
     redis_conn_hooks_t hooks;
     uint64_t attempt_ms;      /* start of the current connect attempt */
     uint64_t next_attempt_ms; /* while down */
@@ -70,7 +74,9 @@ static void fifo_unlink(redis_conn_t *c, redis_req_t *r) {
     r->prev = r->next = NULL;
 }
 
+/* Every failure comes through here: in Sentinel mode the address may be stale. */
 static void schedule_retry(redis_conn_t *c) {
+    if (c->resolver.stale && !c->closing) c->resolver.stale(c->resolver.ud, c->host, c->port);
     c->next_attempt_ms = uv_now(c->loop) + c->backoff_ms;
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
@@ -137,6 +143,36 @@ static void on_handshake_reply(redis_req_t *req, struct redisReply *reply) {
     }
 }
 
+/* Sentinel mode: a sentinel's answer may be stale (the failover is under way, or the
+ * old primary came back as a replica), so the server must say it is the primary
+ * before anything else is sent to it. */
+static void on_role_reply(redis_req_t *req, struct redisReply *reply) {
+    redis_conn_t *c = req->conn;
+    free(req);
+    if (!reply) return;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+        reply->element[0]->type == REDIS_REPLY_STRING && !strcmp(reply->element[0]->str, "master"))
+        return;
+    char why[256];
+    if (reply->type == REDIS_REPLY_ERROR)
+        snprintf(why, sizeof why, "ROLE refused: %s", reply->str);
+    else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+             reply->element[0]->type == REDIS_REPLY_STRING)
+        snprintf(why, sizeof why, "not the primary (role %s)", reply->element[0]->str);
+    else
+        snprintf(why, sizeof why, "not the primary (unexpected ROLE answer)");
+    METRICS_INC(store_not_primary);
+    redis_conn_fail(c, why);
+}
+
+static void send_internal_fn(redis_conn_t *c, int argc, const char **argv, redis_reply_fn fn) {
+    redis_req_t *req = mem_calloc(1, sizeof *req);
+    req->fn = fn;
+    size_t lens[3];
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    if (redis_conn_send(c, req, argc, argv, lens)) free(req);
+}
+
 static void send_internal(redis_conn_t *c, int argc, const char **argv) {
     redis_req_t *req = mem_calloc(1, sizeof *req);
     req->fn = on_handshake_reply;
@@ -175,6 +211,23 @@ static void on_disconnect_cb(const redisAsyncContext *ac, int status) {
 
 static void conn_start(redis_conn_t *c) {
     c->attempt_ms = uv_now(c->loop);
+    if (c->resolver.resolve) {
+        const char *host;
+        int port;
+        if (c->resolver.resolve(c->resolver.ud, &host, &port)) {
+            /* Asked for; redis_conn_kick (or the next tick) tries again. A request
+             * waiting meanwhile is bounded by its own timeout. */
+            c->awaiting_address = true;
+            c->next_attempt_ms = c->attempt_ms;
+            return;
+        }
+        c->awaiting_address = false;
+        if (strcmp(host, c->host)) {
+            free(c->host);
+            c->host = mem_strdup(host);
+        }
+        c->port = port;
+    }
     redisAsyncContext *ac = !strncmp(c->host, REDIS_UNIX_PREFIX, strlen(REDIS_UNIX_PREFIX))
                                 ? redisAsyncConnectUnix(c->host + strlen(REDIS_UNIX_PREFIX))
                                 : redisAsyncConnect(c->host, c->port);
@@ -209,6 +262,7 @@ static void conn_start(redis_conn_t *c) {
         snprintf(db, sizeof db, "%d", c->db);
         send_internal(c, 2, (const char *[]){"SELECT", db});
     }
+    if (c->check_role) send_internal_fn(c, 1, (const char *[]){"ROLE"}, on_role_reply);
     if (c->ac && c->hooks.on_connect) c->hooks.on_connect(c, c->hooks.ud);
 }
 
@@ -257,6 +311,8 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
     c->password = cfg->password && cfg->password[0] ? mem_strdup(cfg->password) : NULL;
     c->db = cfg->db;
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 2000;
+    c->resolver = cfg->resolver;
+    c->check_role = cfg->check_role;
     c->hooks = *hooks;
     c->backoff_ms = BACKOFF_MIN_MS;
     /* A tick of a fifth of the timeout (10..100 ms): a late answer is noticed within
@@ -264,12 +320,43 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
     unsigned tick = c->timeout_ms / 5;
     if (tick < 10) tick = 10;
     if (tick > 100) tick = 100;
+    c->tick_ms = tick;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     /* The first attempt is made on the first tick, at the next loop iteration, so no
      * hook runs before the caller has the connection in hand. */
     uv_timer_start(&c->timer, on_tick, 0, tick);
     return c;
+}
+
+/* The next tick at the next loop iteration, not up to a tick later. */
+static void tick_now(redis_conn_t *c) {
+    uv_timer_start(&c->timer, on_tick, 0, c->tick_ms);
+}
+
+void redis_conn_kick(redis_conn_t *c) {
+    if (c->closing || c->state != C_DOWN || !c->awaiting_address) return;
+    c->next_attempt_ms = uv_now(c->loop);
+    tick_now(c);
+}
+
+void redis_conn_follow(redis_conn_t *c) {
+    if (c->closing || !c->resolver.resolve) return;
+    const char *host;
+    int port;
+    bool known = !c->resolver.resolve(c->resolver.ud, &host, &port);
+    if (c->ac) {
+        if (!known || (!strcmp(host, c->host) && port == c->port)) return;
+        log_warn("redis primary changed; reconnecting", LOG_S("conn", c->name),
+                 LOG_S("from", c->host), LOG_I("from_port", c->port), LOG_S("to", host),
+                 LOG_I("to_port", port));
+        drop(c); /* not the address's fault: no staleness report */
+    } else if (!known) {
+        return;
+    }
+    c->backoff_ms = BACKOFF_MIN_MS;
+    c->next_attempt_ms = uv_now(c->loop);
+    tick_now(c);
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv) {

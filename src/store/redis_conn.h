@@ -52,6 +52,19 @@ typedef struct redis_conn_hooks {
     void *ud;
 } redis_conn_hooks_t;
 
+/* Sentinel mode (redis_sentinel.h): where to connect is asked before every attempt
+ * instead of being fixed. */
+typedef struct redis_conn_resolver {
+    /* 0 with the address to try (host valid during the call; copied), or -1 when it
+     * is not known yet: the connection stays down and asks again when
+     * redis_conn_kick is called, or at its next tick. */
+    int (*resolve)(void *ud, const char **host, int *port);
+    /* An attempt at host:port failed, or the connection to it was lost or refused
+     * (not a primary, READONLY, no answer): the address may be stale. */
+    void (*stale)(void *ud, const char *host, int port);
+    void *ud;
+} redis_conn_resolver_t;
+
 typedef struct redis_conn_config {
     const char *name;     /* "command" or "pub/sub", for logs: a literal, not copied */
     const char *host;     /* copied; "unix:/path" is a Unix socket (port unused) */
@@ -60,6 +73,9 @@ typedef struct redis_conn_config {
     const char *password; /* NULL or "" for none; copied */
     int db;
     unsigned timeout_ms;
+    redis_conn_resolver_t resolver; /* resolve NULL: host and port, fixed */
+    bool check_role;      /* handshake: ROLE must answer "master", else the connection
+                             fails (a replica that a stale answer pointed at) */
 } redis_conn_config_t;
 
 /* Starts connecting at once. Never NULL. */
@@ -98,6 +114,16 @@ void redis_conn_retry_soon(redis_conn_t *c);
 /* Drops the current connection (pending commands get NULL) and reconnects after
  * the back-off. reason is logged. */
 void redis_conn_fail(redis_conn_t *c, const char *reason);
+
+/* Sentinel mode: the resolver's answer may have changed. A connection (or attempt)
+ * to another address than the resolver's is dropped (pending commands get NULL) and
+ * the new address tried at once, with the back-off reset; a connection waiting for
+ * an address tries at once. Does nothing when the address is the same. */
+void redis_conn_follow(redis_conn_t *c);
+
+/* Sentinel mode: an address is known again; a connection that was waiting for one
+ * tries at once (its back-off is kept). */
+void redis_conn_kick(redis_conn_t *c);
 
 /* Drops the connection for good (pending commands get NULL, synchronously unless
  * called from inside a reply), closes the timer, then calls hooks.on_closed. */

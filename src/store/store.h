@@ -11,9 +11,9 @@
  *   during the callback.
  * - STORE_UNAVAILABLE means the backend could not be reached, timed out, or answered
  *   an error: the API turns it into a 503 with an ERROR_* code. Every wait on the
- *   backend is bounded by the store's own timeout. A send, disconnect or subscribe
- *   that timed out after it was handed to the backend answers STORE_UNKNOWN
- *   instead: it was not refused, and may take effect later. */
+ *   backend is bounded by the store's own timeout. A claim_create, send, disconnect
+ *   or subscribe that timed out after it was handed to the backend answers
+ *   STORE_UNKNOWN instead: it was not refused, and may take effect later. */
 #ifndef DSOCK_STORE_H
 #define DSOCK_STORE_H
 
@@ -28,7 +28,7 @@ typedef enum store_status {
     STORE_NOT_FOUND = -3,   /* claim missing (never created, taken, or expired) */
     STORE_INVALID = -4,     /* claim_take: the stored claim is unreadable (bad expiration);
                                it is consumed all the same */
-    /* send, disconnect, subscribe only: */
+    /* claim_create, send, disconnect, subscribe only: */
     STORE_UNKNOWN = -5,     /* the request reached the backend and no answer came in
                                time: it may have been carried out (or may still be) */
     STORE_IDEM_REUSED = -6, /* the idempotency key was used for a different request */

@@ -20,6 +20,7 @@
 #include "protocol/validate.h"
 #include "store/redis_conn.h"
 #include "store/redis_scripts.h"
+#include "store/redis_sentinel.h"
 
 #define SHA_LEN 40
 /* At most one warning about dropped bus messages per this many ms: a flood of bad
@@ -121,6 +122,7 @@ struct store_redis {
     uv_loop_t *loop;
     redis_conn_t *cmd;
     redis_conn_t *sub; /* NULL until worker_attach */
+    redis_sentinel_t *sentinel; /* NULL without Sentinel */
     redis_conn_config_t conn_cfg;
     char *host;
     char *username;
@@ -284,6 +286,15 @@ static void waiting_drain(store_redis_t *s, bool ready, uint64_t deadline) {
 
 static void op_reply(redis_req_t *req, redisReply *reply) {
     op_t *op = (op_t *)req;
+    /* Sentinel: the server we are connected to was demoted (a failover went by
+     * without our noticing the event, or the event is on its way). Nothing was
+     * written (a script stops at its first write), so the caller's 503 is true;
+     * drop the connection so that the next one asks the sentinels. */
+    if (reply && reply->type == REDIS_REPLY_ERROR && op->s->sentinel &&
+        strstr(reply->str, "READONLY") && redis_conn_ready(op->s->cmd)) {
+        METRICS_INC(store_not_primary);
+        redis_conn_fail(op->s->cmd, "READONLY: the server is a replica now");
+    }
     /* Scripts are loaded at every connect, so this only follows a SCRIPT FLUSH:
      * send the source instead (Redis caches it again). */
     if (reply && reply->type == REDIS_REPLY_ERROR && op->script >= 0 &&
@@ -463,10 +474,15 @@ static void op_finish(op_t *op, redisReply *reply) {
         metrics_observe_store((metrics_store_op_t)op->mop, metrics_now_ns() - op->t0_ns);
     switch (op->kind) {
     case OP_CLAIM_CREATE:
-        if (reply && reply->type == REDIS_REPLY_INTEGER)
+        if (reply && reply->type == REDIS_REPLY_INTEGER) {
             op->cb.status(op->ud, reply->integer == 0 ? STORE_EXISTS : STORE_OK);
-        else
+        } else if (!reply && op->sent) {
+            /* As for deliver: Redis may have created it, or create it later. */
+            bad_reply(op, reply);
+            op->cb.status(op->ud, STORE_UNKNOWN);
+        } else {
             op->cb.status(op->ud, bad_reply(op, reply));
+        }
         break;
     case OP_CLAIM_TAKE:
         finish_claim_take(op, reply);
@@ -1001,6 +1017,8 @@ static void finalize(store_redis_t *s) {
                  LOG_U("count", s->retry_count));
     /* Pending callbacks run now, with NULL -> STORE_UNAVAILABLE. */
     waiting_drain(s, false, UINT64_MAX);
+    /* First: it stops telling the connections below about addresses. */
+    if (s->sentinel) redis_sentinel_close(s->sentinel, conn_on_closed, s);
     redis_conn_close(s->cmd);
     if (s->sub) redis_conn_close(s->sub);
 }
@@ -1197,6 +1215,7 @@ static int r_worker_attach(store_t *st, const char *worker_id, const store_worke
     };
     s->open_conns++;
     s->sub = redis_conn_new(s->loop, &cfg, &hooks);
+    if (s->sentinel) redis_sentinel_watch(s->sentinel, s->sub);
     /* Connected already: announce the worker now; a nil answer asks for a resync,
      * which is harmless on a fresh worker. */
     if (redis_conn_ready(s->cmd)) send_heartbeat(s, false);
@@ -1412,7 +1431,18 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
         .db = cfg->db,
         .timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 2000,
     };
-    if (port)
+    if (cfg->sentinels && cfg->sentinels[0]) {
+        redis_sentinel_config_t sc = {.sentinels = cfg->sentinels,
+                                      .master_name = cfg->master_name,
+                                      .password = cfg->sentinel_password,
+                                      .timeout_ms = s->conn_cfg.timeout_ms};
+        s->sentinel = redis_sentinel_new(loop, &sc);
+        if (!s->sentinel) log_fatal("redis_sentinels does not parse"); /* validated before */
+        s->conn_cfg.resolver = redis_sentinel_resolver(s->sentinel);
+        s->conn_cfg.check_role = true;
+        snprintf(s->description, sizeof s->description, "%s db %d",
+                 redis_sentinel_describe(s->sentinel), cfg->db);
+    } else if (port)
         snprintf(s->description, sizeof s->description, "redis %s:%d db %d", s->host, port,
                  cfg->db);
     else
@@ -1424,7 +1454,8 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
         .on_closed = conn_on_closed,
         .ud = s,
     };
-    s->open_conns = 1;
+    s->open_conns = s->sentinel ? 2 : 1;
     s->cmd = redis_conn_new(loop, &s->conn_cfg, &hooks);
+    if (s->sentinel) redis_sentinel_watch(s->sentinel, s->cmd);
     return &s->base;
 }

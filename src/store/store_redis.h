@@ -18,6 +18,11 @@ typedef struct store_redis_config {
     uint64_t max_body_bytes;/* worker side: a bus message with a longer body is dropped
                                (the configuration refuses 0) */
     unsigned idempotency_ttl_s; /* how long an idempotency key is remembered (0: 300) */
+    /* Redis Sentinel (docs/redis.md, "Sentinel"): when sentinels is not empty, host
+     * is ignored and every connection goes to the primary the sentinels name. */
+    const char *sentinels;  /* "host:port,host:port" (config_parse_sentinels) */
+    const char *master_name;
+    const char *sentinel_password;
 } store_redis_config_t;
 
 /* Never NULL: connects in the background and reconnects with back-off; until

@@ -327,6 +327,132 @@ class RedisServer:
             self.proc.stop()
 
 
+SENTINEL_BIN = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+
+
+class SentinelSetup:
+    """Redis with Sentinel on loopback (docs/redis.md, "Sentinel"): one primary, one
+    replica and three sentinels monitoring it as `master_name` with quorum 2,
+    down-after-milliseconds `down_after_ms` and a short failover-timeout. A dsock
+    deployment started with it (start_deployment(redis=setup)) gets redis_sentinels
+    instead of redis_host."""
+
+    def __init__(self, log_dir, down_after_ms=1000, failover_timeout_ms=3000,
+                 master_name="mymaster", sentinels=3):
+        os.makedirs(log_dir, exist_ok=True)
+        self.log_dir = log_dir
+        self.master_name = master_name
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.servers = [RedisServer(log_dir, "redis-a"), RedisServer(log_dir, "redis-b")]
+        # Chosen when each starts (a port picked earlier may meanwhile be the local
+        # end of the replica's link).
+        self.sentinel_ports = [None] * sentinels
+        self.sentinel_procs = [None] * sentinels
+
+    def start(self):
+        primary, replica = self.servers
+        primary.start()
+        replica.start()
+        replica.client().execute_command("REPLICAOF", HOST, primary.port)
+        wait_until(lambda: self._link_up(replica), 15, what="the replica to sync")
+        for i in range(len(self.sentinel_ports)):
+            self.start_sentinel(i)
+        # Each sentinel must know the replica and the other sentinels (hello
+        # messages every 2 s) before a failover can be agreed on.
+        n = len(self.sentinel_ports)
+        for i in range(n):
+            wait_until(lambda: self._knows_all(i, n), 20, interval=0.1,
+                       what=f"sentinel {i} to know its peers and the replica")
+        return self
+
+    # A loaded machine may time out a connect: such a check just fails this round.
+    def _knows_all(self, i, n):
+        try:
+            c = self.sentinel(i)
+            return (len(c.execute_command("SENTINEL", "SENTINELS", self.master_name)) >= n - 1
+                    and len(c.execute_command("SENTINEL", "REPLICAS", self.master_name)) >= 1)
+        except redis_py.RedisError:
+            return False
+
+    @staticmethod
+    def _link_up(r):
+        try:
+            info = r.client(timeout=2).info("replication")
+        except redis_py.RedisError:
+            return False
+        return info.get("master_link_status") == "up"
+
+    def start_sentinel(self, i):
+        for attempt in range(5):
+            try:
+                return self._start_sentinel(i)
+            except AssertionError:
+                if attempt == 4 or os.path.exists(os.path.join(self.log_dir, f"sentinel{i}.ok")):
+                    raise
+                os.unlink(os.path.join(self.log_dir, f"sentinel{i}.conf"))
+                self.sentinel_ports[i] = None
+
+    def _start_sentinel(self, i):
+        if self.sentinel_ports[i] is None:
+            self.sentinel_ports[i] = free_port()
+        port = self.sentinel_ports[i]
+        conf = os.path.join(self.log_dir, f"sentinel{i}.conf")
+        if not os.path.exists(conf):  # a restart keeps what the sentinel learnt
+            with open(conf, "w") as f:
+                f.write(f"port {port}\nbind {HOST}\ndir {self.log_dir}\n"
+                        f"sentinel monitor {self.master_name} {HOST} {self.servers[0].port} 2\n"
+                        f"sentinel down-after-milliseconds {self.master_name} "
+                        f"{self.down_after_ms}\n"
+                        f"sentinel failover-timeout {self.master_name} "
+                        f"{self.failover_timeout_ms}\n"
+                        f"sentinel parallel-syncs {self.master_name} 1\n")
+        p = Proc(f"sentinel{i}", [SENTINEL_BIN, conf], self.log_dir).start()
+        p.expect_clean_exit = False
+        self.sentinel_procs[i] = p
+        _wait_listening(p, port)
+        open(os.path.join(self.log_dir, f"sentinel{i}.ok"), "w").close()
+        return p
+
+    def stop_sentinel(self, i):
+        p = self.sentinel_procs[i]
+        if p and p.alive():
+            p.kill()
+        wait_until(lambda: not port_open(self.sentinel_ports[i]), 5, what="sentinel to stop")
+
+    def sentinel(self, i, timeout=2):
+        return redis_py.Redis(host=HOST, port=self.sentinel_ports[i], socket_timeout=timeout,
+                              socket_connect_timeout=timeout, decode_responses=True)
+
+    def master_addr(self, i=None):
+        """The primary's port as a live sentinel says (first that answers)."""
+        for j in ([i] if i is not None else range(len(self.sentinel_ports))):
+            try:
+                host, port = self.sentinel(j).execute_command(
+                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+                return int(port)
+            except (redis_py.RedisError, TypeError, ValueError):
+                continue
+        return None
+
+    def server_on(self, port):
+        return next(r for r in self.servers if r.port == port)
+
+    @property
+    def sentinels_spec(self):
+        return ",".join(f"{HOST}:{p}" for p in self.sentinel_ports)
+
+    def dsock_flags(self):
+        return ["--redis-sentinels", self.sentinels_spec, "--redis-master-name", self.master_name]
+
+    def shutdown(self):
+        for p in self.sentinel_procs:
+            if p:
+                p.stop()
+        for r in self.servers:
+            r.shutdown()
+
+
 def _clean_env(extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DSOCK_") and k != "PORT"}
     env.update(extra or {})
@@ -385,6 +511,13 @@ class Deployment:
         return problems
 
 
+def _redis_flags(redis):
+    """A RedisServer's address, or a SentinelSetup's sentinels."""
+    if hasattr(redis, "dsock_flags"):
+        return redis.dsock_flags()
+    return ["--redis-host", redis.host]
+
+
 def start_deployment(kind, log_dir, redis=None, apis=1, workers=1, token=None,
                      jwt_secret="jwt-secret-for-tests", api_opts=None, worker_opts=None,
                      name="d"):
@@ -404,16 +537,16 @@ def start_deployment(kind, log_dir, redis=None, apis=1, workers=1, token=None,
             assert redis is not None
             for i in range(apis):
                 port = free_port()
-                argv = [DSOCK_BIN, "api", "--address", f"{HOST}:{port}", "--token", token,
-                        "--redis-host", redis.host] + _flags(api_opts)
+                argv = [DSOCK_BIN, "api", "--address", f"{HOST}:{port}", "--token", token
+                        ] + _redis_flags(redis) + _flags(api_opts)
                 p = Proc(f"{name}-api{i}", argv, log_dir, env=env).start()
                 started.append((p, port))
                 dep.api_procs.append(p)
                 dep.apis.append((HOST, port))
             for i in range(workers):
                 port = free_port()
-                argv = [DSOCK_BIN, "worker", "--address", f"{HOST}:{port}",
-                        "--redis-host", redis.host] + _flags(worker_opts)
+                argv = [DSOCK_BIN, "worker", "--address", f"{HOST}:{port}"
+                        ] + _redis_flags(redis) + _flags(worker_opts)
                 if jwt_secret is not None:
                     argv += ["--jwt-secret", jwt_secret]
                 p = Proc(f"{name}-worker{i}", argv, log_dir, env=env).start()

@@ -239,3 +239,34 @@ def test_paused_redis_outcome_unknown_then_retry(make_redis, make_deployment):
         assert res.json["connections"] == 1
         assert drain(ws) == []
 
+
+
+@pytest.mark.redis_only
+def test_paused_redis_claim_outcome_unknown(make_redis, make_deployment):
+    """A /claim in flight when Redis is paused answers 503 ERROR_OUTCOME_UNKNOWN
+    after redis_timeout_ms, not ERROR_CHECKING_CLAIM: Redis creates the claim when it
+    resumes. Retrying with the same id then answers 409 CLAIM_ID_ALREADY_USED (it
+    was created), and the claim works for a connect. A claim that never reached
+    Redis (refused while the connection is down) keeps ERROR_CHECKING_CLAIM."""
+    r = make_redis()
+    opts = {"redis-timeout-ms": 500}
+    dep = make_deployment(redis=r, api_opts=dict(opts, threads=1), worker_opts=opts)
+    api = dep.api()
+    user, cid = h.new_id(), h.new_id("c")
+    api.claim(user=h.new_id()).expect(200)  # connected
+    r.pause()
+    try:
+        api.claim(user=user, id=cid, duration=600).expect(503, "ERROR_OUTCOME_UNKNOWN")
+        # the timed-out connection was dropped: the next one waits and fails as
+        # never sent
+        again = api.claim(user=user, id=h.new_id("c"))
+        again.expect(503)
+        assert again.json["errorCode"] in ("ERROR_CHECKING_CLAIM", "ERROR_OUTCOME_UNKNOWN")
+    finally:
+        r.resume()
+    res = h.wait_until(lambda: (lambda x: x.status != 503 and x)(api.claim(user=user, id=cid)),
+                       10, interval=0.1, what="the API back after the resume")
+    res.expect(409, "CLAIM_ID_ALREADY_USED")
+    assert cid in [c["id"] for c in api.info(user=user).expect(200)["claims"]]
+    with h.ws_connect(dep.worker(0), f"claim={cid}") as ws:
+        assert ws.is_open()

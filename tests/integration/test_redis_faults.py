@@ -27,7 +27,7 @@ def timed(fn):
 
 
 def check_all_calls_fail(dep, user, conn_id, paused=False):
-    """paused: a /send or /disconnect handed to a frozen Redis may also answer
+    """paused: a /claim, /send or /disconnect handed to a frozen Redis may also answer
     ERROR_OUTCOME_UNKNOWN (it was received, and runs when Redis resumes); one that
     never reached it keeps its ERROR_* code."""
     api = dep.api()
@@ -44,7 +44,7 @@ def check_all_calls_fail(dep, user, conn_id, paused=False):
     ]
     for name, fn, code in calls:
         res, took = timed(fn)
-        if paused and name.startswith(("send", "disconnect")):
+        if paused and name.startswith(("send", "disconnect", "claim")):
             res.expect(503)
             assert res.json["errorCode"] in (code, "ERROR_OUTCOME_UNKNOWN"), (name, res.json)
         else:
@@ -312,3 +312,151 @@ def test_pause_over_the_subscription_check_keeps_the_subscription(make_redis, ma
         got = [ws.recv_data() for _ in sent]
         assert got == sent
         ws.expect_no_message(0.3)
+
+
+# ---------------------------------------------------------------------------
+# Only the subscription fails (issue 11): the worker must not stay deaf. Its command
+# connection is fine, so nothing but the subscription's own checks can notice.
+
+
+def conn_ids_of(api, user):
+    return [c["id"] for c in api.info(user=user).expect(200)["connections"]]
+
+
+@pytest.mark.redis_only
+def test_killed_subscription_resubscribes_and_resyncs(make_redis, make_deployment):
+    """CLIENT KILL TYPE pubsub: the worker resubscribes and registers its connections
+    again (what was published meanwhile is lost, so Redis may disagree with it): a
+    connection record deleted behind its back is back, and delivery resumes on the
+    same client socket."""
+    r, dep = fault_deployment(make_redis, make_deployment, **{"worker-ttl": 3})
+    api = dep.api()
+    user = h.new_id()
+    with dep.connect(user) as ws:
+        api.send(b"before", user=user, type="text").expect(200)
+        assert ws.recv_data() == b"before"
+        (cid,) = conn_ids_of(api, user)
+        rc = r.client()
+        rc.delete(f"conn:{cid}")  # Redis now disagrees with the worker
+        assert conn_ids_of(api, user) == []
+        assert rc.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 1
+        h.wait_until(lambda: conn_ids_of(api, user) == [cid], 10, interval=0.1,
+                     what="the resync after the resubscription")
+        h.wait_until(lambda: api.send(b"after", user=user, type="text").json.get("unreachable", 0)
+                     == 0, 10, interval=0.1, what="a delivery")
+        while ws.recv_data(5) != b"after":
+            pass
+        assert "Server closed the connection" in dep.worker_procs[0].log() or \
+            "connection lost" in dep.worker_procs[0].log()
+
+
+class FreezingProxy:
+    """A TCP proxy to Redis that can freeze the next connection that sends SUBSCRIBE:
+    from then on it swallows that connection's bytes both ways and keeps it open, as
+    a dead NAT entry or a half-broken link would. Other connections pass."""
+
+    def __init__(self, target_port):
+        import socket
+        import threading
+        self.target = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((h.HOST, 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.freeze_next = False
+        self.frozen = 0
+        self.socks = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def host(self):
+        return f"{h.HOST}:{self.port}"
+
+    def _accept(self):
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            s = socket.create_connection((h.HOST, self.target))
+            state = {"frozen": False}
+            with self.lock:
+                self.socks += [c, s]
+            threading.Thread(target=self._pump, args=(c, s, state, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(s, c, state, False), daemon=True).start()
+
+    def _pump(self, src, dst, state, upstream):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                if not state["frozen"]:
+                    try:
+                        dst.shutdown(1)
+                    except OSError:
+                        pass
+                return
+            with self.lock:
+                if upstream and self.freeze_next and b"SUBSCRIBE" in data.upper():
+                    self.freeze_next = False
+                    state["frozen"] = True
+                    self.frozen += 1
+            if state["frozen"]:
+                continue  # swallowed
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self.lsock.close()
+        with self.lock:
+            for s in self.socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+@pytest.mark.redis_only
+def test_silent_subscription_is_redone(make_redis, make_deployment):
+    """The subscription's connection goes silent (its probe, a re-SUBSCRIBE every
+    worker_ttl/3, is never confirmed) while Redis and the command connection answer:
+    the worker drops it within about twice redis_timeout_ms, subscribes again,
+    resyncs, and delivery resumes without the client reconnecting."""
+    r = make_redis()
+    proxy = FreezingProxy(r.port)
+    try:
+        opts = {"redis-timeout-ms": TIMEOUT_MS}
+        dep = make_deployment(redis=proxy, api_opts=opts,
+                              worker_opts=dict(opts, **{"worker-ttl": 3}))
+        api = dep.api()
+        user = h.new_id()
+        with dep.connect(user) as ws:
+            api.send(b"before", user=user, type="text").expect(200)
+            assert ws.recv_data() == b"before"
+            proxy.freeze_next = True  # the next probe freezes the subscription
+            h.wait_until(lambda: proxy.frozen == 1, 10, interval=0.05, what="a probe")
+            # Redis still counts the subscriber: a send reports success while the
+            # frozen connection swallows it, until the worker redoes its subscription.
+            h.wait_until(lambda: "no subscription confirmation" in dep.worker_procs[0].log(),
+                         15, interval=0.1, what="the worker to drop the silent subscription")
+
+            def delivered():
+                api.send(b"after", user=user, type="text").expect(200)
+                try:
+                    while True:
+                        if ws.recv_data(0.5) == b"after":
+                            return True
+                except TimeoutError:
+                    return False
+            h.wait_until(delivered, 10, interval=0.1, what="delivery after the resubscription")
+            assert ws.is_open()
+    finally:
+        proxy.close()

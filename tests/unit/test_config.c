@@ -872,3 +872,102 @@ Test(config, docs_match_key_table) {
               "docs/configuration.md is out of date; the table must read:\n%s", gen);
     free(gen);
 }
+
+/* ---- Redis Sentinel ---------------------------------------------------------------------- */
+
+Test(config, sentinel_keys_from_every_layer) {
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0"), CONFIG_OK, "%s", err);
+    cr_expect_str_eq(cfg.redis_sentinels, "");
+    cr_expect_str_eq(cfg.redis_master_name, "mymaster");
+    cr_expect_str_eq(cfg.redis_sentinel_password, "");
+    config_free(&cfg);
+    write_file("cwd/config.toml", "redis_sentinels = \"file:1\"\nredis_master_name = \"fm\"\n");
+    setenv("DSOCK_REDIS_SENTINELS", "10.0.0.1:26379, 10.0.0.2:26380,s3", 1);
+    setenv("DSOCK_REDIS_SENTINEL_PASSWORD", "sp", 1);
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0", "--redis-master-name", "prod"), CONFIG_OK,
+                 "%s", err);
+    cr_expect_str_eq(cfg.redis_sentinels, "10.0.0.1:26379, 10.0.0.2:26380,s3");
+    cr_expect_str_eq(cfg.redis_master_name, "prod");
+    cr_expect_str_eq(cfg.redis_sentinel_password, "sp");
+    cr_expect_str_eq(config_origin(&cfg, "redis_sentinels"), "DSOCK_REDIS_SENTINELS");
+    cr_expect_str_eq(config_origin(&cfg, "redis_master_name"), "--redis-master-name");
+    cr_expect_eq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(config_validate(&cfg, CONFIG_ROLE_API, err, sizeof err) == 0 ||
+                     strstr(err, "token") != NULL,
+                 1, "%s", err);
+    /* The sentinel password is a secret: never in the default file. */
+    FILE *f = fopen("config.toml", "r");
+    cr_assert(f);
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    cr_expect(!strstr(buf, "\"sp\""), "the default file holds the sentinel password");
+}
+
+Test(config, sentinel_list_parsing) {
+    config_hostport_t l[CONFIG_SENTINELS_MAX];
+    char why[200];
+    cr_assert_eq(config_parse_sentinels("a:1,b, [::1]:26380 ,127.0.0.1:65535", l, 16, why,
+                                        sizeof why),
+                 4, "%s", why);
+    cr_expect_str_eq(l[0].host, "a");
+    cr_expect_eq(l[0].port, 1);
+    cr_expect_str_eq(l[1].host, "b");
+    cr_expect_eq(l[1].port, 26379);
+    cr_expect_str_eq(l[2].host, "::1");
+    cr_expect_eq(l[2].port, 26380);
+    cr_expect_str_eq(l[3].host, "127.0.0.1");
+    cr_expect_eq(l[3].port, 65535);
+    const char *bad[] = {"",       "a:1,",  ",a:1",   "a:0",     "a:65536", "a:",
+                         "a:1x",   "::1",   "[::1",   "[::1]x",  ":26379",  "a b:1",
+                         "a:1,,b", "[]:1",  "a:-1",   "a:123456"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        cr_expect_eq(config_parse_sentinels(bad[i], l, 16, why, sizeof why), -1, "\"%s\"", bad[i]);
+        cr_expect(why[0] && !strchr(why, '\n'), "\"%s\": %s", bad[i], why);
+    }
+    cr_expect_eq(config_parse_sentinels("a,b,c", l, 2, why, sizeof why), -1);
+    cr_expect(strstr(why, "more than 2 sentinels"), "%s", why);
+}
+
+/* redis_host and redis_sentinels together: a clear error naming both sources,
+ * whatever layers they came from; a default redis_host does not count. */
+Test(config, sentinel_excludes_redis_host) {
+    setenv("DSOCK_REDIS_HOST", "10.0.0.9:6379", 1);
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0", "--redis-sentinels", "127.0.0.1:26379"),
+                 CONFIG_OK, "%s", err);
+    cr_assert_neq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0);
+    cr_expect(strstr(err, "--redis-sentinels: redis_sentinels and redis_host (from "
+                          "DSOCK_REDIS_HOST) are mutually exclusive"),
+              "%s", err);
+    cr_expect(!strchr(err, '\n'), "%s", err);
+    config_free(&cfg);
+    unsetenv("DSOCK_REDIS_HOST");
+    write_file("cwd/config.toml", "redis_host = \"localhost:6379\"\n"
+                                  "redis_sentinels = \"127.0.0.1:26379\"\n");
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0", "--token", "t"), CONFIG_OK, "%s", err);
+    cr_assert_neq(config_validate(&cfg, CONFIG_ROLE_API, err, sizeof err), 0);
+    cr_expect(strstr(err, "config.toml:2: redis_sentinels and redis_host (from ") &&
+                  strstr(err, "config.toml:1) are mutually exclusive"),
+              "%s", err);
+}
+
+Test(config, sentinel_bad_values) {
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0", "--redis-sentinels", "127.0.0.1:26379,:1"),
+                 CONFIG_OK, "%s", err);
+    cr_assert_neq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0);
+    cr_expect(strstr(err, "--redis-sentinels: redis_sentinels: entry 2 \":1\" is not host:port"),
+              "%s", err);
+    config_free(&cfg);
+    setenv("DSOCK_REDIS_MASTER_NAME", "my master", 1);
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0", "--redis-sentinels", "s1"), CONFIG_OK, "%s",
+                 err);
+    cr_assert_neq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0);
+    cr_expect(strstr(err, "DSOCK_REDIS_MASTER_NAME: redis_master_name must be 1 to 255 bytes"),
+              "%s", err);
+    config_free(&cfg);
+    /* Without sentinels the master name is not used, so not checked. */
+    cr_assert_eq(LOAD("--address", "127.0.0.1:0"), CONFIG_OK, "%s", err);
+    cr_expect_eq(config_validate(&cfg, CONFIG_ROLE_WORKER, err, sizeof err), 0, "%s", err);
+}
