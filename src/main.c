@@ -467,7 +467,9 @@ int main(int argc, char **argv) {
         .max_connections = (size_t)app.cfg.max_connections,
         .shared_count = threaded ? &app.http_slots : NULL,
         .log_requests = app.cfg.log_requests,
-        .reuse_port = threaded,
+        /* Threads share the port among themselves anyway; reuse_port lets other
+         * processes join it too (docs/configuration.md, "reuse_port"). */
+        .reuse_port = threaded || app.cfg.reuse_port,
     };
     store_redis_config_t rc_cfg = {
         .host = app.cfg.redis_host,
