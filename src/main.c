@@ -223,6 +223,8 @@ static void on_ctl(uv_async_t *h) {
     int want = atomic_load(&sh->phase_req);
     if (want >= 1 && sh->phase_run < 1) {
         sh->phase_run = 1;
+        /* Other processes share the port: let them take the new connections. */
+        if (sh->app->cfg.reuse_port) http_server_stop_listening(sh->server);
         http_server_drain(sh->server, quiesced, sh);
     }
     if (want >= 2 && sh->phase_run < 2) {

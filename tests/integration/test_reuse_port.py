@@ -2,15 +2,16 @@
 with SO_REUSEPORT and the kernel spreads new connections over them; without it a
 second process cannot bind a port in use."""
 import os
+import signal
 
 import pytest
 
 import dsock_helpers as h
 
 
-def _worker(name, port, redis, log_dir, extra=None):
+def _worker(name, port, redis, log_dir, extra=None, drain=1):
     argv = [h.DSOCK_BIN, "worker", "--address", f"{h.HOST}:{port}", "--redis-host", redis.host,
-            "--jwt-secret", "jwt-secret-for-tests", "--drain-seconds", "1"] + (extra or [])
+            "--jwt-secret", "jwt-secret-for-tests", "--drain-seconds", str(drain)] + (extra or [])
     return h.Proc(name, argv, log_dir, env=h._clean_env()).start()
 
 
@@ -23,7 +24,8 @@ def test_two_workers_share_one_port(make_deployment, redis_server, log_root, req
     procs = []
     try:
         for i in range(2):
-            p = _worker(f"shared{i}", port, redis_server, log_dir, ["--reuse-port", "true"])
+            p = _worker(f"shared{i}", port, redis_server, log_dir, ["--reuse-port", "true"],
+                        drain=5 if i else 1)
             procs.append(p)
             h._wait_listening(p, port, dsock=True)
         assert all(p.alive() for p in procs), "both workers bound the port"
@@ -47,6 +49,34 @@ def test_two_workers_share_one_port(make_deployment, redis_server, log_root, req
             assert j["connections"] == len(conns) and j["workers"] == 2, j
             for ws in conns:
                 assert ws.recv_data() == b"to-both"
+            # A draining worker stops listening first: while it drains its clients
+            # (5 s here), every new connection goes to the other one, none gets 503.
+            for ws in conns:
+                ws.close()
+            conns = []
+            survivor = _worker("shared2", port, redis_server, log_dir,
+                               ["--reuse-port", "true"])
+            procs.append(survivor)
+            h._wait_listening(survivor, port, dsock=True)
+            procs[0].stop()  # now shared1 (which drains slowly) and shared2
+            for i in range(40):  # at least one on shared1, to be drained
+                claim = api.claim(user=user).expect(200)["claim"]["id"]
+                conns.append(h.ws_connect((h.HOST, port), f"claim={claim}"))
+            info = api.info(user=user).expect(200)["connections"]
+            stays = {c["worker"] for c in info}
+            assert len(stays) == 2, stays
+            mark = procs[1].log_size()
+            procs[1].signal(signal.SIGTERM)
+            h.wait_until(lambda: "draining clients" in procs[1].log(since=mark), 15,
+                         what="shared1 to start draining")
+            for _ in range(20):
+                claim = api.claim(user=user).expect(200)["claim"]["id"]
+                res, ws = h.ws_handshake((h.HOST, port), f"claim={claim}")
+                assert res.status == 101, (res.status, res.body)
+                conns.append(ws)
+            # Its drain ends on its own, cleanly.
+            assert procs[1].popen.wait(30) == 0
+            procs[1].expect_clean_exit = False  # exited already: stop() checks its log only
         finally:
             for ws in conns:
                 ws.close()
