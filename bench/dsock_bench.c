@@ -144,6 +144,8 @@ typedef struct opts {
     size_t channel, channel_users, channel_sends, channel_joins, workers;
     double duration;
     long pid, pid2;
+    size_t procs;           /* bench processes the idle connections are spread over */
+    bool reuse_port;        /* --spawn redis: the workers share one port (reuse_port) */
     bool run_fanout, run_throughput, run_large, run_channel;
     bool compress;          /* offer permessage-deflate on every connection */
     const char *payload;    /* "letters" (default) or "json": the filler of a message */
@@ -163,6 +165,7 @@ static opts_t O = {
     .channel_sends = 200,
     .channel_joins = 1,
     .workers = 1,
+    .procs = 1,
     .duration = 10,
     .run_fanout = true,
     .run_throughput = true,
@@ -184,14 +187,23 @@ static void usage(FILE *f) {
         "  --api HOST:PORT     a running dsock API (standalone: the one process)\n"
         "  --worker HOST:PORT  a running dsock worker (default: the API address)\n"
         "  --worker2 HOST:PORT a second worker: the channel scenario spreads its members over both\n"
-        "  --workers W         --spawn redis: 1 or 2 worker processes (default 1)\n"
+        "  --workers W         --spawn redis: worker processes, 1 to 8 (default 1); more than 2\n"
+        "                      need --reuse-port\n"
+        "  --reuse-port        --spawn redis: the workers listen on one port (reuse_port), the\n"
+        "                      kernel spreads the connections; their VmRSS is summed\n"
         "  --token T           the API token\n"
         "  --jwt-secret S      the workers' JWT secret (connections use HS256 JWTs, sub = user)\n"
         "  --pid PID           broker process whose VmRSS and CPU are sampled (the worker)\n"
         "  --pid2 PID          a second process to sample (the API, in a Redis deployment)\n\n"
         "Load:\n"
         "  --connections N     idle WebSocket connections (default 10000)\n"
-        "  --users U           users the N connections are spread over (default N/2)\n"
+        "  --users U           users the N connections are spread over (default N/2; N: one\n"
+        "                      user per connection, the worst case for memory)\n"
+        "  --procs P           bench processes opening the N idle connections (default 1): a\n"
+        "                      process holds at most ~20,000 (its open-file limit); with P > 1\n"
+        "                      P children open them (over loopback, child k from 127.0.0.(k+1):\n"
+        "                      ~28,000 ephemeral ports per source address) and only the idle\n"
+        "                      scenario runs\n"
         "  --messages M        /send calls in the throughput scenario (default 100000)\n"
         "  --size BYTES        message size for fan-out and throughput (default 64, min 16)\n"
         "  --concurrency C     keep-alive API connections firing /send (default 16)\n"
@@ -235,6 +247,10 @@ static void parse_opts(int argc, char **argv) {
             exit(0);
         }
         if (strncmp(a, "--", 2)) die("unexpected argument \"%s\" (see --help)", a);
+        if (!strcmp(a, "--reuse-port")) {
+            O.reuse_port = true;
+            continue;
+        }
         const char *v;
         char namebuf[64];
         const char *eq = strchr(a, '=');
@@ -256,7 +272,8 @@ static void parse_opts(int argc, char **argv) {
         }
         else if (!strcmp(a, "--worker")) O.worker = v;
         else if (!strcmp(a, "--worker2")) O.worker2 = v;
-        else if (!strcmp(a, "--workers")) O.workers = parse_size(a, v, 1, 2);
+        else if (!strcmp(a, "--workers")) O.workers = parse_size(a, v, 1, 8);
+        else if (!strcmp(a, "--procs")) O.procs = parse_size(a, v, 1, 64);
         else if (!strcmp(a, "--channel")) O.channel = parse_size(a, v, 0, 1000000);
         else if (!strcmp(a, "--channel-users")) O.channel_users = parse_size(a, v, 1, 1000000);
         else if (!strcmp(a, "--channel-sends")) O.channel_sends = parse_size(a, v, 0, 10000000);
@@ -287,6 +304,10 @@ static void parse_opts(int argc, char **argv) {
         } else die("unknown option %s (see --help)", a);
     }
     if (O.size < MSG_HEAD) O.size = MSG_HEAD; /* room for the tag every message carries */
+    if (O.workers > 2 && !O.reuse_port) die("--workers above 2 needs --reuse-port");
+    if (O.procs > 1) { /* the other scenarios count deliveries in this process only */
+        O.run_fanout = O.run_throughput = O.run_large = O.run_channel = false;
+    }
     if (!users_set) O.users = O.connections / 2 ? O.connections / 2 : 1;
     if (O.users > O.connections && O.connections) O.users = O.connections;
     if (!O.channel_users) O.channel_users = O.channel / 10 ? O.channel / 10 : 1;
@@ -312,7 +333,8 @@ typedef struct proc {
     uint64_t cpu_ticks0;
 } proc_t;
 
-static proc_t P[4];
+#define MAX_PROCS 12 /* redis, api and up to 8 workers */
+static proc_t P[MAX_PROCS];
 static size_t NP;
 static char tmpdir[64];
 
@@ -436,6 +458,28 @@ static void wait_listening(proc_t *p, int port) {
     die("%s is not listening on port %d after 15 s", p->name, port);
 }
 
+/* Waits until the process's log holds `what` (15 s at most). */
+static void wait_log(proc_t *p, const char *what) {
+    uint64_t deadline = now_ns() + 15 * 1000000000ull;
+    char line[1024];
+    while (now_ns() < deadline) {
+        int st;
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            p->pid = 0;
+            print_log_tail(p);
+            die("%s exited at startup", p->name);
+        }
+        FILE *f = fopen(p->log, "r");
+        bool found = false;
+        while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, what) != NULL;
+        if (f) fclose(f);
+        if (found) return;
+        usleep(20000);
+    }
+    print_log_tail(p);
+    die("%s did not log \"%s\" within 15 s", p->name, what);
+}
+
 /* SIGTERM, then waits up to 20 s (SIGKILL after). Returns false on an unclean exit. */
 static bool stop_proc(proc_t *p) {
     if (!p->spawned || !p->pid) return true;
@@ -541,10 +585,25 @@ static void spawn_deployment(void) {
         char *wargv[] = {dsock_path, "worker", "--config", cfg, "--address", worker_addr,
                          "--redis-host", rhost, "--jwt-secret", secret_buf,
                          "--max-connections", maxconn, NULL};
-        proc_t *wp = spawn_proc("worker", wargv);
-        wait_listening(wp, wport);
         redis_port = rport;
-        if (O.workers == 2) {
+        if (O.reuse_port) {
+            /* All the workers on one port: each must be up before the next starts
+             * (the port answers as soon as the first listens, so wait for each log). */
+            static char names[8][16];
+            for (size_t i = 0; i < O.workers; i++) {
+                if (i) snprintf(names[i], sizeof names[i], "worker%u", (unsigned)(i + 1) & 15u);
+                else snprintf(names[i], sizeof names[i], "worker");
+                char *rargv2[] = {dsock_path, "worker", "--config", cfg, "--address", worker_addr,
+                                  "--redis-host", rhost, "--jwt-secret", secret_buf,
+                                  "--max-connections", maxconn, "--reuse-port", "true", NULL};
+                proc_t *p = spawn_proc(names[i], rargv2);
+                wait_log(p, "msg=listening");
+            }
+        } else {
+            proc_t *wp = spawn_proc("worker", wargv);
+            wait_listening(wp, wport);
+        }
+        if (O.workers == 2 && !O.reuse_port) {
             int w2 = free_port();
             snprintf(worker2_addr, sizeof worker2_addr, "127.0.0.1:%d", w2);
             char *w2argv[] = {dsock_path, "worker", "--config", cfg, "--address", worker2_addr,
@@ -568,8 +627,9 @@ static void spawn_deployment(void) {
 
 static void remove_tmpdir(void) {
     if (!tmpdir[0]) return;
-    const char *files[] = {"config.toml", "dsock.log", "redis.log", "worker.log", "worker2.log",
-                           "api.log"};
+    const char *files[] = {"config.toml", "dsock.log",   "redis.log",   "worker.log",
+                           "worker2.log", "worker3.log", "worker4.log", "worker5.log",
+                           "worker6.log", "worker7.log", "worker8.log", "api.log"};
     char path[PATH_MAX + 32];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
@@ -692,6 +752,20 @@ static struct {
     char first_api_error[240];
     size_t api_closed_cbs;
 } B;
+
+/* --procs over loopback: the ephemeral ports (32768-60999) allow ~28,000
+ * connections per source address to one worker address, so bench process k binds
+ * its WebSocket connections to 127.0.0.(k+1) (all of 127/8 is local). */
+static struct sockaddr_in ws_src;
+static bool ws_src_set;
+
+static void use_source_ip(size_t k) {
+    const struct sockaddr_in *w = (const struct sockaddr_in *)&B.worker_sa;
+    if (w->sin_family != AF_INET || (ntohl(w->sin_addr.s_addr) >> 24) != 127 || k > 250) return;
+    ws_src = (struct sockaddr_in){.sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)k)};
+    ws_src_set = true;
+}
 
 static char rdbuf[256 * 1024];
 
@@ -1024,8 +1098,24 @@ static void ws_start(ws_conn_t *c) {
              O.compress ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
     hs->creq.data = hs;
     B.batch_inflight++;
-    uv_tcp_init(B.loop, &c->tcp);
-    int rc = uv_tcp_connect(&hs->creq, &c->tcp,
+    int rc = 0;
+    if (ws_src_set) {
+        /* The port is chosen at connect by the whole 4-tuple: a bind to port 0 would
+         * search for a port free on its own, which grows slow (sys time) as they fill. */
+        uv_tcp_init_ex(B.loop, &c->tcp, AF_INET);
+        uv_os_fd_t fd;
+        int one = 1;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        rc = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&ws_src, 0);
+    } else {
+        uv_tcp_init(B.loop, &c->tcp);
+    }
+    if (rc) {
+        ws_fail(c, uv_strerror(rc));
+        return;
+    }
+    rc = uv_tcp_connect(&hs->creq, &c->tcp,
                             (struct sockaddr *)(c->worker2 ? &B.worker2_sa : &B.worker_sa),
                             ws_connected);
     if (rc) ws_fail(c, uv_strerror(rc));
@@ -1581,6 +1671,97 @@ static void raise_nofile(size_t need) {
             O.connections + O.fanout, need, (unsigned long long)rl.rlim_cur);
 }
 
+/* --procs: the idle connections are spread over this process and P-1 children
+ * forked before any connection exists (uv_loop_fork gives each its own loop). A
+ * child waits for a byte on `go`, opens its share, writes "ok fail" on `report`,
+ * and holds its connections until `go` reaches EOF; then it exits, and the kernel
+ * closes its sockets. It never stops the deployment (NP = 0 in it). */
+typedef struct child {
+    pid_t pid;
+    int go, report; /* the parent's ends */
+    size_t first, n;
+} child_t;
+static child_t CH[64];
+static size_t NCH;
+
+static void idle_names(size_t n) {
+    B.ws_cap = B.ws_used = n;
+    B.ws = xcalloc(n ? n : 1, sizeof *B.ws);
+    for (size_t i = 0; i < n; i++) snprintf(B.ws[i].user, sizeof B.ws[i].user, "%su%zu", prefix, i % O.users);
+}
+
+static void child_main(size_t k, int go, int report, size_t first, size_t n) {
+    NP = 0;
+    use_source_ip(k); /* 127.0.0.(k+1), k >= 1 */
+    if (uv_loop_fork(B.loop)) _exit(3);
+    char b;
+    if (read(go, &b, 1) != 1) _exit(0);
+    idle_names(O.connections);
+    open_batch(first, n);
+    dprintf(report, "%zu %zu %s\n", B.batch_ok, B.batch_fail, B.first_connect_error);
+    while (read(go, &b, 1) > 0) {
+    }
+    _exit(0);
+}
+
+/* The children open every idle connection, the parent none (it keeps the API
+ * connections and measures); returns the parent's share, 0. */
+static size_t children_start(void) {
+    size_t per = O.connections / O.procs, extra = O.connections % O.procs;
+    size_t first = 0;
+    for (size_t i = 0; i < O.procs; i++) {
+        size_t n = per + (i < extra);
+        int go[2], rep[2];
+        if (pipe2(go, O_CLOEXEC) || pipe2(rep, O_CLOEXEC)) die("pipe: %s", strerror(errno));
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0) die("fork: %s", strerror(errno));
+        if (pid == 0) {
+            for (size_t k = 0; k < NCH; k++) close(CH[k].go), close(CH[k].report);
+            close(go[1]);
+            close(rep[0]);
+            child_main(i + 1, go[0], rep[1], first, n);
+        }
+        close(go[0]);
+        close(rep[1]);
+        CH[NCH++] = (child_t){pid, go[1], rep[0], first, n};
+        first += n;
+    }
+    return 0;
+}
+
+static void children_go(void) {
+    for (size_t i = 0; i < NCH; i++)
+        if (write(CH[i].go, "g", 1) != 1) die("child %d: %s", (int)CH[i].pid, strerror(errno));
+}
+
+/* Waits for every child's report (they open their shares while the parent opens its). */
+static void children_collect(size_t *ok, size_t *fail) {
+    for (size_t i = 0; i < NCH; i++) {
+        char buf[64];
+        ssize_t r = read(CH[i].report, buf, sizeof buf - 1);
+        if (r <= 0) die("child %d reported nothing", (int)CH[i].pid);
+        buf[r] = 0;
+        size_t o = 0, f = 0;
+        int at = 0;
+        if (sscanf(buf, "%zu %zu %n", &o, &f, &at) != 2) die("child %d: bad report", (int)CH[i].pid);
+        if (f && !B.first_connect_error[0])
+            snprintf(B.first_connect_error, sizeof B.first_connect_error, "%.*s", (int)strcspn(buf + at, "\n"),
+                     buf + at);
+        *ok += o;
+        *fail += f;
+    }
+}
+
+static void children_stop(void) {
+    for (size_t i = 0; i < NCH; i++) close(CH[i].go);
+    for (size_t i = 0; i < NCH; i++) {
+        waitpid(CH[i].pid, NULL, 0);
+        close(CH[i].report);
+    }
+    NCH = 0;
+}
+
 static void rss_sample(long *out) {
     for (size_t i = 0; i < NP; i++) out[i] = P[i].pid ? proc_rss_kb(P[i].pid) : -1;
 }
@@ -1589,7 +1770,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     parse_opts(argc, argv);
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile(O.connections + O.fanout + O.channel + O.concurrency + 64);
+    raise_nofile(O.connections / O.procs + 1 + O.fanout + O.channel + O.concurrency + 64);
 
     B.loop = uv_default_loop();
     uv_signal_init(B.loop, &B.sigint);
@@ -1627,6 +1808,8 @@ int main(int argc, char **argv) {
 
     uv_timer_init(B.loop, &B.tick);
     uv_timer_start(&B.tick, on_tick, 20, 20);
+    /* Before any connection exists: the children inherit none. */
+    size_t idle_share = O.procs > 1 ? children_start() : O.connections;
 
     /* API connections first: they are part of the baseline, not of the per-connection cost. */
     NA = O.concurrency;
@@ -1660,14 +1843,21 @@ int main(int argc, char **argv) {
     nl += (size_t)snprintf(notes + nl, sizeof notes - nl, "dsock-bench %s:", O.spawn ? O.spawn : "external");
 
     /* 1. idle memory and connect rate */
-    long rss0[4], rss1[4];
+    long rss0[MAX_PROCS], rss1[MAX_PROCS];
     settle(300);
     rss_sample(rss0);
     printf("\n[1] idle connections: connections=%zu users=%zu (JWT HS256, %d handshakes in flight)\n",
            n_idle, O.users, CONNECT_WINDOW);
     cpu_mark();
-    double t_conn = open_batch(0, n_idle);
+    if (NCH) {
+        printf("    opened by %zu bench processes (from 127.0.0.2 and up over loopback)\n", NCH);
+        children_go();
+    }
+    uint64_t t_idle0 = now_ns();
+    open_batch(0, idle_share);
     size_t idle_ok = B.batch_ok, idle_fail = B.batch_fail;
+    children_collect(&idle_ok, &idle_fail);
+    double t_conn = secs(now_ns() - t_idle0);
     printf("    opened %zu, failed %zu in %.2f s: %.0f connections/s\n", idle_ok, idle_fail, t_conn,
            t_conn > 0 ? (double)idle_ok / t_conn : 0);
     if (idle_fail) printf("    first connect error: %s\n", B.first_connect_error);
@@ -1681,6 +1871,14 @@ int main(int argc, char **argv) {
         printf("    %s VmRSS %.1f MiB -> %.1f MiB: %.0f bytes per connection\n", P[i].name,
                (double)rss0[i] / 1024, (double)rss1[i] / 1024, pc);
         if (!strcmp(P[i].name, "worker") || !strcmp(P[i].name, "dsock")) per_conn = pc;
+    }
+    if (O.reuse_port && O.workers > 1) { /* the connections are spread over the workers */
+        long w0 = 0, w1 = 0;
+        for (size_t i = 0; i < NP; i++)
+            if (!strncmp(P[i].name, "worker", 6) && rss0[i] >= 0 && rss1[i] >= 0) w0 += rss0[i], w1 += rss1[i];
+        per_conn = idle_ok ? (double)(w1 - w0) * 1024.0 / (double)idle_ok : 0;
+        printf("    %zu workers VmRSS %.1f MiB -> %.1f MiB: %.0f bytes per connection\n", O.workers,
+               (double)w0 / 1024, (double)w1 / 1024, per_conn);
     }
     if (!NP) printf("    memory: not sampled (give --pid)\n");
     char pcs[32] = "n/a";
@@ -1781,7 +1979,7 @@ int main(int argc, char **argv) {
 
     /* 5. channel */
     if (n_ch && !B.interrupted) {
-        long r0[4], r1[4];
+        long r0[MAX_PROCS], r1[MAX_PROCS];
         settle(300);
         rss_sample(r0);
         double mem0 = redis_info("memory", "used_memory", NULL);
@@ -1865,6 +2063,7 @@ int main(int argc, char **argv) {
     printf("%s\n", notes);
 
     /* Teardown: close every client socket, then stop what was spawned. */
+    children_stop();
     B.closing = true;
     for (size_t i = 0; i < B.ws_used; i++) {
         ws_conn_t *c = &B.ws[i];

@@ -223,6 +223,8 @@ static void on_ctl(uv_async_t *h) {
     int want = atomic_load(&sh->phase_req);
     if (want >= 1 && sh->phase_run < 1) {
         sh->phase_run = 1;
+        /* Other processes share the port: let them take the new connections. */
+        if (sh->app->cfg.reuse_port) http_server_stop_listening(sh->server);
         http_server_drain(sh->server, quiesced, sh);
     }
     if (want >= 2 && sh->phase_run < 2) {
@@ -467,7 +469,9 @@ int main(int argc, char **argv) {
         .max_connections = (size_t)app.cfg.max_connections,
         .shared_count = threaded ? &app.http_slots : NULL,
         .log_requests = app.cfg.log_requests,
-        .reuse_port = threaded,
+        /* Threads share the port among themselves anyway; reuse_port lets other
+         * processes join it too (docs/configuration.md, "reuse_port"). */
+        .reuse_port = threaded || app.cfg.reuse_port,
     };
     store_redis_config_t rc_cfg = {
         .host = app.cfg.redis_host,

@@ -78,6 +78,9 @@ static const config_key_t keys[] = {
      "log line format: logfmt or json (docs/logging.md)"},
     {"log_requests", T_BOOL, OFF(log_requests), "false", 0, 0, false,
      "one access line per HTTP request (docs/logging.md)"},
+    {"reuse_port", T_BOOL, OFF(reuse_port), "false", 0, 0, false,
+     "SO_REUSEPORT on the listen address: several processes (workers) listen on one port "
+     "and the kernel spreads new connections over them (docs/configuration.md)"},
     {"redis_timeout_ms", T_INT, OFF(redis_timeout_ms), "2000", 10, 600000, false,
      "bound on every Redis wait, in milliseconds"},
     {"idempotency_ttl", T_INT, OFF(idempotency_ttl), "300", 1, 86400, false,
@@ -801,8 +804,11 @@ int config_split_address(const char *addr, char *host, size_t hostlen, int *port
 }
 
 /* Binds and closes a socket on the address, so a port in use or a host that is not
- * ours fails at startup with the name of the setting rather than later. */
-static int check_bind(const char *address, const char *origin, char *err, size_t errlen) {
+ * ours fails at startup with the name of the setting rather than later. With
+ * reuse_port the probe asks for SO_REUSEPORT too: a port other processes listen
+ * on with it (reuse_port workers) is then free to join. */
+static int check_bind(const char *address, const char *origin, bool reuse_port, char *err,
+                      size_t errlen) {
     char addr[80];
     config_file_printable(address, addr, sizeof addr);
     char host[256];
@@ -831,6 +837,7 @@ static int check_bind(const char *address, const char *origin, char *err, size_t
     } else {
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (bind(fd, res->ai_addr, res->ai_addrlen)) {
             snprintf(err, errlen, "%s: cannot listen on %s: %s", origin, addr, strerror(errno));
             rc = -1;
@@ -1028,10 +1035,11 @@ int config_validate(const config_t *cfg, config_role_t role, char *err, size_t e
                      origin_or(cfg, "metrics_address"));
             return -1;
         }
-        if (check_bind(cfg->metrics_address, origin_or(cfg, "metrics_address"), err, errlen))
+        if (check_bind(cfg->metrics_address, origin_or(cfg, "metrics_address"), false, err,
+                       errlen))
             return -1;
     }
-    return check_bind(cfg->address, origin_or(cfg, "address"), err, errlen);
+    return check_bind(cfg->address, origin_or(cfg, "address"), cfg->reuse_port, err, errlen);
 }
 
 void config_log_compat(const config_t *cfg, config_role_t role) {

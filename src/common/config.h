@@ -34,6 +34,8 @@ typedef struct config {
     bool debug;
     char *log_format;         /* "logfmt" or "json" (checked by log_format_parse) */
     bool log_requests;        /* one access line per HTTP request */
+    bool reuse_port;          /* SO_REUSEPORT on the listen address: several processes
+                                 (workers) serve one port */
     int64_t redis_timeout_ms; /* bound on every Redis wait */
     int64_t idempotency_ttl;      /* seconds an Idempotency-Key is remembered */
     int64_t idempotency_max_keys; /* standalone: keys remembered at most */

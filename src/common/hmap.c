@@ -29,7 +29,10 @@ void hmap_seed_for_tests(const uint8_t key[16]) {
 
 /* A keyed PRF, not FNV-1a: ids are chosen by clients, and with an unkeyed hash
  * anyone can compute offline thousands of ids that share a probe run. The table
- * also stays below 50% load to keep runs short. */
+ * also stays at most 3/4 full: with a random hash, linear probing then examines
+ * 2.5 slots per hit and 8.5 per miss at worst (1.5 and 2.5 at half load, which the
+ * table is just after doubling); below that, the slots cost more memory than the
+ * connections' own records (docs/benchmark.md, "Idle memory"). */
 uint64_t hmap_hash(const char *key, size_t len) {
     hmap_seed();
     return siphash24(&hash_key, key, len);
@@ -37,7 +40,7 @@ uint64_t hmap_hash(const char *key, size_t len) {
 
 /* The slot holding key, or the empty slot ending its probe run; *probes grows by
  * the number of slots examined. */
-static size_t find_slot(const hmap_t *m, const char *key, size_t len, uint64_t h,
+static size_t find_slot(const hmap_t *m, const char *key, size_t len, uint32_t h,
                         uint64_t *probes) {
     size_t mask = m->cap - 1;
     size_t i = (size_t)h & mask;
@@ -54,14 +57,14 @@ static size_t find_slot(const hmap_t *m, const char *key, size_t len, uint64_t h
 void *hmap_get(const hmap_t *m, const char *key, size_t len) {
     if (!m->count) return NULL;
     uint64_t probes = 0;
-    size_t i = find_slot(m, key, len, hmap_hash(key, len), &probes);
+    size_t i = find_slot(m, key, len, (uint32_t)hmap_hash(key, len), &probes);
     return m->slots[i].key ? m->slots[i].value : NULL;
 }
 
 size_t hmap_probes(const hmap_t *m, const char *key, size_t len) {
     if (!m->cap) return 0;
     uint64_t probes = 0;
-    find_slot(m, key, len, hmap_hash(key, len), &probes);
+    find_slot(m, key, len, (uint32_t)hmap_hash(key, len), &probes);
     return (size_t)probes;
 }
 
@@ -80,8 +83,9 @@ static void grow(hmap_t *m) {
 }
 
 void *hmap_put(hmap_t *m, const char *key, size_t len, void *value) {
-    if ((m->count + 1) * 2 > m->cap) grow(m);
-    uint64_t h = hmap_hash(key, len);
+    if (len > UINT32_MAX) abort(); /* ids are short: never reached */
+    if ((m->count + 1) * 4 > m->cap * 3) grow(m);
+    uint32_t h = (uint32_t)hmap_hash(key, len);
     size_t i = find_slot(m, key, len, h, &m->probes);
     hmap_entry_t *e = &m->slots[i];
     if (e->key) {
@@ -90,7 +94,7 @@ void *hmap_put(hmap_t *m, const char *key, size_t len, void *value) {
         e->value = value;
         return prev;
     }
-    *e = (hmap_entry_t){key, len, h, value};
+    *e = (hmap_entry_t){key, value, (uint32_t)len, h};
     m->count++;
     return NULL;
 }
@@ -98,7 +102,8 @@ void *hmap_put(hmap_t *m, const char *key, size_t len, void *value) {
 void *hmap_del(hmap_t *m, const char *key, size_t len) {
     if (!m->count) return NULL;
     size_t mask = m->cap - 1;
-    size_t i = find_slot(m, key, len, hmap_hash(key, len), &m->probes);
+    if (len > UINT32_MAX) return NULL;
+    size_t i = find_slot(m, key, len, (uint32_t)hmap_hash(key, len), &m->probes);
     if (!m->slots[i].key) return NULL;
     void *value = m->slots[i].value;
     /* Backward-shift deletion: move later members of the probe run into the hole. */

@@ -1,4 +1,5 @@
-/* String-keyed hash map (open addressing, linear probing, backward-shift delete).
+/* String-keyed hash map (open addressing, linear probing, backward-shift delete,
+ * at most 3/4 full).
  * The map stores pointers only: keys and values are owned by the caller, and a key
  * must stay valid and unchanged while its entry is in the map (typically the key
  * points into the value). Lookups never allocate.
@@ -13,11 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 24 bytes: a slot is paid for every entry at up to 4/3 x 2 (the table doubles
+ * at 3/4 load), so with one user per connection it is a good part of a
+ * connection's memory (docs/benchmark.md, "Idle memory"). The low 32 bits of the
+ * hash suffice: they pick the home slot of any table of up to 2^32 slots and
+ * screen key comparisons. Keys are at most UINT32_MAX bytes. */
 typedef struct hmap_entry {
     const char *key;
-    size_t key_len;
-    uint64_t hash;
     void *value;
+    uint32_t key_len;
+    uint32_t hash;
 } hmap_entry_t;
 
 typedef struct hmap {

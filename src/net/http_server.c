@@ -719,13 +719,20 @@ void http_server_drain(http_server_t *s, void (*quiet)(void *ud), void *ud) {
     drain_check(s);
 }
 
+void http_server_stop_listening(http_server_t *s) {
+    if (uv_is_closing((uv_handle_t *)&s->listener)) return;
+    s->listening = false;
+    uv_close((uv_handle_t *)&s->listener, handle_closed);
+}
+
 void http_server_close(http_server_t *s, void (*done)(void *ud), void *ud) {
     s->quiet = NULL;
     s->closing = true;
     s->done = done;
     s->done_ud = ud;
     s->listening = false;
-    uv_close((uv_handle_t *)&s->listener, handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->listener))
+        uv_close((uv_handle_t *)&s->listener, handle_closed);
     uv_timer_stop(&s->sweep);
     uv_close((uv_handle_t *)&s->sweep, handle_closed);
     for (http_conn_t *c = s->conns; c; c = c->next) conn_close(c);

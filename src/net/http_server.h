@@ -90,6 +90,13 @@ int http_server_port(const http_server_t *s);
  * at most once, before http_server_close. */
 void http_server_drain(http_server_t *s, void (*quiet)(void *ud), void *ud);
 
+/* Closes the listening socket now; connections already accepted go on. For a
+ * drain with reuse_port: the kernel then gives new connections to the other
+ * processes on the port instead of to one that answers 503 (connections it had
+ * queued here and not accepted yet are reset). http_server_close still closes
+ * everything else. */
+void http_server_stop_listening(http_server_t *s);
+
 /* Stops listening, closes every connection (pending handlers still must answer;
  * their answers are dropped), frees the server and calls done (may be NULL) once
  * every handle is closed. Call it once. */

@@ -83,6 +83,14 @@ void ws_parser_free(ws_parser_t *p) { drop_inflater(p); }
 
 void ws_parser_set_deflate(ws_parser_t *p) { p->deflate = 1; }
 
+/* Every other field is written before it is read again: frame_len, opcode, fin
+ * and mask by the next header, frame_pos and ctrl_len when its payload starts;
+ * msg_len, utf8_state and compressed were reset when the last message ended. */
+bool ws_parser_at_rest(const ws_parser_t *p) {
+    return p->state == ST_HEADER && p->hdr_len == 0 && p->msg_opcode == 0 && !p->failed &&
+           !p->inflater && p->msg_len == 0;
+}
+
 uint64_t ws_parser_wire_limit(uint64_t max_message) {
     uint64_t slack = (max_message >> 3) + 1024;
     return max_message > UINT64_MAX - slack ? UINT64_MAX : max_message + slack;

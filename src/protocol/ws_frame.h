@@ -118,6 +118,14 @@ uint64_t ws_parser_wire_limit(uint64_t max_message);
  * idempotent. The owner of a parser calls it when it is done with it. */
 void ws_parser_free(ws_parser_t *p);
 
+/* Between messages: no frame header, payload, message or inflater in progress,
+ * and no error nor close seen. A parser at rest holds nothing a fresh one (of the
+ * same max_message, with ws_parser_set_deflate when negotiated) would not, so an
+ * owner may drop it and start a fresh one for the next bytes: the worker keeps a
+ * parser only for connections that stopped mid-frame (docs/benchmark.md, "Idle
+ * memory"). */
+bool ws_parser_at_rest(const ws_parser_t *p);
+
 /* Largest server frame header. */
 #define WS_FRAME_HEADER_MAX 10
 

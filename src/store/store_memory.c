@@ -1,6 +1,6 @@
 /* The in-memory store for standalone mode. Claims and connections are records in
- * two tables, each indexed by id and by user, with a per-user map of sessions, so
- * user and session match exactly (no "$user-$session" keys). The tables live in a
+ * two tables, each indexed by id, by user and by user and session (the key is the
+ * record's "user\0session": both match exactly, no "$user-$session" keys). The tables live in a
  * shared core behind one mutex; each loop thread has its own view (store_t), and
  * every connection record remembers the view that registered it. A send resolves
  * its target under the lock to the views holding matching connections: the
@@ -61,23 +61,36 @@ static void list_unlink(link_t *n) {
 
 typedef struct mship mship_t;
 
-/* A claim or a connection: one allocation, strings after the struct. `time` is
- * the claim's expiration or the connection's last ping. */
+typedef struct worker_name worker_name_t;
+
+/* A claim or a connection: one allocation, strings after the struct (id, then
+ * user and session next to each other: "user\0session" is the by_session key).
+ * `time` is the claim's expiration or the connection's last ping. The records of
+ * one user (of one session) form a ring through by_user (by_session), and the
+ * table's map points at the oldest: no allocation per user or session
+ * (docs/benchmark.md, "Idle memory"). */
 typedef struct record {
     link_t all;        /* table-wide list: sweep and close walk it */
     link_t by_user;
     link_t by_session; /* unused when session is NULL */
-    const char *id;
-    const char *user;
+    const char *user;    /* the id is first after the struct: rec_id */
     const char *session; /* NULL when none */
-    const char *worker;  /* connections only */
+    worker_name_t *worker; /* connections only: interned in the shared core */
     struct store_memory *view; /* connections only: the view (thread) that registered it */
-    size_t id_len, user_len, session_len;
     int64_t time;
     mship_t *chans;      /* memberships, in the record's channel order */
-    size_t chan_count;
+    uint32_t id_len, user_len, session_len; /* ids are short (validate.h) */
+    uint32_t chan_count;
     bool is_conn;
 } record_t;
+
+/* A worker id, shared by the connection records that name it (a copy in each
+ * cost ~40 bytes per connection). */
+struct worker_name {
+    size_t refs;
+    size_t len;
+    char name[];
+};
 
 /* A channel of the shared core; freed when it has no member left. Owns its name. */
 typedef struct mchan {
@@ -102,21 +115,14 @@ struct mship {
     record_t *rec;
 };
 
-/* Records of one user (then `sessions` maps session -> group of that session), or
- * of one user's session (then `sessions` stays empty). Owns its key. */
-typedef struct group {
-    link_t head;
-    hmap_t sessions;
-    size_t key_len;
-    char key[];
-} group_t;
-
 typedef struct table {
     hmap_t by_id;   /* id -> record_t */
-    hmap_t by_user; /* user -> group_t */
+    hmap_t by_user; /* user -> its oldest record_t, keyed by that record's user */
+    hmap_t by_session; /* "user\0session" -> its oldest record_t, keyed likewise */
     link_t all;
     size_t count;
     hmap_t *channels; /* the shared channel map: removal drops memberships */
+    hmap_t *workers;  /* the shared worker names: removal drops a reference */
 } table_t;
 
 typedef struct store_memory store_memory_t;
@@ -129,6 +135,7 @@ struct store_memory_shared {
     table_t claims;
     table_t conns;
     hmap_t channels;  /* name -> mchan_t */
+    hmap_t workers;   /* worker id -> worker_name_t */
     store_memory_t *views[STORE_MEMORY_MAX_VIEWS]; /* by index; NULL once closed */
     size_t view_count;                             /* indexes handed out */
     /* Idempotency keys: key -> idem_entry_t, and the entries oldest first (one TTL
@@ -178,48 +185,76 @@ static const char *opt(const char *s) { return s && *s ? s : NULL; }
 
 static record_t *record_of(link_t *l, size_t off) { return (record_t *)((char *)l - off); }
 
-static record_t *record_new(const char *id, const char *user, const char *session,
-                            const char *worker, int64_t t) {
+static const char *rec_id(const record_t *r) { return (const char *)(r + 1); }
+
+static record_t *record_new(const char *id, const char *user, const char *session, int64_t t) {
     size_t id_len = strlen(id), user_len = strlen(user);
     size_t session_len = session ? strlen(session) : 0;
-    size_t worker_len = worker ? strlen(worker) : 0;
-    size_t size = sizeof(record_t) + id_len + 1 + user_len + 1 + (session ? session_len + 1 : 0) +
-                  (worker ? worker_len + 1 : 0);
+    size_t size = sizeof(record_t) + id_len + 1 + user_len + 1 + (session ? session_len + 1 : 0);
+    if (id_len > UINT32_MAX || user_len > UINT32_MAX || session_len > UINT32_MAX) abort();
     record_t *r = mem_alloc(size);
     char *p = (char *)(r + 1);
-    *r = (record_t){.id_len = id_len, .user_len = user_len, .session_len = session_len, .time = t};
+    *r = (record_t){.id_len = (uint32_t)id_len, .user_len = (uint32_t)user_len,
+                    .session_len = (uint32_t)session_len, .time = t};
     list_init(&r->all);
     list_init(&r->by_user);
     list_init(&r->by_session);
-    r->id = memcpy(p, id, id_len + 1);
+    memcpy(p, id, id_len + 1); /* rec_id */
     p += id_len + 1;
     r->user = memcpy(p, user, user_len + 1);
     p += user_len + 1;
-    if (session) {
-        r->session = memcpy(p, session, session_len + 1);
-        p += session_len + 1;
-    }
-    if (worker) r->worker = memcpy(p, worker, worker_len + 1);
+    if (session) r->session = memcpy(p, session, session_len + 1);
     return r;
 }
 
-static group_t *group_get_or_add(hmap_t *m, const char *key, size_t len) {
-    group_t *g = hmap_get(m, key, len);
-    if (g) return g;
-    g = mem_alloc(sizeof *g + len + 1);
-    list_init(&g->head);
-    g->sessions = (hmap_t)HMAP_INIT;
-    g->key_len = len;
-    memcpy(g->key, key, len + 1);
-    hmap_put(m, g->key, g->key_len, g);
-    return g;
+/* The shared core's copy of a worker id, one more reference (under the lock). */
+static worker_name_t *worker_name_ref(hmap_t *workers, const char *name) {
+    size_t len = strlen(name);
+    worker_name_t *n = hmap_get(workers, name, len);
+    if (!n) {
+        n = mem_alloc(sizeof *n + len + 1);
+        n->refs = 0;
+        n->len = len;
+        memcpy(n->name, name, len + 1);
+        hmap_put(workers, n->name, len, n);
+    }
+    n->refs++;
+    return n;
 }
 
-static void group_free(group_t *g) {
-    for (size_t i = 0; i < g->sessions.cap; i++)
-        if (g->sessions.slots[i].key) group_free(g->sessions.slots[i].value);
-    hmap_free(&g->sessions);
-    free(g);
+static void worker_name_unref(hmap_t *workers, worker_name_t *n) {
+    if (!n || --n->refs) return;
+    hmap_del(workers, n->name, n->len);
+    free(n);
+}
+
+static const char *worker_of(const record_t *r) { return r->worker ? r->worker->name : NULL; }
+
+/* The "user\0session" key of a record with a session. */
+static size_t session_key_len(const record_t *r) { return r->user_len + 1 + r->session_len; }
+
+/* Adds r at the end of the ring of key in m (m maps key to the ring's oldest). */
+static void ring_add(hmap_t *m, const char *key, size_t len, link_t *l, size_t off) {
+    record_t *first = hmap_get(m, key, len);
+    list_init(l);
+    if (first)
+        list_push((link_t *)((char *)first + off), l); /* before the oldest: at the end */
+    else
+        hmap_put(m, key, len, record_of(l, off));
+}
+
+/* Takes r out of its ring; the map then points at the next oldest, keyed by that
+ * record's own copy of the key, or loses the key with the last record. */
+static void ring_remove(hmap_t *m, const char *key, size_t len, link_t *l, size_t off,
+                        size_t key_off) {
+    record_t *r = record_of(l, off);
+    if (l->next == l) {
+        hmap_del(m, key, len);
+        return;
+    }
+    record_t *next = record_of(l->next, off);
+    if (hmap_get(m, key, len) == r) hmap_put(m, *(const char **)((char *)next + key_off), len, next);
+    list_unlink(l);
 }
 
 static record_t *record_of(link_t *l, size_t off);
@@ -331,6 +366,7 @@ static record_t **chan_records(mchan_t *ch, bool conns, size_t *n) {
 static void table_init(table_t *t) {
     t->by_id = (hmap_t)HMAP_INIT;
     t->by_user = (hmap_t)HMAP_INIT;
+    t->by_session = (hmap_t)HMAP_INIT;
     list_init(&t->all);
     t->count = 0;
 }
@@ -341,37 +377,26 @@ static record_t *table_get(const table_t *t, const char *id) {
 
 /* The id must not be in the table. */
 static void table_insert(table_t *t, record_t *r) {
-    hmap_put(&t->by_id, r->id, r->id_len, r);
-    group_t *g = group_get_or_add(&t->by_user, r->user, r->user_len);
-    list_push(&g->head, &r->by_user);
-    if (r->session) {
-        group_t *sg = group_get_or_add(&g->sessions, r->session, r->session_len);
-        list_push(&sg->head, &r->by_session);
-    }
+    hmap_put(&t->by_id, rec_id(r), r->id_len, r);
+    ring_add(&t->by_user, r->user, r->user_len, &r->by_user, offsetof(record_t, by_user));
+    if (r->session)
+        ring_add(&t->by_session, r->user, session_key_len(r), &r->by_session,
+                 offsetof(record_t, by_session));
     list_push(&t->all, &r->all);
     t->count++;
 }
 
-/* Unlinks r from every index, dropping groups it leaves empty; r is not freed. */
+/* Unlinks r from every index (and drops its worker name); r is not freed. */
 static void table_remove(table_t *t, record_t *r) {
     rec_leave_all(t->channels, r);
-    hmap_del(&t->by_id, r->id, r->id_len);
-    group_t *g = hmap_get(&t->by_user, r->user, r->user_len);
-    assert(g);
-    list_unlink(&r->by_user);
-    if (r->session) {
-        group_t *sg = hmap_get(&g->sessions, r->session, r->session_len);
-        assert(sg);
-        list_unlink(&r->by_session);
-        if (list_empty(&sg->head)) {
-            hmap_del(&g->sessions, sg->key, sg->key_len);
-            group_free(sg);
-        }
-    }
-    if (list_empty(&g->head)) {
-        hmap_del(&t->by_user, g->key, g->key_len);
-        group_free(g);
-    }
+    hmap_del(&t->by_id, rec_id(r), r->id_len);
+    ring_remove(&t->by_user, r->user, r->user_len, &r->by_user, offsetof(record_t, by_user),
+                offsetof(record_t, user));
+    if (r->session)
+        ring_remove(&t->by_session, r->user, session_key_len(r), &r->by_session,
+                    offsetof(record_t, by_session), offsetof(record_t, user));
+    worker_name_unref(t->workers, r->worker);
+    r->worker = NULL;
     list_unlink(&r->all);
     t->count--;
 }
@@ -381,42 +406,50 @@ static void table_clear(table_t *t) {
         link_t *next = l->next;
         record_t *r = record_of(l, offsetof(record_t, all));
         rec_leave_all(t->channels, r);
+        worker_name_unref(t->workers, r->worker);
         free(r);
         l = next;
     }
-    for (size_t i = 0; i < t->by_user.cap; i++)
-        if (t->by_user.slots[i].key) group_free(t->by_user.slots[i].value);
+    hmap_free(&t->by_session);
     hmap_free(&t->by_user);
     hmap_free(&t->by_id);
-    hmap_t *channels = t->channels;
+    hmap_t *channels = t->channels, *workers = t->workers;
     table_init(t);
     t->channels = channels;
+    t->workers = workers;
 }
 
-/* Calls fn on each record of the user target (narrowed to its session). fn may
- * remove the record it is given, and no other. Id targets are the caller's job. */
+/* Calls fn on each record of the user target (narrowed to its session), oldest
+ * first. fn may remove the record it is given, and no other: the ring is counted
+ * first and the next record taken before fn runs. Id targets are the caller's job. */
 static void table_each_of_user(table_t *t, const store_target_t *tg,
                                void (*fn)(store_memory_t *, table_t *, record_t *, void *),
                                store_memory_t *s, void *arg) {
     const char *user = tg->user, *session = opt(tg->session);
     if (!user) return;
-    group_t *g = hmap_get(&t->by_user, user, strlen(user));
-    if (!g) return;
-    link_t *head = &g->head;
-    size_t off = offsetof(record_t, by_user);
+    record_t *first;
+    size_t off;
     if (session) {
-        g = hmap_get(&g->sessions, session, strlen(session));
-        if (!g) return;
-        head = &g->head;
+        size_t ul = strlen(user), sl = strlen(session);
+        char stack[256];
+        char *key = ul + sl + 2 <= sizeof stack ? stack : mem_alloc(ul + sl + 2);
+        memcpy(key, user, ul + 1);
+        memcpy(key + ul + 1, session, sl + 1);
+        first = hmap_get(&t->by_session, key, ul + 1 + sl);
+        if (key != stack) free(key);
         off = offsetof(record_t, by_session);
+    } else {
+        first = hmap_get(&t->by_user, user, strlen(user));
+        off = offsetof(record_t, by_user);
     }
-    for (link_t *l = head->next; l != head;) {
+    if (!first) return;
+    link_t *head = (link_t *)((char *)first + off);
+    size_t n = 1;
+    for (link_t *l = head->next; l != head; l = l->next) n++;
+    link_t *l = head;
+    for (size_t i = 0; i < n; i++) {
         link_t *next = l->next;
-        /* Removing the last record frees the group and its head: stop before
-         * touching it again. */
-        bool last = next == head;
         fn(s, t, record_of(l, off), arg);
-        if (last) break;
         l = next;
     }
 }
@@ -623,7 +656,7 @@ static void mem_claim_create(store_t *base, const store_claim_t *c, store_status
         if (old) claim_delete(claims, old);
         /* A claim born expired would be invisible and swept at once: keep nothing. */
         if (c->expiration > now) {
-            record_t *r = record_new(c->id, c->user, opt(c->session), NULL, c->expiration);
+            record_t *r = record_new(c->id, c->user, opt(c->session), c->expiration);
             table_insert(claims, r);
             for (size_t i = 0; i < c->channel_count; i++)
                 rec_join(&s->sh->channels, r, c->channels[i], strlen(c->channels[i]));
@@ -819,7 +852,7 @@ typedef struct info_fill {
 
 static size_t record_str_bytes(const record_t *r) {
     size_t n = r->id_len + 1 + r->user_len + 1 + (r->session ? r->session_len + 1 : 0) +
-               (r->worker ? strlen(r->worker) + 1 : 0);
+               (r->worker ? r->worker->len + 1 : 0);
     for (const mship_t *m = r->chans; m; m = m->rec_next) n += m->ch->name_len + 1;
     return n;
 }
@@ -880,15 +913,15 @@ static void mem_info(store_t *base, const store_target_t *t, store_info_cb cb, v
     char *p = block + arrays;
     for (size_t i = 0; i < f.n_conns; i++) {
         const record_t *r = f.conns[i];
-        conns[i] = (store_conn_t){copy_str(&p, r->id),      copy_str(&p, r->user),
-                                  copy_str(&p, r->session), copy_str(&p, r->worker),
+        conns[i] = (store_conn_t){copy_str(&p, rec_id(r)),      copy_str(&p, r->user),
+                                  copy_str(&p, r->session), copy_str(&p, worker_of(r)),
                                   r->time,                  NULL,
                                   r->chan_count,            0};
         conns[i].channels = copy_chans(&p, &ptrs, r);
     }
     for (size_t i = 0; i < f.n_claims; i++) {
         const record_t *r = f.claims[i];
-        claims[i] = (store_claim_t){copy_str(&p, r->id), copy_str(&p, r->user),
+        claims[i] = (store_claim_t){copy_str(&p, rec_id(r)), copy_str(&p, r->user),
                                     copy_str(&p, r->session), r->time, NULL, r->chan_count};
         claims[i].channels = copy_chans(&p, &ptrs, r);
     }
@@ -1027,7 +1060,7 @@ static void mem_claim_take(store_t *base, const char *claim_id, store_claim_cb c
         return;
     }
     if (claim_live(r, now_s())) {
-        store_claim_t c = {r->id, r->user, r->session, r->time,
+        store_claim_t c = {rec_id(r), r->user, r->session, r->time,
                            (const char *const *)names, n_names};
         cb(ud, STORE_OK, &c);
     } else {
@@ -1046,10 +1079,11 @@ static void mem_conn_register(store_t *base, const store_conn_t *conn, store_sta
     assert(conn->id && conn->user);
     uint64_t t0 = metrics_now_ns();
     const char *worker = conn->worker ? conn->worker : s->worker_id ? s->worker_id : "";
-    record_t *r = record_new(conn->id, conn->user, opt(conn->session), worker, conn->last_ping);
+    record_t *r = record_new(conn->id, conn->user, opt(conn->session), conn->last_ping);
     r->view = s;
     r->is_conn = true;
     sh_lock(s);
+    r->worker = worker_name_ref(&s->sh->workers, worker);
     record_t *old = table_get(&s->sh->conns, conn->id);
     if (old) table_remove(&s->sh->conns, old);
     table_insert(&s->sh->conns, r);
@@ -1216,6 +1250,8 @@ store_memory_shared_t *store_memory_shared_new(void) {
     table_init(&sh->conns);
     sh->channels = (hmap_t)HMAP_INIT;
     sh->claims.channels = sh->conns.channels = &sh->channels;
+    sh->workers = (hmap_t)HMAP_INIT;
+    sh->claims.workers = sh->conns.workers = &sh->workers;
     sh->idem = (hmap_t)HMAP_INIT;
     list_init(&sh->idem_fifo);
     store_memory_shared_set_idempotency(sh, 0, 0);
@@ -1232,6 +1268,7 @@ void store_memory_shared_free(store_memory_shared_t *sh) {
     for (size_t i = 0; i < sh->channels.cap; i++)
         if (sh->channels.slots[i].key) free(sh->channels.slots[i].value);
     hmap_free(&sh->channels);
+    hmap_free(&sh->workers); /* empty: names go with their last record */
     while (!list_empty(&sh->idem_fifo))
         idem_drop(sh, (idem_entry_t *)((char *)sh->idem_fifo.next - offsetof(idem_entry_t, fifo)));
     hmap_free(&sh->idem);

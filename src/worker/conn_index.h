@@ -45,7 +45,6 @@ typedef struct worker_index_node {
     struct worker_index_node *user_prev;
     struct worker_index_node *user_next;
     worker_membership_t *chans;      /* its channels, in join order */
-    size_t chan_count;
     /* Registration ordering (worker.c, docs/architecture.md "Channels"): the
      * generation of the node's latest store registration, and whether the store's
      * WORKER_MSG_REGISTERED marker for it is still to come. Meanwhile subscription
@@ -53,6 +52,7 @@ typedef struct worker_index_node {
      * which records the node's channels as they were when it was sent. The index
      * itself never reads these. */
     uint64_t reg_gen;
+    uint32_t chan_count;             /* (next to reg_pending: 64 bytes, not 72) */
     bool reg_pending;
 } worker_index_node_t;
 

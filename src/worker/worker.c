@@ -181,11 +181,9 @@ static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
     c->w = w;
     c->hc = hc;
     c->state = CONN_PENDING;
-    ws_parser_init(&c->parser, w->max_message);
     char ext[WS_DEFLATE_RESPONSE_MAX + 32] = "";
     if (zp->enabled) {
-        c->zbits = zp->server_bits;
-        ws_parser_set_deflate(&c->parser);
+        c->zbits = zp->server_bits; /* its parsers allow RSV1 (worker_parser_take) */
         char v[WS_DEFLATE_RESPONSE_MAX];
         ws_deflate_response(zp, v);
         snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", v);
@@ -639,6 +637,12 @@ static void on_timer_closed(uv_handle_t *h) {
     worker_index_free(&w->index);
     channel_list_free(w->default_channels, w->default_channel_count);
     worker_qpool_free(&w->pool);
+    while (w->req_free) {
+        worker_req_t *r = w->req_free;
+        w->req_free = r->next_free;
+        free(r);
+    }
+    for (size_t i = 0; i < w->parser_free_count; i++) free(w->parser_free[i]);
     for (size_t i = 0; i < sizeof w->deflaters / sizeof w->deflaters[0]; i++)
         ws_deflater_free(w->deflaters[i]);
     free(w->secret);

@@ -32,6 +32,17 @@
 
 enum { CONN_PENDING = 0, CONN_OPEN, CONN_CLOSING, CONN_CLOSED };
 
+#define WORKER_SPARE_MAX 256u    /* write requests kept for reuse */
+#define WORKER_SPARE_PARSERS 16u /* parsers kept for reuse (one is in use at a time,
+                                    but for connections stopped mid-frame) */
+
+/* A write or shutdown request: never both at once (shutdown waits for the queue). */
+typedef union worker_req {
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+    union worker_req *next_free;   /* in the worker's pool */
+} worker_req_t;
+
 typedef struct worker_conn {
     worker_index_node_t ix;        /* id/user/session point into strings[] */
     struct worker_conn *prev, *next; /* every allocated connection of the worker */
@@ -39,11 +50,13 @@ typedef struct worker_conn {
     http_conn_t *hc;               /* PENDING only */
     uv_tcp_t *tcp;                 /* from http_conn_detach; freed in the close callback */
     worker_queue_t q;
-    union {                        /* never both at once: shutdown waits for the queue */
-        uv_write_t write;
-        uv_shutdown_t shutdown;
-    } req;
-    ws_parser_t parser;
+    /* An idle connection holds neither a request nor a parser (docs/benchmark.md,
+     * "Idle memory"): they cost 192 and 200 bytes, more than the rest of the
+     * struct. Both are lent by the worker (worker_req_take, worker_parser_take)
+     * while in use and given back after. */
+    worker_req_t *req;             /* the uv_write or uv_shutdown in flight, or NULL */
+    ws_parser_t *parser;           /* NULL while at rest between messages (and before
+                                      the first bytes) */
     uint32_t last_rx;              /* last bytes from the client */
     uint32_t last_ping_tx;         /* last server ping */
     uint32_t last_client_ping;     /* lastPing: wall clock seconds of the last client
@@ -96,6 +109,13 @@ struct worker {
     atomic_size_t *shared_slots;   /* NULL, or live + connecting of every worker sharing
                                       max_connections (threads of one process) */
     worker_qpool_t pool;
+    /* Lent to connections while they write or parse a frame; kept for reuse up to
+     * WORKER_SPARE_MAX, the rest freed (a burst to many connections allocates,
+     * then settles back). */
+    worker_req_t *req_free;
+    size_t req_free_count;
+    ws_parser_t *parser_free[WORKER_SPARE_PARSERS];
+    size_t parser_free_count;
     size_t released;               /* queue cost freed since the sweep last looked */
     uv_timer_t sweep;
     /* worker_drain: closes OPEN connections in list order from drain_next, as many
@@ -161,6 +181,15 @@ store_conn_t worker_conn_record(const worker_conn_t *c, int64_t last_ping,
 
 /* Removes it from the index and the store (idempotent). */
 void worker_conn_unroute(worker_conn_t *c);
+
+/* A write/shutdown request from the worker's pool (or malloc); give it back with
+ * worker_req_give once its callback ran. */
+worker_req_t *worker_req_take(worker_t *w);
+void worker_req_give(worker_t *w, worker_req_t *r);
+
+/* A fresh parser (max_message, deflate when negotiated) for c; and back. */
+ws_parser_t *worker_parser_take(worker_t *w, bool deflate);
+void worker_parser_give(worker_t *w, ws_parser_t *p);
 
 /* Unlinks and frees a connection that has no socket. */
 void worker_conn_free(worker_conn_t *c);

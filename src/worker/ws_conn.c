@@ -1,6 +1,6 @@
 /* One WebSocket connection of the worker: the glue between its socket and the
  * I/O-free frame parser, its write queue (try_write first, then at most one
- * uv_write in flight, using the request embedded in the connection), the closing
+ * uv_write in flight, with a request lent by the worker), the closing
  * handshake, and its release in the close callback (never earlier: every path
  * that ends a connection goes through uv_close). */
 #include <stdlib.h>
@@ -19,6 +19,40 @@
 static void start_write(worker_conn_t *c);
 static void on_close(uv_handle_t *h);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+worker_req_t *worker_req_take(worker_t *w) {
+    worker_req_t *r = w->req_free;
+    if (!r) return mem_alloc(sizeof *r);
+    w->req_free = r->next_free;
+    w->req_free_count--;
+    return r;
+}
+
+void worker_req_give(worker_t *w, worker_req_t *r) {
+    if (w->req_free_count >= WORKER_SPARE_MAX) {
+        free(r);
+        return;
+    }
+    r->next_free = w->req_free;
+    w->req_free = r;
+    w->req_free_count++;
+}
+
+ws_parser_t *worker_parser_take(worker_t *w, bool deflate) {
+    ws_parser_t *p = w->parser_free_count ? w->parser_free[--w->parser_free_count]
+                                          : mem_alloc(sizeof *p);
+    ws_parser_init(p, w->max_message);
+    if (deflate) ws_parser_set_deflate(p);
+    return p;
+}
+
+void worker_parser_give(worker_t *w, ws_parser_t *p) {
+    ws_parser_free(p); /* an inflater, if it stopped inside a compressed message */
+    if (w->parser_free_count < WORKER_SPARE_PARSERS)
+        w->parser_free[w->parser_free_count++] = p;
+    else
+        free(p);
+}
 
 static const char *close_reason(uint16_t code) {
     switch (code) {
@@ -59,7 +93,8 @@ void worker_conn_free(worker_conn_t *c) {
     worker_t *w = c->w;
     w->released += c->q.cost;
     worker_queue_clear(&c->q, &w->pool);
-    ws_parser_free(&c->parser); /* an inflater, if it died inside a compressed message */
+    if (c->parser) worker_parser_give(w, c->parser);
+    c->parser = NULL;
     if (w->drain_next == c) w->drain_next = c->next;
     if (c->prev)
         c->prev->next = c->next;
@@ -142,7 +177,9 @@ void worker_conn_sweep_paused(worker_conn_t *c, uint32_t now) {
  * otherwise half-close so it sees EOF after our close frame (closing with unread
  * input would send an RST that can destroy the frame), and wait for its reply. */
 static void on_shutdown(uv_shutdown_t *req, int status) {
-    worker_conn_t *c = (worker_conn_t *)((char *)req - offsetof(worker_conn_t, req));
+    worker_conn_t *c = req->data;
+    worker_req_give(c->w, c->req);
+    c->req = NULL;
     if (status < 0 && c->state != CONN_CLOSED) worker_conn_kill(c);
 }
 
@@ -151,13 +188,21 @@ static void close_written(worker_conn_t *c) {
         worker_conn_kill(c);
         return;
     }
-    if (uv_shutdown(&c->req.shutdown, (uv_stream_t *)c->tcp, on_shutdown) < 0) worker_conn_kill(c);
+    c->req = worker_req_take(c->w);
+    c->req->shutdown.data = c;
+    if (uv_shutdown(&c->req->shutdown, (uv_stream_t *)c->tcp, on_shutdown) < 0) {
+        worker_req_give(c->w, c->req);
+        c->req = NULL;
+        worker_conn_kill(c);
+    }
 }
 
 static void on_write(uv_write_t *req, int status) {
-    worker_conn_t *c = (worker_conn_t *)((char *)req - offsetof(worker_conn_t, req));
+    worker_conn_t *c = req->data;
     worker_t *w = c->w;
     size_t cost = c->q.cost;
+    worker_req_give(w, c->req);
+    c->req = NULL;
     c->writing = false;
     for (uint8_t i = 0; i < c->inflight && c->q.head; i++) worker_queue_pop(&c->q, &w->pool);
     c->inflight = 0;
@@ -184,7 +229,11 @@ static void start_write(worker_conn_t *c) {
     unsigned n = 0;
     for (worker_qnode_t *q = c->q.head; q && n < WRITE_BATCH; q = q->next, n++)
         bufs[n] = uv_buf_init((char *)q->frame->data + q->off, (unsigned)(q->frame->len - q->off));
-    if (uv_write(&c->req.write, (uv_stream_t *)c->tcp, bufs, n, on_write) < 0) {
+    c->req = worker_req_take(c->w);
+    c->req->write.data = c;
+    if (uv_write(&c->req->write, (uv_stream_t *)c->tcp, bufs, n, on_write) < 0) {
+        worker_req_give(c->w, c->req);
+        c->req = NULL;
         worker_conn_kill(c);
         return;
     }
@@ -376,16 +425,25 @@ static void handle_event(worker_conn_t *c, const ws_event_t *ev, uint32_t now) {
     }
 }
 
+/* The parser is taken for the bytes and given back once it is at rest again (or
+ * input is over for good), so only a connection that stopped mid-frame keeps one.
+ * An event's payload points into the parser: it is handled before the parser goes. */
 static void feed(worker_conn_t *c, uint8_t *data, size_t len) {
-    uint32_t now = worker_now(c->w);
+    worker_t *w = c->w;
+    uint32_t now = worker_now(w);
     c->last_rx = now;
     size_t off = 0;
     while (off < len && !c->rx_done && (c->state == CONN_OPEN || c->state == CONN_CLOSING)) {
+        if (!c->parser) c->parser = worker_parser_take(w, c->zbits != 0);
         ws_event_t ev;
         memset(&ev, 0, sizeof ev);
-        off += ws_parser_feed(&c->parser, data + off, len - off, &ev);
+        off += ws_parser_feed(c->parser, data + off, len - off, &ev);
         if (ev.type == WS_EVENT_NONE) break;
         handle_event(c, &ev, now);
+    }
+    if (c->parser && (c->rx_done || c->state == CONN_CLOSED || ws_parser_at_rest(c->parser))) {
+        worker_parser_give(w, c->parser);
+        c->parser = NULL;
     }
 }
 

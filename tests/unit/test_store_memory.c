@@ -400,6 +400,53 @@ Test(store_memory, conn_register_info_touch_unregister) {
     cr_assert_eq(store_memory_conn_count(st), 0);
 }
 
+/* A user's (a session's) records form a ring the map points into at its oldest:
+ * taking out the oldest, a middle one or the last must keep the rest findable,
+ * in registration order, and the worker name shared by them alive. */
+Test(store_memory, user_and_session_rings_survive_removals) {
+    wrec_t w = {0};
+    attach(&w);
+    reg("c1", "u", "s1", 1);
+    reg("c2", "u", "s2", 2);
+    reg("c3", "u", "s1", 3);
+    reg("c4", "u", NULL, 4);
+    reg("c5", "u", "s1", 5);
+    info_rec_t r = info(NULL, "u", NULL);
+    cr_assert_eq(r.conn_count, 5);
+    for (int i = 0; i < 5; i++) cr_expect_eq(r.conn_ping[i], i + 1, "oldest first");
+    store_conn_unregister(st, &(store_conn_t){"c1", "u", "s1", "w1", 0}); /* oldest of both */
+    r = info(NULL, "u", "s1");
+    cr_assert_eq(r.conn_count, 2);
+    cr_expect_str_eq(r.conn_ids[0], "c3");
+    cr_expect_str_eq(r.conn_ids[1], "c5");
+    cr_expect_str_eq(r.conn_worker, "w1");
+    cr_expect_eq(send_to(NULL, "u", "s1").d.connections, 2);
+    cr_expect_eq(send_to(NULL, "u", NULL).d.connections, 4);
+    store_conn_unregister(st, &(store_conn_t){"c5", "u", "s1", "w1", 0}); /* the newest */
+    cr_expect_eq(info(NULL, "u", "s1").conn_count, 1);
+    cr_expect_eq(info(NULL, "u", "s2").conn_count, 1);
+    const char *ids[] = {"c2", "c3", "c4"};
+    for (int i = 0; i < 3; i++) store_conn_unregister(st, &(store_conn_t){ids[i], "u", NULL, "w1", 0});
+    cr_expect_eq(info(NULL, "u", NULL).conn_count, 0);
+    cr_expect_eq(info(NULL, "u", "s1").conn_count, 0);
+    cr_expect_eq(store_memory_conn_count(st), 0);
+    reg("c6", "u", "s1", 6); /* the keys and the worker name can be made again */
+    cr_expect_eq(info(NULL, "u", "s1").conn_count, 1);
+    cr_expect_str_eq(info(NULL, "u", "s1").conn_worker, "w1");
+    /* A disconnect deletes the claims it visits, the ring's oldest first. */
+    int64_t exp = now_s() + 60;
+    cr_assert_eq(create_claim("k1", "u", "s1", exp), STORE_OK);
+    cr_assert_eq(create_claim("k2", "u", "s1", exp), STORE_OK);
+    cr_assert_eq(create_claim("k3", "u", NULL, exp), STORE_OK);
+    cr_assert_eq(create_claim("k4", "u", "s1", exp), STORE_OK);
+    disconnect(NULL, "u", "s1", false);
+    cr_expect_eq(info(NULL, "u", "s1").claim_count, 0);
+    cr_expect_eq(info(NULL, "u", NULL).claim_count, 1);
+    disconnect(NULL, "u", NULL, false);
+    cr_expect_eq(info(NULL, "u", NULL).claim_count, 0);
+    cr_expect_eq(store_memory_claim_count(st), 0);
+}
+
 Test(store_memory, conn_reregister_replaces) {
     reg("c1", "u", "s", 1);
     reg("c1", "v", NULL, 2);

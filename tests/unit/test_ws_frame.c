@@ -155,6 +155,13 @@ static void parse(uint8_t *buf, size_t len, uint64_t max, size_t chunk, unsigned
             }
         }
         off += n;
+        /* Every split but the reference one (all at once) drops the parser whenever
+         * it is at rest and goes on with a fresh one, as the worker does: the events
+         * must not change (check_stream compares them). */
+        if (chunk != 0 && !failed && ws_parser_at_rest(&p)) {
+            ws_parser_free(&p);
+            ws_parser_init(&p, max);
+        }
     }
     if (failed) {
         /* Sticky: the same error, nothing consumed, whatever comes next. */
@@ -776,6 +783,49 @@ Test(ws_frame, random_streams_split_invariance) {
         free(r);
         st_free(&s);
     }
+}
+
+Test(ws_frame, at_rest_only_between_messages) {
+    ws_parser_t p;
+    ws_parser_init(&p, UINT64_MAX);
+    cr_expect(ws_parser_at_rest(&p));
+    stream_t s = {0};
+    frame(&s, 0, WS_OP_TEXT, "hel", true); /* a fragmented message ... */
+    frame(&s, 1, WS_OP_PING, "p", false);  /* ... with a ping inside ... */
+    frame(&s, 1, WS_OP_CONT, "lo", true);  /* ... and its end */
+    size_t first = 2 + 4 + 3, ping = 2 + 4 + 1;
+    ws_event_t ev;
+    /* Half a header, then the rest of the first frame: a message is in progress. */
+    cr_expect_eq(ws_parser_feed(&p, s.data, 1, &ev), 1);
+    cr_expect_not(ws_parser_at_rest(&p));
+    cr_expect_eq(ws_parser_feed(&p, s.data + 1, first - 1, &ev), first - 1);
+    cr_expect_eq(ev.type, WS_EVENT_NONE);
+    cr_expect_not(ws_parser_at_rest(&p));
+    cr_expect_eq(ws_parser_feed(&p, s.data + first, ping, &ev), ping);
+    cr_expect_eq(ev.type, WS_EVENT_PING);
+    cr_expect_not(ws_parser_at_rest(&p), "the ping came inside a message");
+    /* Mid-payload of the last frame, then its end. */
+    cr_expect_eq(ws_parser_feed(&p, s.data + first + ping, 7, &ev), 7);
+    cr_expect_not(ws_parser_at_rest(&p));
+    size_t rest = s.len - first - ping - 7;
+    cr_expect_eq(ws_parser_feed(&p, s.data + first + ping + 7, rest, &ev), rest);
+    cr_expect_eq(ev.type, WS_EVENT_MESSAGE);
+    cr_expect_eq(ev.message_len, 5);
+    cr_expect(ws_parser_at_rest(&p));
+    st_free(&s);
+    /* A close or an error is final: not at rest. */
+    frame_ex(&s, WS_OP_CLOSE, "\x03\xe8", 2, (frame_opts_t){.fin = 1}, false);
+    cr_expect_eq(ws_parser_feed(&p, s.data, s.len, &ev), s.len);
+    cr_expect_eq(ev.type, WS_EVENT_CLOSE);
+    cr_expect_not(ws_parser_at_rest(&p));
+    st_free(&s);
+    ws_parser_init(&p, UINT64_MAX);
+    frame_ex(&s, WS_OP_TEXT, "x", 1, (frame_opts_t){.fin = 1, .unmasked = true}, false);
+    ws_parser_feed(&p, s.data, s.len, &ev);
+    cr_expect_eq(ev.type, WS_EVENT_ERROR);
+    cr_expect_not(ws_parser_at_rest(&p));
+    st_free(&s);
+    ws_parser_free(&p);
 }
 
 /* ---- encoder ---- */
