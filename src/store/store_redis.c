@@ -269,8 +269,9 @@ static void op_issue(op_t *op) {
 
 /* Requests made while the command connection is (re)connecting wait for it, in
  * order, at most timeout_ms: a process that has just started, or a Redis that is
- * coming back, is not an error yet. The request's FIFO link and send time are free
- * until it is sent, so they hold its place here. */
+ * coming back, is not an error yet. So do requests made while a big send is between
+ * its resolution and its PUBLISHes (the fence, "Big sends"). The request's FIFO link
+ * and send time are free until it is sent, so they hold its place here. */
 static void op_submit(op_t *op) {
     store_redis_t *s = op->s;
     if (redis_conn_ready(s->cmd) && !s->wait_first && !s->fence) {
