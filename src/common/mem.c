@@ -1,5 +1,6 @@
 #include "common/mem.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,4 +69,14 @@ void mem_release(void) {
         free(p);
     }
 #endif
+}
+
+static _Atomic size_t released_elsewhere;
+
+void mem_note_released(size_t bytes) {
+    atomic_fetch_add_explicit(&released_elsewhere, bytes, memory_order_relaxed);
+}
+
+size_t mem_take_released(void) {
+    return atomic_exchange_explicit(&released_elsewhere, 0, memory_order_relaxed);
 }

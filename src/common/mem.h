@@ -27,6 +27,13 @@ char *mem_strdup(const char *s);
 #define MEM_TRIM_THRESHOLD (64u << 20) /* twice it, as glibc's own dynamic rule */
 void mem_configure_worker(void);
 
+/* Memory freed outside the worker's own accounting that is worth a trim (the Redis
+ * reader's big buffer when the connection went idle): counted here, taken by the
+ * worker's sweep (mem_take_released), which trims once its total is big enough.
+ * Thread-safe. */
+void mem_note_released(size_t bytes);
+size_t mem_take_released(void);
+
 /* Gives the free memory of the heaps back to the kernel now: malloc_trim(0), and
  * the top of the calling thread's arena, which malloc_trim leaves alone in a
  * thread's arena (standalone runs its workers on threads). Not cheap: call it at

@@ -237,6 +237,7 @@ void redis_uv_idle(struct redisAsyncContext *ac, uint64_t now_ms) {
     sdsfree(r->buf);
     r->buf = fresh;
     r->pos = r->len = 0;
+    mem_note_released(alloc); /* for the worker's next trim (mem.h) */
 }
 
 int redis_uv_send_owned(struct redisAsyncContext *ac, void (*fn)(struct redisAsyncContext *,

@@ -502,6 +502,7 @@ static void on_resync(void *ud) {
  * less than what it returns, and never runs on the idle path. So a stream of big
  * messages faults its working set in once a second, not once per message. */
 static void release_memory(worker_t *w) {
+    w->released += mem_take_released(); /* the store's idle Redis reader buffer, say */
     if (w->released < TRIM_BYTES) return;
     w->released = 0;
     worker_qpool_free(&w->pool);

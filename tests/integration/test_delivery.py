@@ -3,6 +3,7 @@ scale-out across several API and worker processes."""
 import asyncio
 import functools
 import os
+import time
 
 import pytest
 import websockets
@@ -333,3 +334,43 @@ def test_large_text_message_to_a_channel_and_a_connection_id(cluster):
             await ws.close()
 
     run(main())
+
+
+@pytest.mark.redis_only
+def test_worker_memory_goes_back_after_large_messages(make_deployment):
+    """`dsock worker` keeps big buffers warm while big messages flow
+    (docs/architecture.md, "Large messages"), and gives them back once they stop: its
+    RSS returns near where it started within a few seconds (the sweep trims a second
+    after the last big delivery, and again once the Redis reader's buffer was freed,
+    a second idle). Not standalone: its loop threads each have a malloc arena, and
+    glibc trims a thread's arena top only at a free in that thread beyond its dynamic
+    threshold, which 16 MiB frees raise to 32 MiB: the body's arena keeps up to that
+    (as before this change)."""
+    from test_robustness import is_sanitized, rss_kb
+    dep = make_deployment()
+    pid = dep.worker_procs[0].pid
+    user = h.new_id()
+    body = os.urandom(16 * MIB)
+    with dep.connect(user) as warm:  # one big message first: code, arenas, buffers
+        dep.api().send(body[:MIB], user=user, type="binary").expect(200)
+        assert warm.recv_data(30) == body[:MIB]
+    time.sleep(2.5)
+    base = rss_kb(pid)
+
+    async def main():
+        ws = await lib_connect(dep, user)
+        try:
+            for i in range(3):
+                j = dep.api().send(body, user=user, type="binary").expect(200)
+                assert j["connections"] == 1, j
+                assert await asyncio.wait_for(ws.recv(), 60) == body, i
+        finally:
+            await ws.close()
+
+    run(main(), timeout=120)
+    peak = rss_kb(pid)
+    print(f"worker RSS {base} kB, after 3 x 16 MiB {peak} kB")
+    if is_sanitized(pid):
+        return  # ASan's quarantine and shadow memory make RSS meaningless
+    h.wait_until(lambda: rss_kb(pid) - base <= 4096, 10,
+                 what=f"the worker's RSS to come back near {base} kB (now {rss_kb(pid)} kB)")
