@@ -36,7 +36,8 @@
 #define HEALTH_BOUND_MS 1000
 #define HEALTH_STALE_MS 2500
 /* A send at least this big PUBLISHes its payload itself ("Big sends"); below it,
- * hashing the payload in Lua costs less than the extra round trip. */
+ * hashing the payload in Lua (about 70 us per 64 KiB, measured at 1.15 ms per MiB)
+ * costs no more than the extra round trip and the fence. */
 #define BIG_SEND_BYTES (64u << 10)
 /* Room for "*3 $7 PUBLISH $n worker:<id> $len" in front of its payload, for worker
  * ids up to about 280 bytes (longer ones take the slower argv path). */
