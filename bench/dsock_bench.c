@@ -575,8 +575,16 @@ static void spawn_deployment(void) {
         char rport_s[16], rhost[64];
         snprintf(rport_s, sizeof rport_s, "%d", rport);
         snprintf(rhost, sizeof rhost, "127.0.0.1:%d", rport);
+        /* Redis drops a pub/sub subscriber whose output buffer passes 32 MB (its
+         * default client-output-buffer-limit): two 16 MiB messages in flight to the
+         * worker do. Room for four large messages (docs/redis.md, "Big sends"). */
+        char obl[96];
+        unsigned long long big = 4ull * O.large_size;
+        if (big < (32ull << 20)) big = 32ull << 20;
+        snprintf(obl, sizeof obl, "pubsub %llu %llu 60", big, big / 4);
         char *rargv[] = {redis_path, "--port", rport_s, "--bind", "127.0.0.1", "--save", "",
-                         "--appendonly", "no", "--dir", tmpdir, NULL};
+                         "--appendonly", "no", "--dir", tmpdir,
+                         "--client-output-buffer-limit", obl, NULL};
         proc_t *rp = spawn_proc("redis", rargv);
         wait_listening(rp, rport);
 

@@ -382,6 +382,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     log_set_role(sub);
+    /* Before any thread starts (common/mem.h: the worker's allocator policy). */
+    if (role == CONFIG_ROLE_WORKER) mem_configure_worker();
 
     static app_t app;
     char err[512];

@@ -17,6 +17,13 @@ void buf_reserve(buf_t *b, size_t extra) {
     b->cap = cap;
 }
 
+void buf_reserve_exact(buf_t *b, size_t extra) {
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) return;
+    b->data = mem_realloc(b->data, need);
+    b->cap = need;
+}
+
 void buf_append(buf_t *b, const void *data, size_t len) {
     buf_reserve(b, len);
     if (len) memcpy(b->data + b->len, data, len);

@@ -15,6 +15,9 @@ typedef struct buf {
 #define BUF_INIT {NULL, 0, 0}
 
 void buf_reserve(buf_t *b, size_t extra);
+/* Room for extra more bytes (and the NUL) at exactly that size, not the next power
+ * of two: for a total known in advance (an HTTP body's Content-Length). */
+void buf_reserve_exact(buf_t *b, size_t extra);
 void buf_append(buf_t *b, const void *data, size_t len);
 void buf_append_str(buf_t *b, const char *s);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -361,6 +361,12 @@ static int on_body(llhttp_t *ll, const char *at, size_t len) {
         parser_fail(p, 413, "request body too large");
         return HPE_USER;
     }
+    /* A Content-Length body (checked against max_body_bytes at the headers) gets
+     * its whole size at its first bytes, not by doublings that copy it over and
+     * over: llhttp has already counted this span off content_length. Not before the
+     * first byte: a request that announces a body and sends none holds nothing. */
+    if (!p->body.cap && (ll->flags & F_CONTENT_LENGTH) && !(ll->flags & F_CHUNKED))
+        buf_reserve_exact(&p->body, len + ll->content_length);
     buf_append(&p->body, at, len);
     return 0;
 }

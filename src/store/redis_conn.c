@@ -130,6 +130,28 @@ int redis_conn_send(redis_conn_t *c, redis_req_t *req, int argc, const char **ar
     return 0;
 }
 
+int redis_conn_send_formatted(redis_conn_t *c, redis_req_t *req, const char *cmd, size_t len) {
+    if (!c->ac || c->closing) return -1;
+    req->conn = c;
+    if (redisAsyncFormattedCommand(c->ac, on_reply, req, cmd, len) != REDIS_OK) return -1;
+    req->sent_ms = uv_now(c->loop);
+    fifo_push(c, req);
+    return 0;
+}
+
+int redis_conn_send_owned(redis_conn_t *c, redis_req_t *req, void *owner, const char *cmd,
+                          size_t len) {
+    if (!c->ac || c->closing) {
+        free(owner);
+        return -1;
+    }
+    req->conn = c;
+    if (redis_uv_send_owned(c->ac, on_reply, req, owner, cmd, len)) return -1;
+    req->sent_ms = uv_now(c->loop);
+    fifo_push(c, req);
+    return 0;
+}
+
 /* AUTH and SELECT: an error answer means a misconfiguration (wrong password,
  * db out of range) that a retry will not fix soon, but the operator may fix it
  * without restarting us, so keep retrying with the back-off. */
@@ -297,6 +319,7 @@ static void on_tick(uv_timer_t *t) {
             c->timing_out = false;
         }
     }
+    if (!c->closing && c->ac && c->state == C_READY) redis_uv_idle(c->ac, uv_now(c->loop));
     if (!c->closing && c->hooks.on_tick) c->hooks.on_tick(c, c->hooks.ud, uv_now(c->loop));
 }
 

@@ -88,6 +88,17 @@ redis_conn_t *redis_conn_new(uv_loop_t *loop, const redis_conn_config_t *cfg,
 int redis_conn_send(redis_conn_t *c, redis_req_t *req, int argc, const char **argv,
                     const size_t *lens);
 
+/* The same with a command already in the Redis protocol (one "*N\r\n$len\r\n..."
+ * array), which hiredis appends to its output buffer as it is: for a caller that
+ * built it around a big argument, saving the copy that formatting argv makes. */
+int redis_conn_send_formatted(redis_conn_t *c, redis_req_t *req, const char *cmd, size_t len);
+
+/* The same without even that copy: cmd is written from where it is, and owner,
+ * the allocation holding it, is the connection's from the call on (success or not),
+ * freed with free() once written or when the connection goes. */
+int redis_conn_send_owned(redis_conn_t *c, redis_req_t *req, void *owner, const char *cmd,
+                          size_t len);
+
 /* SUBSCRIBE to channel (copied per call): messages go to hooks.on_message. The
  * first confirmation must come back within timeout_ms or the connection is dropped.
  * Calling it again on a subscribed connection is a liveness probe whose lateness

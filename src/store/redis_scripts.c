@@ -186,6 +186,26 @@ static const char claim_take_lua[] = PRELUDE
     "claim_drop(id, f[1], f[2] or '')\n"
     "return {f[1], f[2] or '', f[3] or '', f[4] or ''}\n";
 
+/* The target's live connections counted per worker, O(workers) for a channel:
+ * per = {worker -> connections}, order = the workers in a stable order. A channel
+ * also reaches the workers still writing back a subscription by channel to it
+ * (counted 0: channel_workers with pending). `mark` is nil for PUBLISH_PER_WORKER.
+ * Shared by deliver and resolve. */
+#define RESOLVE_PER_WORKER                                                 \
+    "local per, order, mark = {}, {}, nil\n"                               \
+    "if id == '' and channel ~= '' then\n"                                 \
+    "  per, order = channel_workers(channel, true)\n"                      \
+    "else\n"                                                               \
+    "  for _, c in ipairs(resolve(id, user, session, channel)) do\n"       \
+    "    local w = c[4]\n"                                                 \
+    "    if not per[w] then\n"                                             \
+    "      per[w] = 0\n"                                                   \
+    "      order[#order + 1] = w\n"                                        \
+    "    end\n"                                                            \
+    "    per[w] = per[w] + 1\n"                                            \
+    "  end\n"                                                              \
+    "end\n"
+
 /* One PUBLISH per worker, not per connection: the worker matches the target
  * against its own connections again. PUBLISH answering 0 means the worker is alive
  * (its key is fresh) but its subscription is down: counted as unreachable. A
@@ -207,19 +227,7 @@ static const char claim_take_lua[] = PRELUDE
 
 static const char deliver_lua[] = PRELUDE
     "local id, user, session, channel, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
-    "local per, order, mark = {}, {}, nil\n"
-    "if id == '' and channel ~= '' then\n"
-    "  per, order = channel_workers(channel, true)\n"
-    "else\n"
-    "  for _, c in ipairs(resolve(id, user, session, channel)) do\n"
-    "    local w = c[4]\n"
-    "    if not per[w] then\n"
-    "      per[w] = 0\n"
-    "      order[#order + 1] = w\n"
-    "    end\n"
-    "    per[w] = per[w] + 1\n"
-    "  end\n"
-    "end\n"
+    RESOLVE_PER_WORKER
     PUBLISH_PER_WORKER
     "if ARGV[6] == '1' then\n"
     "  for _, c in ipairs(target_claims(id, user, session, channel)) do\n"
@@ -227,6 +235,20 @@ static const char deliver_lua[] = PRELUDE
     "  end\n"
     "end\n"
     "return {n, workers, missed}\n";
+
+/* Big sends (store_redis.c, "Big sends"): the deliver script without the payload,
+ * which never enters Lua (Redis 7 hashes every byte of every Lua string); the API
+ * PUBLISHes it itself to each worker returned. ARGV: id, user, session, channel.
+ * -> {worker, connections, worker, connections, ...}. */
+static const char resolve_lua[] = PRELUDE
+    "local id, user, session, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    RESOLVE_PER_WORKER
+    "local out = {}\n"
+    "for _, w in ipairs(order) do\n"
+    "  out[#out + 1] = w\n"
+    "  out[#out + 1] = per[w]\n"
+    "end\n"
+    "return out\n";
 
 /* (Un)subscribe. ARGV: id, user, session, channel, name, join ('1'/'0'), ignore
  * claims ('1'/'0'), payload.
@@ -480,6 +502,7 @@ const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT] = {
     [REDIS_SCRIPT_CLAIM_CREATE] = {"claim_create", claim_create_lua},
     [REDIS_SCRIPT_CLAIM_TAKE] = {"claim_take", claim_take_lua},
     [REDIS_SCRIPT_DELIVER] = {"deliver", deliver_lua},
+    [REDIS_SCRIPT_RESOLVE] = {"resolve", resolve_lua},
     [REDIS_SCRIPT_INFO] = {"info", info_lua},
     [REDIS_SCRIPT_SUBSCRIBE] = {"subscribe", subscribe_lua},
     [REDIS_SCRIPT_CHAN_APPLY] = {"chan_apply", chan_apply_lua},

@@ -17,6 +17,10 @@ typedef enum redis_script_id {
      * PUBLISHes payload once per live worker holding target connections.
      * -> {connections reached, workers reached, workers that had no subscriber}. */
     REDIS_SCRIPT_DELIVER,
+    /* ARGV id, user, session, channel: the deliver script's resolution alone, for a
+     * big send whose payload the caller PUBLISHes itself.
+     * -> {worker, connections on it, ...} for each live worker holding targets. */
+    REDIS_SCRIPT_RESOLVE,
     /* ARGV id, user, session. -> {{id, worker, lastPing, user, session}..., flattened,
      * {id, expiration, user, session}..., flattened}. */
     REDIS_SCRIPT_INFO,

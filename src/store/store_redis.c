@@ -36,6 +36,13 @@
 #define HEALTH_EVERY_MS 1000
 #define HEALTH_BOUND_MS 1000
 #define HEALTH_STALE_MS 2500
+/* A send at least this big PUBLISHes its payload itself ("Big sends"); below it,
+ * hashing the payload in Lua (about 70 us per 64 KiB, measured at 1.15 ms per MiB)
+ * costs no more than the extra round trip and the fence. */
+#define BIG_SEND_BYTES (64u << 10)
+/* Room for "*3 $7 PUBLISH $n worker:<id> $len" in front of its payload, for worker
+ * ids up to about 280 bytes (longer ones take the slower argv path). */
+#define BIG_HEAD_ROOM 320
 
 typedef struct store_redis store_redis_t;
 
@@ -86,6 +93,7 @@ typedef enum op_kind {
     OP_SWEEP,       /* repeated while it used its whole budget */
     OP_HEALTH_PING, /* readiness check of the API side */
     OP_LEAVE,       /* at close: repeated while connections are left */
+    OP_RESOLVE,     /* a big send's first step (big_send_resolved) */
 } op_kind_t;
 
 /* One in-flight command. The arguments are copied into the same allocation so that
@@ -109,6 +117,9 @@ typedef struct op {
     int argc;
     const char **argv;
     size_t *lens;
+    bool fenced;     /* OP_RESOLVE: counted in s->fence */
+    uint8_t *payload; /* OP_RESOLVE: the packed message to PUBLISH (owned) */
+    size_t payload_len;
 } op_t;
 
 /* An unregistration that could not be sent: retried after the next reconnect. */
@@ -162,6 +173,7 @@ struct store_redis {
     size_t retry_count;
 
     struct op *wait_first, *wait_last; /* requests waiting for a connection */
+    unsigned fence; /* big sends resolved or resolving whose PUBLISHes are not written yet */
 
     bool closing, finalizing;
     uint64_t close_deadline_ms;
@@ -201,7 +213,11 @@ static op_t *op_new(store_redis_t *s, op_kind_t kind, int script, int nargs, con
     size_t bytes = 0;
     for (int i = 0; i < nargs; i++) bytes += lens[i] + 1;
     size_t head = sizeof(op_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    op_t *op = mem_calloc(1, head + bytes);
+    /* Only the head is zeroed: the arguments are written below (a send's payload,
+     * up to max_body_bytes, by the caller's pack), and zeroing them first was a
+     * pass over every byte of a big message for nothing. */
+    op_t *op = mem_alloc(head + bytes);
+    memset(op, 0, head);
     op->s = s;
     op->kind = kind;
     op->mop = -1;
@@ -221,6 +237,7 @@ static op_t *op_new(store_redis_t *s, op_kind_t kind, int script, int nargs, con
     }
     for (int i = 0; i < nargs; i++) {
         if (args[i]) memcpy(p, args[i], lens[i]);
+        p[lens[i]] = '\0'; /* op_arg's readers take the ids as C strings */
         op->argv[pre + i] = p;
         op->lens[pre + i] = lens[i];
         p += lens[i] + 1;
@@ -245,16 +262,22 @@ static void op_issue(op_t *op) {
     if (redis_conn_send(op->s->cmd, &op->req, op->argc, op->argv, op->lens)) {
         op->sent = false;
         op_finish(op, NULL);
+        return;
+    }
+    if (op->kind == OP_RESOLVE && !op->fenced) { /* not again for a NOSCRIPT retry */
+        op->fenced = true;
+        op->s->fence++;
     }
 }
 
 /* Requests made while the command connection is (re)connecting wait for it, in
  * order, at most timeout_ms: a process that has just started, or a Redis that is
- * coming back, is not an error yet. The request's FIFO link and send time are free
- * until it is sent, so they hold its place here. */
+ * coming back, is not an error yet. So do requests made while a big send is between
+ * its resolution and its PUBLISHes (the fence, "Big sends"). The request's FIFO link
+ * and send time are free until it is sent, so they hold its place here. */
 static void op_submit(op_t *op) {
     store_redis_t *s = op->s;
-    if (redis_conn_ready(s->cmd) && !s->wait_first) {
+    if (redis_conn_ready(s->cmd) && !s->wait_first && !s->fence) {
         op_issue(op);
         return;
     }
@@ -269,9 +292,11 @@ static void op_submit(op_t *op) {
 }
 
 /* Sends the waiting requests (ready), or fails those waiting since before
- * `deadline` (all of them with UINT64_MAX). */
+ * `deadline` (all of them with UINT64_MAX). Sending stops behind a big send's
+ * resolution (the fence: see "Big sends"); its end drains again. */
 static void waiting_drain(store_redis_t *s, bool ready, uint64_t deadline) {
-    while (s->wait_first && (ready || s->wait_first->req.sent_ms < deadline)) {
+    while (s->wait_first && (ready ? !s->fence && redis_conn_ready(s->cmd)
+                                   : s->wait_first->req.sent_ms < deadline)) {
         op_t *op = s->wait_first;
         s->wait_first = (op_t *)op->req.next;
         if (!s->wait_first) s->wait_last = NULL;
@@ -317,6 +342,7 @@ static void send_heartbeat(store_redis_t *s, bool handshake);
 static void health_answered(store_redis_t *s, uint64_t seq);
 static void send_leave(store_redis_t *s);
 static void bus_drop(store_redis_t *s, const char *why, size_t len);
+static void big_send_resolved(op_t *op, redisReply *reply);
 
 /* A store operation, timed into dsock_store_operation_duration_seconds. */
 static op_t *op_timed(op_t *op, metrics_store_op_t mop) {
@@ -582,7 +608,11 @@ static void op_finish(op_t *op, redisReply *reply) {
         else if (reply && reply->type == REDIS_REPLY_ERROR)
             bad_reply(op, reply);
         break;
+    case OP_RESOLVE:
+        big_send_resolved(op, reply);
+        break;
     }
+    free(op->payload);
     free(op);
 }
 
@@ -1073,6 +1103,183 @@ static ProtobufCBinaryData pb_bytes(const char *s) {
     return (ProtobufCBinaryData){strlen(nz(s)), (uint8_t *)nz(s)};
 }
 
+/* Big sends ------------------------------------------------------------------
+ *
+ * Redis 7 hashes every byte of a Lua string when it makes one (redis/redis#9449),
+ * so a payload given to the deliver script as an ARGV costs Redis a byte-serial
+ * pass over the whole message before the script even starts: two thirds of Redis's
+ * CPU for 1 MiB messages (docs/benchmark.md, "Large messages over Redis"). A send of
+ * at least BIG_SEND_BYTES without an Idempotency-Key therefore takes two steps on
+ * the command connection: the resolve script (the deliver script's resolution,
+ * without the payload) answers the live workers holding target connections, and
+ * the API PUBLISHes the packed message to each of them itself; PUBLISH copies it
+ * into the subscribers' buffers and nothing hashes it. The answer waits for every
+ * PUBLISH, and counts like the script: a PUBLISH reaching no subscriber is an
+ * unreachable worker.
+ *
+ * Ordering: while a big send is between its resolution and its PUBLISHes, the
+ * store sends nothing else (the fence: later requests wait in the queue of requests
+ * waiting for a connection, op_submit), so the messages of one API thread still
+ * reach Redis's channels in the order their requests reached the store, as when one
+ * script call did both; a send answered before another started is published before
+ * it, whatever process sends it. The fence costs one round trip per big send.
+ *
+ * Failures: a lost resolution published nothing (503 STORE_UNAVAILABLE, safe to
+ * retry); a lost PUBLISH may have happened (ERROR_OUTCOME_UNKNOWN, as for a lost
+ * script call). With an Idempotency-Key the send stays one script call, the payload
+ * in Lua: the key must be recorded in the same atomic step as the publication. */
+
+typedef struct big_pub {
+    redis_req_t req; /* first: the reply callback gets &pub->req */
+    struct big_state *b;
+    size_t conns;    /* target connections on this worker */
+} big_pub_t;
+
+typedef struct big_state {
+    store_redis_t *s;
+    store_delivery_cb cb;
+    void *ud;
+    uint64_t t0_ns;
+    size_t pending;  /* PUBLISH answers still to come */
+    bool lost, failed;
+    store_delivery_t d;
+    big_pub_t pubs[]; /* one per worker */
+} big_state_t;
+
+static void big_send(store_redis_t *s, const Dsock__WorkerMessage *m, size_t packed,
+                     const char *id, const char *user, const char *session,
+                     const char *channel, store_delivery_cb cb, void *ud) {
+    op_t *op = script_op(s, OP_RESOLVE, REDIS_SCRIPT_RESOLVE, 4,
+                         (const char *[]){nz(id), nz(user), nz(session), nz(channel)});
+    /* Packed once, with room around it for each PUBLISH's protocol framing, so the
+     * command is written in place (big_send_resolved) rather than formatted into
+     * another copy. */
+    op->payload = mem_alloc(BIG_HEAD_ROOM + packed + 2);
+    op->payload_len = packed;
+    dsock__worker_message__pack(m, op->payload + BIG_HEAD_ROOM);
+    op->t0_ns = metrics_now_ns(); /* observed when the last PUBLISH answers */
+    op->cb.delivery = cb;
+    op->ud = ud;
+    op_submit(op);
+}
+
+static void big_finish(big_state_t *b) {
+    store_status_t st = STORE_OK;
+    if (b->lost || b->failed) {
+        METRICS_INC(store_errors[METRICS_STORE_ERROR]);
+        /* Some PUBLISH may have reached its worker: not an error the caller may
+         * simply retry. */
+        st = b->lost || b->d.workers ? STORE_UNKNOWN : STORE_UNAVAILABLE;
+    }
+    metrics_observe_store(METRICS_OP_SEND, metrics_now_ns() - b->t0_ns);
+    b->cb(b->ud, st, &b->d);
+    free(b);
+}
+
+static void big_pub_reply(redis_req_t *req, redisReply *reply) {
+    big_pub_t *p = (big_pub_t *)req;
+    big_state_t *b = p->b;
+    if (!reply) {
+        b->lost = true;
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+        if (reply->integer > 0) {
+            b->d.connections += p->conns;
+            b->d.workers++;
+        } else {
+            b->d.unreachable++;
+        }
+    } else {
+        b->failed = true;
+        log_warn("redis: unexpected answer to PUBLISH", LOG_I("type", reply->type),
+                 LOG_B("error", reply->type == REDIS_REPLY_ERROR ? reply->str : "",
+                       reply->type == REDIS_REPLY_ERROR ? reply->len : 0));
+    }
+    if (--b->pending == 0) big_finish(b);
+}
+
+/* The resolution of a big send (op_finish): PUBLISH to each worker, then lift the
+ * fence and send what waited behind it. */
+static void big_send_resolved(op_t *op, redisReply *reply) {
+    store_redis_t *s = op->s;
+    size_t n = reply && reply->type == REDIS_REPLY_ARRAY ? reply->elements / 2 : 0;
+    bool ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements % 2 == 0;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = reply->element[2 * i]->type == REDIS_REPLY_STRING &&
+             reply->element[2 * i + 1]->type == REDIS_REPLY_INTEGER;
+    if (!ok) {
+        /* Nothing was published: a lost or refused resolution can be retried. */
+        op->mop = METRICS_OP_SEND;
+        metrics_observe_store(METRICS_OP_SEND, metrics_now_ns() - op->t0_ns);
+        store_delivery_t none = {0};
+        op->cb.delivery(op->ud, bad_reply(op, reply), &none);
+    } else if (n == 0) {
+        metrics_observe_store(METRICS_OP_SEND, metrics_now_ns() - op->t0_ns);
+        op->cb.delivery(op->ud, STORE_OK, &(store_delivery_t){0});
+    } else {
+        big_state_t *b = mem_calloc(1, sizeof *b + n * sizeof b->pubs[0]);
+        b->s = s;
+        b->cb = op->cb.delivery;
+        b->ud = op->ud;
+        b->t0_ns = op->t0_ns;
+        b->pending = n;
+        /* Each PUBLISH is answered later (big_pub_reply), never during this loop,
+         * so b outlives it. The command is framed around the packed message in
+         * place (the head just before it, CRLF after it); hiredis copies it into its
+         * output buffer, so the next worker's head may overwrite this one, except
+         * for the last, which the connection writes from this buffer itself. */
+        uint8_t *payload = op->payload + BIG_HEAD_ROOM;
+        memcpy(payload + op->payload_len, "\r\n", 2);
+        for (size_t i = 0; i < n; i++) {
+            big_pub_t *p = &b->pubs[i];
+            p->b = b;
+            p->conns = (size_t)reply->element[2 * i + 1]->integer;
+            p->req.fn = big_pub_reply;
+            const redisReply *w = reply->element[2 * i];
+            char head[BIG_HEAD_ROOM + 32];
+            int hl = snprintf(head, sizeof head, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\nworker:",
+                              w->len + 7);
+            if (hl > 0 && (size_t)hl + w->len <= BIG_HEAD_ROOM) { /* the id's exact bytes */
+                memcpy(head + hl, w->str, w->len);
+                hl += (int)w->len;
+                hl += snprintf(head + hl, sizeof head - (size_t)hl, "\r\n$%zu\r\n",
+                               op->payload_len);
+            } else {
+                hl = -1;
+            }
+            int rc;
+            if (hl > 0 && (size_t)hl <= BIG_HEAD_ROOM && i == n - 1) {
+                /* The last (usually the only) one: the connection writes it from
+                 * here and frees the buffer once written. */
+                memcpy(payload - hl, head, (size_t)hl);
+                rc = redis_conn_send_owned(s->cmd, &p->req, op->payload,
+                                           (const char *)payload - hl,
+                                           (size_t)hl + op->payload_len + 2);
+                op->payload = NULL;
+            } else if (hl > 0 && (size_t)hl <= BIG_HEAD_ROOM) {
+                memcpy(payload - hl, head, (size_t)hl);
+                rc = redis_conn_send_formatted(s->cmd, &p->req, (const char *)payload - hl,
+                                               (size_t)hl + op->payload_len + 2);
+            } else { /* a worker id too long for the room: hiredis formats it */
+                char *chan = mem_alloc(w->len + 8);
+                memcpy(chan, "worker:", 7);
+                memcpy(chan + 7, w->str, w->len);
+                const char *argv[] = {"PUBLISH", chan, (const char *)payload};
+                size_t lens[] = {7, w->len + 7, op->payload_len};
+                rc = redis_conn_send(s->cmd, &p->req, 3, argv, lens);
+                free(chan);
+            }
+            if (rc) {
+                b->failed = true; /* no connection */
+                if (--b->pending == 0) big_finish(b);
+            }
+        }
+    }
+    if (op->fenced) {
+        op->fenced = false;
+        if (--s->fence == 0 && !s->closing) waiting_drain(s, true, 0);
+    }
+}
+
 /* The payload is encoded once here; the script PUBLISHes the same bytes to every
  * worker. Sends, disconnects and (un)subscriptions (join: "1"/"0", with the
  * channel name as the body). */
@@ -1107,6 +1314,10 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
     int at;
     /* The idempotent wrapper's three arguments go after the script's own. */
     const store_idem_t *idem = t->idem && t->idem->key ? t->idem : NULL;
+    if (!sub && kind != WORKER_MSG_DISCONNECT && !idem && m.body.len >= BIG_SEND_BYTES) {
+        big_send(s, &m, packed, id, user, session, channel, cb, ud);
+        return;
+    }
     char ikey[sizeof IDEM_KEY_PREFIX + 256], ittl[16];
     const char *iargs[3] = {NULL, NULL, NULL};
     if (idem) {

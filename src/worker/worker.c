@@ -5,9 +5,6 @@
  * Socket-level work for one connection lives in ws_conn.c. */
 #include <stdio.h>
 #include <stdlib.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <string.h>
 #include <time.h>
 
@@ -24,6 +21,7 @@
 #define CLOSING_SWEEP_MS 100 /* during worker_close: enforce the short deadlines promptly */
 #define QPOOL_MAX 1024       /* queue nodes kept for reuse: 48 KiB at most */
 #define TRIM_BYTES (1u << 20) /* queue memory released before the sweep trims the heap */
+#define BIG_MESSAGE_BYTES (64u << 10) /* a delivery this big counts as released memory */
 
 #define CONN_OF(node) ((worker_conn_t *)((char *)(node) - offsetof(worker_conn_t, ix)))
 
@@ -480,6 +478,9 @@ static void on_message(void *ud, const worker_msg_t *msg) {
         worker_index_match(&w->index, &msg->target, deliver_one, &d);
         worker_frame_unref(d.frame);
         for (size_t i = 0; i < sizeof d.z / sizeof d.z[0]; i++) worker_frame_unref(d.z[i]);
+        /* Its buffers (store decode, frame) are free now or once written: the sweep
+         * gives them back (release_memory). */
+        if (msg->body_len >= BIG_MESSAGE_BYTES) w->released += msg->body_len;
         break;
     }
     case WORKER_MSG_DISCONNECT:
@@ -541,22 +542,20 @@ static void on_resync(void *ud) {
  * 1008, clients gone with full queues). After at least TRIM_BYTES of queue memory
  * were released: the node free list is emptied (it refills on demand, and only
  * backlogs use it), and malloc_trim(0) consolidates every arena and gives the free
- * pages inside them back to the kernel. glibc's malloc_trim does not shrink the top
- * chunk of a thread's arena (standalone runs workers on threads), but a free() of a
- * chunk of at least 64 KiB does (heap_trim), hence the malloc/free that follows (in
- * this thread's arena, where its frames and nodes were allocated; volatile, so the
- * pair is not optimised away). At most once per sweep (a second), and only after
- * such releases: it walks the free lists, which costs far less than what it returns,
- * and never runs on the idle path. */
+ * pages inside them back to the kernel, with the top of this thread's heap, where
+ * its frames and nodes were allocated (mem_release). Big messages count too (at
+ * their delivery, on_message): in `dsock worker` their buffers stay in the heap
+ * between messages (mem_configure_worker), so the next message reuses warm pages,
+ * and go back here at most a second after the last one. At most once per sweep (a
+ * second), and only after such releases: it walks the free lists, which costs far
+ * less than what it returns, and never runs on the idle path. So a stream of big
+ * messages faults its working set in once a second, not once per message. */
 static void release_memory(worker_t *w) {
+    w->released += mem_take_released(); /* the store's idle Redis reader buffer, say */
     if (w->released < TRIM_BYTES) return;
     w->released = 0;
     worker_qpool_free(&w->pool);
-#ifdef __GLIBC__
-    malloc_trim(0);
-    void *volatile p = malloc(64 << 10);
-    free(p);
-#endif
+    mem_release();
 }
 
 static void on_sweep(uv_timer_t *t) {

@@ -1,7 +1,9 @@
 """Message delivery (order, byte-for-byte text and binary), forced disconnects, and
 scale-out across several API and worker processes."""
 import asyncio
+import functools
 import os
+import time
 
 import pytest
 import websockets
@@ -252,3 +254,123 @@ def test_interleaved_sends_from_two_apis_keep_per_api_order(cluster):
         got = [ws.recv_data(10).decode() for _ in range(200)]
         # one sender waits for each answer, so the global order holds too
         assert got == [f"{i % 2}:{i}" for i in range(200)], got[:10]
+
+
+# ---------------------------------------------------------------------------
+# Large messages (docs/architecture.md, "Large messages"; docs/redis.md, "Big sends")
+
+MIB = 1 << 20
+
+
+def test_large_messages_arrive_intact_and_in_order(cluster):
+    """1 MiB and 16 MiB (max_body_bytes) messages, several in a row and between small
+    ones, arrive byte for byte and in order. Over Redis a send of at least 64 KiB
+    resolves its targets first and PUBLISHes the payload itself, a smaller one is
+    one script call: the sizes straddle that line and the order holds across it."""
+    user = h.new_id()
+    sizes = [MIB, 10, MIB, MIB, 16 * MIB, (64 << 10) - 1, 64 << 10, 16 * MIB, MIB, 0,
+             16 * MIB - 1, MIB, MIB, 3]
+    bodies = [os.urandom(n) for n in sizes]
+
+    async def main():
+        ws = await lib_connect(cluster, user)
+        api = h.KeepAliveApi(cluster.apis[0], cluster.token, timeout=60)
+        loop = asyncio.get_running_loop()
+        got = []
+
+        async def reader():
+            for _ in bodies:
+                got.append(await ws.recv())
+
+        task = asyncio.create_task(reader())
+        try:
+            # one after another, each answered before the next, the client reading
+            for i, b in enumerate(bodies):
+                r = await loop.run_in_executor(
+                    None, functools.partial(api.send, b, user=user, type="binary"))
+                assert r.status == 200 and r.json["connections"] == 1, (i, len(b), r.status)
+                if len(b) >= 4 * MIB:
+                    # Redis's default client-output-buffer-limit for pub/sub (32 MB)
+                    # drops a subscriber that falls further behind: let the worker
+                    # take a 16 MiB message before the next (docs/redis.md).
+                    while len(got) <= i and not task.done():
+                        await asyncio.sleep(0.01)
+            await asyncio.wait_for(task, 60)
+        finally:
+            api.close()
+            task.cancel()
+            await ws.close()
+        assert len(got) == len(bodies)
+        for i, want in enumerate(bodies):
+            assert isinstance(got[i], bytes), i
+            assert got[i] == want, f"message {i} ({len(want)} bytes) differs or is out of order"
+
+    run(main(), timeout=120)
+
+
+def test_large_text_message_to_a_channel_and_a_connection_id(cluster):
+    """The other targets take the same path: a channel and a connection id, text."""
+    user = h.new_id()
+    body = ("0123456789abcdé€😀" * 80000).encode()[: 2 * MIB]
+    while True:  # cut on a character boundary
+        try:
+            body.decode()
+            break
+        except UnicodeDecodeError:
+            body = body[:-1]
+    chan = h.new_id("ch")
+
+    async def main():
+        claim = cluster.claim(user, channels=chan)
+        ws = await websockets.connect(cluster.ws_url(0, f"claim={claim}"), ping_interval=None,
+                                      max_size=None, close_timeout=3, open_timeout=5)
+        try:
+            conn_id = cluster.api().info(user=user).expect(200)["connections"][0]["id"]
+            for target in ({"id": conn_id}, {"channel": chan}):
+                j = cluster.api().send(body, type="text", **target).expect(200)
+                assert j["connections"] == 1, (target, j)
+                assert await asyncio.wait_for(ws.recv(), 30) == body.decode(), target
+        finally:
+            await ws.close()
+
+    run(main())
+
+
+@pytest.mark.redis_only
+def test_worker_memory_goes_back_after_large_messages(make_deployment):
+    """`dsock worker` keeps big buffers warm while big messages flow
+    (docs/architecture.md, "Large messages"), and gives them back once they stop: its
+    RSS returns near where it started within a few seconds (the sweep trims a second
+    after the last big delivery, and again once the Redis reader's buffer was freed,
+    a second idle). Not standalone: its loop threads each have a malloc arena, and
+    glibc trims a thread's arena top only at a free in that thread beyond its dynamic
+    threshold, which 16 MiB frees raise to 32 MiB: the body's arena keeps up to that
+    (as before this change)."""
+    from test_robustness import is_sanitized, rss_kb
+    dep = make_deployment()
+    pid = dep.worker_procs[0].pid
+    user = h.new_id()
+    body = os.urandom(16 * MIB)
+    with dep.connect(user) as warm:  # one big message first: code, arenas, buffers
+        dep.api().send(body[:MIB], user=user, type="binary").expect(200)
+        assert warm.recv_data(30) == body[:MIB]
+    time.sleep(2.5)
+    base = rss_kb(pid)
+
+    async def main():
+        ws = await lib_connect(dep, user)
+        try:
+            for i in range(3):
+                j = dep.api().send(body, user=user, type="binary").expect(200)
+                assert j["connections"] == 1, j
+                assert await asyncio.wait_for(ws.recv(), 60) == body, i
+        finally:
+            await ws.close()
+
+    run(main(), timeout=120)
+    peak = rss_kb(pid)
+    print(f"worker RSS {base} kB, after 3 x 16 MiB {peak} kB")
+    if is_sanitized(pid):
+        return  # ASan's quarantine and shadow memory make RSS meaningless
+    h.wait_until(lambda: rss_kb(pid) - base <= 4096, 10,
+                 what=f"the worker's RSS to come back near {base} kB (now {rss_kb(pid)} kB)")

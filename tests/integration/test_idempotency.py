@@ -61,6 +61,20 @@ def test_send_retry_is_answered_from_the_key(cluster):
         assert drain(ws) == [b"once"]
 
 
+def test_big_send_retry_is_answered_from_the_key(cluster):
+    """A big send with a key stays one script call in Redis (docs/redis.md, "Big
+    sends"): recorded with its publication, replayed, delivered once."""
+    api = cluster.api()
+    user, key = h.new_id(), h.new_id("k")
+    body = bytes(range(256)) * 1024  # 256 KiB
+    with cluster.connect(user) as ws:
+        j = send(api, body, key, user=user, type="binary").expect(200)
+        assert j["connections"] == 1
+        again = send(api, body, key, user=user, type="binary")
+        assert again.expect(200) == j and again.headers.get(REPLAYED) == "true"
+        assert drain(ws, 1.0) == [body]
+
+
 def test_key_reused_for_another_request_is_refused(cluster):
     api = cluster.api()
     user, key = h.new_id(), h.new_id("k")

@@ -11,6 +11,7 @@ import dsock_helpers as h
 
 TIMEOUT_MS = 500
 BOUND = TIMEOUT_MS / 1000 + 1.0
+BIG = bytes(range(256)) * 4096  # 1 MiB
 
 
 def fault_deployment(make_redis, make_deployment, **worker_opts):
@@ -37,6 +38,12 @@ def check_all_calls_fail(dep, user, conn_id, paused=False):
         ("send session", lambda: api.send(b"x", user=user, session="s", type="text"),
          "ERROR_GETTING_USER"),
         ("send id", lambda: api.send(b"x", id=conn_id, type="text"), "ERROR_GETTING_CONNECTION"),
+        # a big send resolves its targets first, then PUBLISHes (docs/redis.md, "Big
+        # sends"): a lost resolution published nothing, so its plain code
+        ("send user 1 MiB", lambda: api.send(BIG, user=user, type="binary"),
+         "ERROR_GETTING_USER"),
+        ("send id 1 MiB", lambda: api.send(BIG, id=conn_id, type="binary"),
+         "ERROR_GETTING_CONNECTION"),
         ("disconnect user", lambda: api.disconnect(user=user), "ERROR_GETTING_USER"),
         ("disconnect id", lambda: api.disconnect(id=conn_id), "ERROR_GETTING_CONNECTION"),
         ("info user", lambda: api.info(user=user), "ERROR_GETTING_USER"),
@@ -102,6 +109,8 @@ def check_recovered(dep, user, survivor, bound=15):
             break
     api.send(b"exact", user=user, type="text").expect(200)
     assert survivor.recv_data() == b"exact"
+    api.send(BIG, user=user, type="binary").expect(200)
+    assert survivor.recv_data(10) == BIG
     # new connections work and are routable
     user2 = h.new_id()
     with dep.connect(user2) as ws:

@@ -210,6 +210,36 @@ Test(http_parser, body_limit_from_content_length) {
     cr_assert_eq(parse_error("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n", 0), 400);
 }
 
+Test(http_parser, content_length_bodies_in_pieces_and_in_a_row) {
+    /* A Content-Length body is reserved at its full size at its first byte: fed a
+     * byte, a few bytes or all at once, and with keep-alive requests of different
+     * sizes on one parser (each reset frees the previous body), every body is whole,
+     * NUL-terminated, and nothing else. */
+    const size_t sizes[] = {64, 1, 30, 0, 63, 7};
+    const size_t steps[] = {1, 5, 0};
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        http_parser_t *p = http_parser_new(&limits);
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            char body[65], req[256];
+            for (size_t j = 0; j < sizes[i]; j++) body[j] = (char)('a' + (i + j) % 26);
+            body[sizes[i]] = '\0';
+            int n = snprintf(req, sizeof req,
+                             "POST /s HTTP/1.1\r\nHost: h\r\nContent-Length: %zu\r\n\r\n%s",
+                             sizes[i], body);
+            size_t used;
+            cr_assert_eq(feed_steps(p, req, (size_t)n, steps[k], &used), HTTP_PARSE_DONE,
+                         "request %zu, step %zu", i, steps[k]);
+            cr_assert_eq(used, (size_t)n);
+            const http_request_t *r = http_parser_request(p);
+            cr_assert_eq(r->body_len, sizes[i]);
+            cr_assert(memcmp(r->body, body, sizes[i] + 1) == 0, "request %zu, step %zu", i,
+                      steps[k]);
+            http_parser_reset(p);
+        }
+        http_parser_free(p);
+    }
+}
+
 Test(http_parser, body_with_nul_bytes) {
     http_parser_t *p = http_parser_new(&limits);
     const char in[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\na\0b";
