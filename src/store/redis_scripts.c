@@ -15,14 +15,16 @@
 
 #define PRELUDE                                                                          \
     "if redis.replicate_commands then redis.replicate_commands() end\n"                 \
+    /* the alive key's value, false when missing: '2' says the worker reads \
+     * batches (deliver_batch) */                                                    \
     "local alive_cache = {}\n"                                                           \
     "local function worker_alive(w)\n"                                                   \
     "  local a = alive_cache[w]\n"                                                       \
     "  if a == nil then\n"                                                               \
-    "    a = redis.call('EXISTS', 'worker-alive:' .. w) == 1\n"                          \
+    "    a = redis.call('GET', 'worker-alive:' .. w)\n"                                  \
     "    alive_cache[w] = a\n"                                                           \
     "  end\n"                                                                            \
-    "  return a\n"                                                                       \
+    "  return a ~= false\n"                                                              \
     "end\n"                                                                              \
     "local function split(str)\n"                                                        \
     "  local out = {}\n"                                                                 \
@@ -207,6 +209,96 @@ static const char deliver_lua[] = PRELUDE
     "end\n"
     "return {n, workers, missed}\n";
 
+/* Several sends at once (the API's sends of one loop turn, store_redis.c): ARGV
+ * count, then id, user, session, channel, payload per send, in call order. Each
+ * is resolved as by deliver; then each worker gets one PUBLISH of all the
+ * payloads meant for it, in call order: the payload itself when there is one, a
+ * BATCH WorkerMessage (kind 7 in field 1, then each payload as an embedded
+ * message in field 7: what '\8\7' and '\58' .. varint(length) spell in Lua) when
+ * there are several and the worker's alive key says it reads them ('2'), else
+ * one PUBLISH per payload. -> {connections, workers, unreachable} per send,
+ * flattened. */
+static const char deliver_batch_lua[] = PRELUDE
+    "local function varint(n)\n"
+    "  local out = ''\n"
+    "  while n >= 128 do\n"
+    "    out = out .. string.char(n % 128 + 128)\n"
+    "    n = math.floor(n / 128)\n"
+    "  end\n"
+    "  return out .. string.char(n)\n"
+    "end\n"
+    "local k = tonumber(ARGV[1])\n"
+    "local lists, order, sends = {}, {}, {}\n"
+    "for i = 1, k do\n"
+    "  local a = 2 + (i - 1) * 5\n"
+    "  local id, user, session, channel = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]\n"
+    "  local per, mine = {}, {}\n"
+    "  if id == '' and channel ~= '' then\n"
+    "    local kv = redis.call('HGETALL', 'channel-workers:' .. channel)\n"
+    "    for j = 1, #kv, 2 do\n"
+    "      local w, c = kv[j], tonumber(kv[j + 1])\n"
+    "      if c and c > 0 and worker_alive(w) then\n"
+    "        per[w] = c\n"
+    "        mine[#mine + 1] = w\n"
+    "      end\n"
+    "    end\n"
+    "  else\n"
+    "    for _, c in ipairs(resolve(id, user, session, channel)) do\n"
+    "      local w = c[4]\n"
+    "      if not per[w] then\n"
+    "        per[w] = 0\n"
+    "        mine[#mine + 1] = w\n"
+    "      end\n"
+    "      per[w] = per[w] + 1\n"
+    "    end\n"
+    "  end\n"
+    "  for _, w in ipairs(mine) do\n"
+    "    local l = lists[w]\n"
+    "    if not l then\n"
+    "      l = {}\n"
+    "      lists[w] = l\n"
+    "      order[#order + 1] = w\n"
+    "    end\n"
+    "    l[#l + 1] = a + 4\n"
+    "  end\n"
+    "  sends[i] = {per, mine}\n"
+    "end\n"
+    "local reached = {}\n"
+    "for _, w in ipairs(order) do\n"
+    "  local l, ch, r = lists[w], 'worker:' .. w, 0\n"
+    "  if #l == 1 then\n"
+    "    r = redis.call('PUBLISH', ch, ARGV[l[1]])\n"
+    "  elseif alive_cache[w] == '2' then\n"
+    "    local parts = {'\\8\\7'}\n"
+    "    for _, at in ipairs(l) do\n"
+    "      local p = ARGV[at]\n"
+    "      parts[#parts + 1] = '\\58' .. varint(#p)\n"
+    "      parts[#parts + 1] = p\n"
+    "    end\n"
+    "    r = redis.call('PUBLISH', ch, table.concat(parts))\n"
+    "  else\n"
+    "    for _, at in ipairs(l) do r = redis.call('PUBLISH', ch, ARGV[at]) end\n"
+    "  end\n"
+    "  reached[w] = r > 0\n"
+    "end\n"
+    "local out = {}\n"
+    "for i = 1, k do\n"
+    "  local per, mine = sends[i][1], sends[i][2]\n"
+    "  local n, workers, missed = 0, 0, 0\n"
+    "  for _, w in ipairs(mine) do\n"
+    "    if reached[w] then\n"
+    "      n = n + per[w]\n"
+    "      workers = workers + 1\n"
+    "    else\n"
+    "      missed = missed + 1\n"
+    "    end\n"
+    "  end\n"
+    "  out[#out + 1] = n\n"
+    "  out[#out + 1] = workers\n"
+    "  out[#out + 1] = missed\n"
+    "end\n"
+    "return out\n";
+
 /* (Un)subscribe: the target's connections (and, unless ignoreClaims, claims) join
  * or leave ARGV[5], here, before the answer; then one PUBLISH per worker holding
  * them tells it to update its own index. A send that follows is published after
@@ -304,7 +396,7 @@ static const char conn_register_lua[] = PRELUDE
     "redis.call('SADD', 'workers', w)\n"
     "if ARGV[8] and ARGV[8] ~= '' then redis.call('PUBLISH', 'worker:' .. w, ARGV[8]) end\n"
     "local ttl = tonumber(ARGV[6])\n"
-    "if ttl > 0 and redis.call('SET', 'worker-alive:' .. w, '1', 'EX', ttl, 'NX') then\n"
+    "if ttl > 0 and redis.call('SET', 'worker-alive:' .. w, '2', 'EX', ttl, 'NX') then\n"
     "  return 2\n"
     "end\n"
     "return 1\n";
@@ -393,6 +485,7 @@ const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT] = {
     [REDIS_SCRIPT_CLAIM_CREATE] = {"claim_create", claim_create_lua},
     [REDIS_SCRIPT_CLAIM_TAKE] = {"claim_take", claim_take_lua},
     [REDIS_SCRIPT_DELIVER] = {"deliver", deliver_lua},
+    [REDIS_SCRIPT_DELIVER_BATCH] = {"deliver_batch", deliver_batch_lua},
     [REDIS_SCRIPT_INFO] = {"info", info_lua},
     [REDIS_SCRIPT_SUBSCRIBE] = {"subscribe", subscribe_lua},
     [REDIS_SCRIPT_CONN_REGISTER] = {"conn_register", conn_register_lua},

@@ -17,6 +17,10 @@ typedef enum redis_script_id {
      * PUBLISHes payload once per live worker holding target connections.
      * -> {connections reached, workers reached, workers that had no subscriber}. */
     REDIS_SCRIPT_DELIVER,
+    /* ARGV count, then id, user, session, channel, payload per send. Each send as
+     * by DELIVER (no claims dropped), one PUBLISH per worker for them all.
+     * -> {connections, workers, unreachable} per send, flattened. */
+    REDIS_SCRIPT_DELIVER_BATCH,
     /* ARGV id, user, session. -> {{id, worker, lastPing, user, session}..., flattened,
      * {id, expiration, user, session}..., flattened}. */
     REDIS_SCRIPT_INFO,
