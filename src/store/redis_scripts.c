@@ -179,7 +179,43 @@ static const char claim_take_lua[] = PRELUDE
     "  end\n"                                                                            \
     "end\n"
 
-static const char deliver_lua[] = PRELUDE
+/* resolve() for the send scripts: the same checks and clean-up, but it only
+ * counts the live connections per worker (per[w], workers in first-seen order),
+ * reading the three fields it needs and building no per-connection table: the
+ * hot path of every /send. An id or a user (+session) target; a channel target
+ * is read from channel-workers: by the caller. */
+#define TARGET_WORKERS                                                                   \
+    "local function count_conn(cid, set, user, session, per, order)\n"                   \
+    "  local f = redis.call('HMGET', 'conn:' .. cid, 'user', 'session', 'worker')\n"      \
+    "  local u, s, w = f[1], f[2] or '', f[3]\n"                                         \
+    "  if not u then\n"                                                                 \
+    "    if set then redis.call('SREM', set, cid) end\n"                                \
+    "    return\n"                                                                      \
+    "  end\n"                                                                           \
+    "  if set and (u ~= user or (session ~= '' and s ~= session)) then return end\n"     \
+    "  if not w or not worker_alive(w) then\n"                                           \
+    "    conn_drop(cid, u, s, w)\n"                                                      \
+    "    return\n"                                                                      \
+    "  end\n"                                                                           \
+    "  if not per[w] then\n"                                                            \
+    "    per[w] = 0\n"                                                                  \
+    "    order[#order + 1] = w\n"                                                       \
+    "  end\n"                                                                           \
+    "  per[w] = per[w] + 1\n"                                                           \
+    "end\n"                                                                             \
+    "local function target_workers(id, user, session, per, order)\n"                     \
+    "  if id ~= '' then\n"                                                              \
+    "    count_conn(id, nil, user, session, per, order)\n"                              \
+    "    return\n"                                                                      \
+    "  end\n"                                                                           \
+    "  local set = 'user:' .. user\n"                                                    \
+    "  if session ~= '' then set = 'user-session:' .. user .. '-' .. session end\n"      \
+    "  for _, cid in ipairs(redis.call('SMEMBERS', set)) do\n"                            \
+    "    count_conn(cid, set, user, session, per, order)\n"                              \
+    "  end\n"                                                                           \
+    "end\n"
+
+static const char deliver_lua[] = PRELUDE TARGET_WORKERS
     "local id, user, session, channel, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
     "local per, order = {}, {}\n"
     "if id == '' and channel ~= '' then\n"
@@ -192,14 +228,7 @@ static const char deliver_lua[] = PRELUDE
     "    end\n"
     "  end\n"
     "else\n"
-    "  for _, c in ipairs(resolve(id, user, session, channel)) do\n"
-    "    local w = c[4]\n"
-    "    if not per[w] then\n"
-    "      per[w] = 0\n"
-    "      order[#order + 1] = w\n"
-    "    end\n"
-    "    per[w] = per[w] + 1\n"
-    "  end\n"
+    "  target_workers(id, user, session, per, order)\n"
     "end\n"
     PUBLISH_PER_WORKER
     "if ARGV[6] == '1' then\n"
@@ -218,7 +247,7 @@ static const char deliver_lua[] = PRELUDE
  * there are several and the worker's alive key says it reads them ('2'), else
  * one PUBLISH per payload. -> {connections, workers, unreachable} per send,
  * flattened. */
-static const char deliver_batch_lua[] = PRELUDE
+static const char deliver_batch_lua[] = PRELUDE TARGET_WORKERS
     "local function varint(n)\n"
     "  local out = ''\n"
     "  while n >= 128 do\n"
@@ -243,14 +272,7 @@ static const char deliver_batch_lua[] = PRELUDE
     "      end\n"
     "    end\n"
     "  else\n"
-    "    for _, c in ipairs(resolve(id, user, session, channel)) do\n"
-    "      local w = c[4]\n"
-    "      if not per[w] then\n"
-    "        per[w] = 0\n"
-    "        mine[#mine + 1] = w\n"
-    "      end\n"
-    "      per[w] = per[w] + 1\n"
-    "    end\n"
+    "    target_workers(id, user, session, per, mine)\n"
     "  end\n"
     "  for _, w in ipairs(mine) do\n"
     "    local l = lists[w]\n"
