@@ -1,14 +1,16 @@
 /* HTTP/1.1 server on libuv. Each connection reads into the loop's shared buffer and
  * feeds its parser, which stops at the end of every request's headers: the role's
  * precheck then routes and authorizes it, so a refused request never gets its body
- * buffered (nor a 100 Continue). A complete request stops reading until the
- * response is written, so requests are answered in order and a pipelining client
- * cannot queue unbounded work. Timeouts come from one sweep timer over an intrusive
+ * buffered (nor a 100 Continue). Once a request is complete, at most one more
+ * read is kept (and reading stopped) until its response is written, so requests
+ * are answered in order and a pipelining client cannot queue unbounded work. Timeouts come from one sweep timer over an intrusive
  * list of connections. Bad input, and a refused request whose body is still on
  * the wire, are answered with a JSON error, then the connection lingers briefly
  * (write side shut down, discarding what the client still sends, bounded in time),
  * so the client reads the answer instead of a reset. */
 #include "net/http_server.h"
+
+#include <fcntl.h>
 
 #include <errno.h>
 #include <netdb.h>
@@ -856,6 +858,43 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
     conn_free(c);
     drain_check(s);
     return tcp;
+}
+
+static void taken_closed(uv_handle_t *h) { free(h); }
+
+int http_conn_take_fd(http_conn_t *c, char **rest, size_t *rest_len) {
+    if (!c->in_handler) log_fatal("http_conn_take_fd: no request pending on this connection");
+    if (c->in_precheck) log_fatal("http_conn_take_fd: not from the precheck (no body read yet)");
+    *rest = NULL;
+    *rest_len = 0;
+    if (!c->tcp || c->state == CONN_CLOSING) {
+        c->in_handler = false;
+        if (!c->tcp) conn_free(c);
+        return -2;
+    }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)c->tcp, &fd) < 0) return -1;
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) return -1;
+    c->in_handler = false;
+    http_server_t *s = c->server;
+    uv_tcp_t *tcp = c->tcp;
+    conn_account(c, http_parser_request(c->parser), 101, NULL, 0, NULL);
+    conn_read_stop(c);
+    tcp->data = NULL;
+    if (c->pending.len > 0) {
+        *rest = mem_strndup(c->pending.data, c->pending.len);
+        *rest_len = c->pending.len;
+    }
+    list_remove(s, c);
+    s->open_handles--; /* taken_closed touches nothing of the server */
+    c->tcp = NULL;
+    conn_free(c);
+    /* Closes this loop's descriptor (and its epoll entry); the duplicate keeps the
+     * connection open. */
+    uv_close((uv_handle_t *)tcp, taken_closed);
+    drain_check(s);
+    return dup_fd;
 }
 
 const char *http_conn_peer(const http_conn_t *c) { return c->peer; }
