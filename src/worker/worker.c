@@ -121,7 +121,8 @@ static void on_registered(void *ud, store_status_t status) {
             return;
         }
         log_debug("connect", LOG_S("id", c->ix.id), LOG_S("user", c->ix.user),
-                  LOG_S("session", c->ix.session), LOG_S("moved", "from another thread"));
+                  LOG_S("session", c->ix.session), LOG_S("peer", w->adopt_peer),
+                  LOG_S("moved", "from another thread"));
         worker_conn_open(c, tcp, (char *)w->adopt_rest, w->adopt_rest_len);
         return;
     }
@@ -252,7 +253,7 @@ typedef struct adopt {
     int fd;
     char accept[WS_ACCEPT_LEN + 1];
     ws_deflate_params_t deflate;
-    const char *reqid, *user, *session;
+    const char *reqid, *peer, *user, *session;
     const char **channels;
     size_t channel_count;
     char *rest;
@@ -272,13 +273,14 @@ static char *put_str(char **p, const char *str) {
 static bool hand_over(worker_t *w, worker_t *to, http_conn_t *hc, const char *accept,
                       const ws_deflate_params_t *zp, const char *user, const char *session,
                       const char *const *channels, size_t channel_count) {
-    const char *reqid = http_conn_request_id(hc);
-    size_t strs = strlen(reqid) + strlen(user) + (session ? strlen(session) : 0) + 3;
+    const char *reqid = http_conn_request_id(hc), *peer = http_conn_peer(hc);
+    size_t strs = strlen(reqid) + strlen(peer) + strlen(user) + (session ? strlen(session) : 0) + 4;
     for (size_t i = 0; i < channel_count; i++) strs += strlen(channels[i]) + 1;
     adopt_t *a = mem_calloc(1, sizeof *a + channel_count * sizeof(char *) + strs);
     a->channels = (const char **)(a + 1);
     char *p = (char *)(a->channels + channel_count);
     a->reqid = put_str(&p, reqid);
+    a->peer = put_str(&p, peer);
     a->user = put_str(&p, user);
     a->session = session ? put_str(&p, session) : NULL;
     for (size_t i = 0; i < channel_count; i++) a->channels[i] = put_str(&p, channels[i]);
@@ -327,12 +329,14 @@ static void adopt_one(worker_t *w, adopt_t *a) {
      * rest bytes from here. (Were it not, on_registered would find no socket and
      * drop the connection, and the socket would be closed below.) */
     w->adopt_tcp = tcp;
+    w->adopt_peer = a->peer;
     w->adopt_rest = a->rest;
     w->adopt_rest_len = a->rest_len;
     conn_create(w, NULL, a->reqid, a->accept, &a->deflate, a->user, a->session, a->channels,
                 a->channel_count);
     if (w->adopt_tcp) uv_close((uv_handle_t *)w->adopt_tcp, adopted_closed);
     w->adopt_tcp = NULL;
+    w->adopt_peer = NULL;
     w->adopt_rest = NULL;
     w->adopt_rest_len = 0;
     adopt_free(w, a, false);

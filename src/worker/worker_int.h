@@ -119,7 +119,8 @@ struct worker {
     mpsc_t adopt;
     uv_async_t adopt_wake;
     uv_tcp_t *adopt_tcp;           /* during an adopted connection's registration: */
-    const char *adopt_rest;        /* its socket and the bytes that followed its request */
+    const char *adopt_peer;        /* its socket, its client's address and the bytes */
+    const char *adopt_rest;        /* that followed its request */
     size_t adopt_rest_len;
     int timers_open;               /* sweep, drain_timer, adopt_wake, until their close callbacks */
     bool closing;
