@@ -58,6 +58,7 @@ typedef struct app {
     metrics_http_t *metrics;    /* who may GET /metrics: shared, immutable */
     atomic_size_t http_slots;   /* max_connections: HTTP connections of all shards */
     atomic_size_t ws_slots;     /* max_connections: WebSocket connections of all shards */
+    worker_t **workers;         /* standalone on several threads: every shard's worker */
     pthread_mutex_t phase_lock;
     uv_async_t phase_async;     /* shard -> main: a shard finished the current phase */
     unsigned phase_finished;    /* shards done with the current phase (under phase_lock) */
@@ -569,6 +570,13 @@ int main(int argc, char **argv) {
         }
     }
 
+    /* Standalone: a user's connections are placed on one thread (worker_set_peers). */
+    if (app.mem && !exit_code && built > 1) {
+        app.workers = mem_calloc(built, sizeof *app.workers);
+        for (unsigned i = 0; i < built; i++) app.workers[i] = app.shards[i].worker;
+        for (unsigned i = 0; i < built; i++) worker_set_peers(app.workers[i], app.workers, built, i);
+    }
+
     for (unsigned i = 0; i < built; i++) {
         shard_t *sh = &app.shards[i];
         int prc = pthread_create(&sh->thread, NULL, shard_main, sh);
@@ -587,6 +595,7 @@ int main(int argc, char **argv) {
         store_memory_shared_free(app.mem);
         metrics_http_free(app.metrics);
         free(app.shards);
+        free(app.workers);
         config_free(&app.cfg);
         return exit_code;
     }
@@ -618,6 +627,7 @@ int main(int argc, char **argv) {
     metrics_http_free(app.metrics);
     pthread_mutex_destroy(&app.phase_lock);
     free(app.shards);
+    free(app.workers);
     config_free(&app.cfg);
     log_info("stopped");
     return close_rc ? 1 : 0;

@@ -1,14 +1,16 @@
 /* HTTP/1.1 server on libuv. Each connection reads into the loop's shared buffer and
  * feeds its parser, which stops at the end of every request's headers: the role's
  * precheck then routes and authorizes it, so a refused request never gets its body
- * buffered (nor a 100 Continue). A complete request stops reading until the
- * response is written, so requests are answered in order and a pipelining client
- * cannot queue unbounded work. Timeouts come from one sweep timer over an intrusive
+ * buffered (nor a 100 Continue). Once a request is complete, at most one more
+ * read is kept (and reading stopped) until its response is written, so requests
+ * are answered in order and a pipelining client cannot queue unbounded work. Timeouts come from one sweep timer over an intrusive
  * list of connections. Bad input, and a refused request whose body is still on
  * the wire, are answered with a JSON error, then the connection lingers briefly
  * (write side shut down, discarding what the client still sends, bounded in time),
  * so the client reads the answer instead of a reset. */
 #include "net/http_server.h"
+
+#include <fcntl.h>
 
 #include <errno.h>
 #include <netdb.h>
@@ -70,6 +72,7 @@ struct http_conn {
     bool headers_seen;     /* deadline already extended for the body */
     bool answered;         /* a response was written: idle now means kept alive */
     bool timing;           /* req_start_ns holds the current request's first byte */
+    bool reading;          /* uv_read_start'ed (conn_read_start/conn_read_stop) */
     bool has_reqid;        /* reqid holds the current request's id */
     uint64_t req_start_ns; /* metrics_now_ns() at the request's first byte */
     char reqid[METRICS_REQID_MAX + 1]; /* X-Request-ID: the client's, if valid, or made */
@@ -84,6 +87,24 @@ typedef struct write_req {
 
 static void conn_close(http_conn_t *c);
 static bool conn_process(http_conn_t *c, const char *data, size_t len);
+
+/* Reading is started and stopped through these, which know whether it is on: a
+ * keep-alive connection stays read-enabled while its request is handled and
+ * answered, and is stopped only when bytes arrive meanwhile (conn_read), since
+ * each stop and restart costs epoll_ctl calls (up to 3 per request). */
+static int conn_read_start(http_conn_t *c, uv_read_cb cb) {
+    uv_stream_t *st = (uv_stream_t *)c->tcp;
+    if (c->reading && st->read_cb == cb) return 0;
+    if (c->reading) uv_read_stop(st);
+    c->reading = uv_read_start(st, read_buffer_alloc, cb) == 0;
+    return c->reading ? 0 : -1;
+}
+
+static void conn_read_stop(http_conn_t *c) {
+    if (!c->reading) return;
+    c->reading = false;
+    uv_read_stop((uv_stream_t *)c->tcp);
+}
 static void drain_check(http_server_t *s);
 
 /* ---- bookkeeping --------------------------------------------------------- */
@@ -156,7 +177,7 @@ static void conn_closed(uv_handle_t *h) {
 static void conn_close(http_conn_t *c) {
     if (c->state == CONN_CLOSING) return;
     c->state = CONN_CLOSING;
-    uv_read_stop((uv_stream_t *)c->tcp);
+    conn_read_stop(c);
     uv_close((uv_handle_t *)c->tcp, conn_closed);
 }
 
@@ -197,16 +218,13 @@ static void start_linger(http_conn_t *c) {
         conn_close(c);
         return;
     }
-    if (uv_read_start((uv_stream_t *)c->tcp, read_buffer_alloc, linger_read) < 0) conn_close(c);
+    if (conn_read_start(c, linger_read) < 0) conn_close(c);
 }
 
 static void conn_resume(http_conn_t *c);
 static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
-static void response_written(uv_write_t *req, int status) {
-    write_req_t *w = (write_req_t *)req;
-    http_conn_t *c = w->conn;
-    free(w);
+static void response_done(http_conn_t *c, int status) {
     if (c->state == CONN_CLOSING) return;
     if (status < 0) {
         conn_close(c);
@@ -224,16 +242,42 @@ static void response_written(uv_write_t *req, int status) {
     conn_resume(c);
 }
 
+static void response_written(uv_write_t *req, int status) {
+    write_req_t *w = (write_req_t *)req;
+    http_conn_t *c = w->conn;
+    free(w);
+    response_done(c, status);
+}
+
+/* n in decimal into out (at least 21 bytes, not terminated); its length. */
+static size_t format_decimal(char *out, uint64_t n) {
+    char tmp[20];
+    size_t len = 0;
+    do {
+        tmp[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (size_t i = 0; i < len; i++) out[i] = tmp[len - 1 - i];
+    return len;
+}
+
 /* Queues one response as a single write. The connection must be writable. */
 static void conn_write_response(http_conn_t *c, int status, const char *content_type,
                                 const char *extra_headers, const char *body, size_t body_len,
                                 bool keep_alive, bool head_only) {
+    /* Put together by hand: a printf of it was the largest user-space cost of an
+     * API answer (issue 10). */
     buf_t h = BUF_INIT;
-    buf_printf(&h,
-               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-               "Connection: %s\r\n",
-               status, http_status_reason(status), content_type, body_len,
-               keep_alive ? "keep-alive" : "close");
+    char num[24];
+    buf_append(&h, "HTTP/1.1 ", 9);
+    buf_append(&h, num, format_decimal(num, (uint64_t)(status > 0 ? status : 0)));
+    buf_append(&h, " ", 1);
+    buf_append_str(&h, http_status_reason(status));
+    buf_append(&h, "\r\nContent-Type: ", 16);
+    buf_append_str(&h, content_type);
+    buf_append(&h, "\r\nContent-Length: ", 18);
+    buf_append(&h, num, format_decimal(num, body_len));
+    buf_append_str(&h, keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
     if (extra_headers) buf_append_str(&h, extra_headers);
     buf_append(&h, "\r\n", 2);
     size_t blen = head_only ? 0 : body_len;
@@ -246,6 +290,23 @@ static void conn_write_response(http_conn_t *c, int status, const char *content_
     c->close_after_write = !keep_alive;
     c->state = CONN_WRITING;
     c->deadline = idle_deadline(c->server);
+    if (keep_alive && c->pending.len == 0 && !c->in_precheck) {
+        /* Usually the socket takes the whole answer at once: then no write request
+         * (libuv's completion of one also re-arms epoll, a system call per answer),
+         * and the connection is ready for the next request right away. Not with
+         * pipelined bytes waiting, whose handling would nest in this call, nor from
+         * the precheck, whose caller still stops reading and keeps the rest. */
+        int n = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
+        if (n == (int)b.len) {
+            free(w);
+            response_done(c, 0);
+            return;
+        }
+        if (n > 0) {
+            b.base += n;
+            b.len -= (size_t)n;
+        }
+    }
     if (uv_write(&w->req, (uv_stream_t *)c->tcp, &b, 1, response_written) < 0) {
         free(w);
         conn_close(c);
@@ -351,7 +412,7 @@ static void conn_parse_error(http_conn_t *c) {
     buf_free(&e);
     buf_t h = BUF_INIT;
     conn_account(c, NULL, status, b.data, b.len, &h);
-    uv_read_stop((uv_stream_t *)c->tcp);
+    conn_read_stop(c);
     buf_free(&c->pending);
     conn_write_response(c, status, "application/json", h.data, b.data, b.len, false, false);
     buf_free(&h);
@@ -419,7 +480,7 @@ static bool conn_process(http_conn_t *c, const char *data, size_t len) {
             /* Answered: stop reading. The bytes after the headers are the next
              * request when the answer keeps the connection (no body), else unread
              * body the linger discards. */
-            if (c->state != CONN_CLOSING) uv_read_stop((uv_stream_t *)c->tcp);
+            if (c->state != CONN_CLOSING) conn_read_stop(c);
             if (c->close_after_write || c->state == CONN_CLOSING) keep_rest(c, NULL, 0);
             else keep_rest(c, data + off, len - off);
             return false;
@@ -437,9 +498,9 @@ static bool conn_process(http_conn_t *c, const char *data, size_t len) {
         }
         return true;
     }
-    /* DONE: keep the bytes that follow, stop reading, hand the request over. */
+    /* DONE: keep the bytes that follow, hand the request over. Reading stays on
+     * (conn_read stops it if more bytes come before the answer is written). */
     keep_rest(c, data + off, len - off);
-    uv_read_stop((uv_stream_t *)c->tcp);
     c->state = CONN_HANDLER;
     c->in_handler = true;
     s->handler(s->ud, c, http_parser_request(c->parser));
@@ -458,12 +519,22 @@ static void conn_resume(http_conn_t *c) {
         if (!wants_more) return;
     }
     buf_free(&c->pending);
-    if (uv_read_start((uv_stream_t *)c->tcp, read_buffer_alloc, conn_read) < 0) conn_close(c);
+    if (conn_read_start(c, conn_read) < 0) conn_close(c);
 }
 
 static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     http_conn_t *c = st->data;
-    if (nread == 0 || c->state != CONN_READING) return;
+    if (nread == 0) return;
+    if (c->state == CONN_HANDLER || c->state == CONN_WRITING) {
+        /* The next request (or an EOF, an error) before this one's answer is
+         * written: keep the bytes for conn_resume, which parses them after the
+         * answer, and stop reading until then (so at most one read is held). An
+         * EOF or error is read again then. */
+        if (nread > 0) buf_append(&c->pending, buf->base, (size_t)nread);
+        conn_read_stop(c);
+        return;
+    }
+    if (c->state != CONN_READING) return;
     if (nread < 0) {
         /* EOF mid-request is not worth an answer: the client stopped talking. */
         conn_close(c);
@@ -541,7 +612,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     s->conn_count++;
     uv_tcp_nodelay(tcp, 1);
     format_peer(c);
-    if (uv_read_start((uv_stream_t *)tcp, read_buffer_alloc, conn_read) < 0) conn_close(c);
+    if (conn_read_start(c, conn_read) < 0) conn_close(c);
 }
 
 static void sweep(uv_timer_t *t) {
@@ -801,7 +872,7 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
     uv_tcp_t *tcp = c->tcp;
     /* The handler wrote (or queued) its 101: counted, and logged, as answered. */
     conn_account(c, http_parser_request(c->parser), 101, NULL, 0, NULL);
-    uv_read_stop((uv_stream_t *)tcp);
+    conn_read_stop(c);
     tcp->data = NULL;
     if (c->pending.len > 0) {
         *rest = mem_strndup(c->pending.data, c->pending.len);
@@ -813,6 +884,43 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
     conn_free(c);
     drain_check(s);
     return tcp;
+}
+
+static void taken_closed(uv_handle_t *h) { free(h); }
+
+int http_conn_take_fd(http_conn_t *c, char **rest, size_t *rest_len) {
+    if (!c->in_handler) log_fatal("http_conn_take_fd: no request pending on this connection");
+    if (c->in_precheck) log_fatal("http_conn_take_fd: not from the precheck (no body read yet)");
+    *rest = NULL;
+    *rest_len = 0;
+    if (!c->tcp || c->state == CONN_CLOSING) {
+        c->in_handler = false;
+        if (!c->tcp) conn_free(c);
+        return -2;
+    }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)c->tcp, &fd) < 0) return -1;
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) return -1;
+    c->in_handler = false;
+    http_server_t *s = c->server;
+    uv_tcp_t *tcp = c->tcp;
+    conn_account(c, http_parser_request(c->parser), 101, NULL, 0, NULL);
+    conn_read_stop(c);
+    tcp->data = NULL;
+    if (c->pending.len > 0) {
+        *rest = mem_strndup(c->pending.data, c->pending.len);
+        *rest_len = c->pending.len;
+    }
+    list_remove(s, c);
+    s->open_handles--; /* taken_closed touches nothing of the server */
+    c->tcp = NULL;
+    conn_free(c);
+    /* Closes this loop's descriptor (and its epoll entry); the duplicate keeps the
+     * connection open. */
+    uv_close((uv_handle_t *)tcp, taken_closed);
+    drain_check(s);
+    return dup_fd;
 }
 
 const char *http_conn_peer(const http_conn_t *c) { return c->peer; }

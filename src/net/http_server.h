@@ -135,6 +135,14 @@ bool http_conn_is_gone(const http_conn_t *c);
  * from them (and http_conn_peer) before calling. */
 uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len);
 
+/* Like http_conn_detach, for a socket that moves to another loop thread: returns
+ * a duplicate of the socket's descriptor (close-on-exec), which the caller owns
+ * (uv_tcp_open it on the other loop), and closes this loop's handle. The request
+ * is accounted as answered with 101 (the new owner writes it). -2 when the peer is
+ * already gone (c freed, as with detach); -1 when no descriptor could be made:
+ * then nothing changed and the handler still owes an answer. */
+int http_conn_take_fd(http_conn_t *c, char **rest, size_t *rest_len);
+
 /* The pending request's id (docs/api.md, "Request ids"): its X-Request-ID header
  * when that is at most 64 bytes of [A-Za-z0-9._:-], else one made here (16 hex
  * digits). Every answer carries it in an X-Request-ID header, an error answer

@@ -15,14 +15,16 @@
 
 #define PRELUDE                                                                          \
     "if redis.replicate_commands then redis.replicate_commands() end\n"                 \
+    /* the alive key's value, false when missing: '2' says the worker reads \
+     * batches (deliver_batch) */                                                    \
     "local alive_cache = {}\n"                                                           \
     "local function worker_alive(w)\n"                                                   \
     "  local a = alive_cache[w]\n"                                                       \
     "  if a == nil then\n"                                                               \
-    "    a = redis.call('EXISTS', 'worker-alive:' .. w) == 1\n"                          \
+    "    a = redis.call('GET', 'worker-alive:' .. w)\n"                                  \
     "    alive_cache[w] = a\n"                                                           \
     "  end\n"                                                                            \
-    "  return a\n"                                                                       \
+    "  return a ~= false\n"                                                              \
     "end\n"                                                                              \
     "local function split(str)\n"                                                        \
     "  local out = {}\n"                                                                 \
@@ -196,14 +198,7 @@ static const char claim_take_lua[] = PRELUDE
     "if id == '' and channel ~= '' then\n"                                 \
     "  per, order = channel_workers(channel, true)\n"                      \
     "else\n"                                                               \
-    "  for _, c in ipairs(resolve(id, user, session, channel)) do\n"       \
-    "    local w = c[4]\n"                                                 \
-    "    if not per[w] then\n"                                             \
-    "      per[w] = 0\n"                                                   \
-    "      order[#order + 1] = w\n"                                        \
-    "    end\n"                                                            \
-    "    per[w] = per[w] + 1\n"                                            \
-    "  end\n"                                                              \
+    "  target_workers(id, user, session, per, order)\n"                    \
     "end\n"
 
 /* One PUBLISH per worker, not per connection: the worker matches the target
@@ -225,7 +220,43 @@ static const char claim_take_lua[] = PRELUDE
     "  end\n"                                                                            \
     "end\n"
 
-static const char deliver_lua[] = PRELUDE
+/* resolve() for the send scripts: the same checks and clean-up, but it only
+ * counts the live connections per worker (per[w], workers in first-seen order),
+ * reading the three fields it needs and building no per-connection table: the
+ * hot path of every /send. An id or a user (+session) target; a channel target
+ * is read from channel-workers: by the caller. */
+#define TARGET_WORKERS                                                                   \
+    "local function count_conn(cid, set, user, session, per, order)\n"                   \
+    "  local f = redis.call('HMGET', 'conn:' .. cid, 'user', 'session', 'worker')\n"      \
+    "  local u, s, w = f[1], f[2] or '', f[3]\n"                                         \
+    "  if not u then\n"                                                                 \
+    "    if set then redis.call('SREM', set, cid) end\n"                                \
+    "    return\n"                                                                      \
+    "  end\n"                                                                           \
+    "  if set and (u ~= user or (session ~= '' and s ~= session)) then return end\n"     \
+    "  if not w or not worker_alive(w) then\n"                                           \
+    "    conn_drop(cid, u, s, w)\n"                                                      \
+    "    return\n"                                                                      \
+    "  end\n"                                                                           \
+    "  if not per[w] then\n"                                                            \
+    "    per[w] = 0\n"                                                                  \
+    "    order[#order + 1] = w\n"                                                       \
+    "  end\n"                                                                           \
+    "  per[w] = per[w] + 1\n"                                                           \
+    "end\n"                                                                             \
+    "local function target_workers(id, user, session, per, order)\n"                     \
+    "  if id ~= '' then\n"                                                              \
+    "    count_conn(id, nil, user, session, per, order)\n"                              \
+    "    return\n"                                                                      \
+    "  end\n"                                                                           \
+    "  local set = 'user:' .. user\n"                                                    \
+    "  if session ~= '' then set = 'user-session:' .. user .. '-' .. session end\n"      \
+    "  for _, cid in ipairs(redis.call('SMEMBERS', set)) do\n"                            \
+    "    count_conn(cid, set, user, session, per, order)\n"                              \
+    "  end\n"                                                                           \
+    "end\n"
+
+static const char deliver_lua[] = PRELUDE TARGET_WORKERS
     "local id, user, session, channel, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
     RESOLVE_PER_WORKER
     PUBLISH_PER_WORKER
@@ -240,13 +271,89 @@ static const char deliver_lua[] = PRELUDE
  * which never enters Lua (Redis 7 hashes every byte of every Lua string); the API
  * PUBLISHes it itself to each worker returned. ARGV: id, user, session, channel.
  * -> {worker, connections, worker, connections, ...}. */
-static const char resolve_lua[] = PRELUDE
+static const char resolve_lua[] = PRELUDE TARGET_WORKERS
     "local id, user, session, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     RESOLVE_PER_WORKER
     "local out = {}\n"
     "for _, w in ipairs(order) do\n"
     "  out[#out + 1] = w\n"
     "  out[#out + 1] = per[w]\n"
+    "end\n"
+    "return out\n";
+
+/* Several sends at once (the API's sends of one loop turn, store_redis.c): ARGV
+ * count, then id, user, session, channel, payload per send, in call order. Each
+ * is resolved as by deliver; then each worker gets one PUBLISH of all the
+ * payloads meant for it, in call order: the payload itself when there is one, a
+ * BATCH WorkerMessage (kind 7 in field 1, then each payload as an embedded
+ * message in field 7: what '\8\7' and '\58' .. varint(length) spell in Lua) when
+ * there are several and the worker's alive key says it reads them ('2'), else
+ * one PUBLISH per payload. -> {connections, workers, unreachable} per send,
+ * flattened. */
+static const char deliver_batch_lua[] = PRELUDE TARGET_WORKERS
+    "local function varint(n)\n"
+    "  local out = ''\n"
+    "  while n >= 128 do\n"
+    "    out = out .. string.char(n % 128 + 128)\n"
+    "    n = math.floor(n / 128)\n"
+    "  end\n"
+    "  return out .. string.char(n)\n"
+    "end\n"
+    "local k = tonumber(ARGV[1])\n"
+    "local lists, order, sends = {}, {}, {}\n"
+    "for i = 1, k do\n"
+    "  local a = 2 + (i - 1) * 5\n"
+    "  local id, user, session, channel = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]\n"
+    "  local per, mine = {}, {}\n"
+    "  if id == '' and channel ~= '' then\n"
+    "    per, mine = channel_workers(channel, true)\n"
+    "  else\n"
+    "    target_workers(id, user, session, per, mine)\n"
+    "  end\n"
+    "  for _, w in ipairs(mine) do\n"
+    "    local l = lists[w]\n"
+    "    if not l then\n"
+    "      l = {}\n"
+    "      lists[w] = l\n"
+    "      order[#order + 1] = w\n"
+    "    end\n"
+    "    l[#l + 1] = a + 4\n"
+    "  end\n"
+    "  sends[i] = {per, mine}\n"
+    "end\n"
+    "local reached = {}\n"
+    "for _, w in ipairs(order) do\n"
+    "  local l, ch, r = lists[w], 'worker:' .. w, 0\n"
+    "  if #l == 1 then\n"
+    "    r = redis.call('PUBLISH', ch, ARGV[l[1]])\n"
+    "  elseif alive_cache[w] == '2' then\n"
+    "    local parts = {'\\8\\7'}\n"
+    "    for _, at in ipairs(l) do\n"
+    "      local p = ARGV[at]\n"
+    "      parts[#parts + 1] = '\\58' .. varint(#p)\n"
+    "      parts[#parts + 1] = p\n"
+    "    end\n"
+    "    r = redis.call('PUBLISH', ch, table.concat(parts))\n"
+    "  else\n"
+    "    for _, at in ipairs(l) do r = redis.call('PUBLISH', ch, ARGV[at]) end\n"
+    "  end\n"
+    "  reached[w] = r > 0\n"
+    "end\n"
+    "local out = {}\n"
+    "for i = 1, k do\n"
+    "  local per, mine = sends[i][1], sends[i][2]\n"
+    "  local n, workers, missed = 0, 0, 0\n"
+    "  for _, w in ipairs(mine) do\n"
+    "    if reached[w] then\n"
+    "      n = n + per[w]\n"
+    "      workers = workers + 1\n"
+    "    else\n"
+    "      missed = missed + 1\n"
+    "    end\n"
+    "  end\n"
+    "  out[#out + 1] = n\n"
+    "  out[#out + 1] = workers\n"
+    "  out[#out + 1] = missed\n"
     "end\n"
     "return out\n";
 
@@ -413,7 +520,7 @@ static const char conn_register_lua[] = PRELUDE
     "redis.call('SADD', 'workers', w)\n"
     "if ARGV[8] and ARGV[8] ~= '' then redis.call('PUBLISH', 'worker:' .. w, ARGV[8]) end\n"
     "local ttl = tonumber(ARGV[6])\n"
-    "if ttl > 0 and redis.call('SET', 'worker-alive:' .. w, '1', 'EX', ttl, 'NX') then\n"
+    "if ttl > 0 and redis.call('SET', 'worker-alive:' .. w, '2', 'EX', ttl, 'NX') then\n"
     "  return 2\n"
     "end\n"
     "return 1\n";
@@ -503,6 +610,7 @@ const redis_script_t redis_scripts[REDIS_SCRIPT_COUNT] = {
     [REDIS_SCRIPT_CLAIM_TAKE] = {"claim_take", claim_take_lua},
     [REDIS_SCRIPT_DELIVER] = {"deliver", deliver_lua},
     [REDIS_SCRIPT_RESOLVE] = {"resolve", resolve_lua},
+    [REDIS_SCRIPT_DELIVER_BATCH] = {"deliver_batch", deliver_batch_lua},
     [REDIS_SCRIPT_INFO] = {"info", info_lua},
     [REDIS_SCRIPT_SUBSCRIBE] = {"subscribe", subscribe_lua},
     [REDIS_SCRIPT_CHAN_APPLY] = {"chan_apply", chan_apply_lua},

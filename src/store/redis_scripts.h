@@ -21,6 +21,10 @@ typedef enum redis_script_id {
      * big send whose payload the caller PUBLISHes itself.
      * -> {worker, connections on it, ...} for each live worker holding targets. */
     REDIS_SCRIPT_RESOLVE,
+    /* ARGV count, then id, user, session, channel, payload per send. Each send as
+     * by DELIVER (no claims dropped), one PUBLISH per worker for them all.
+     * -> {connections, workers, unreachable} per send, flattened. */
+    REDIS_SCRIPT_DELIVER_BATCH,
     /* ARGV id, user, session. -> {{id, worker, lastPing, user, session}..., flattened,
      * {id, expiration, user, session}..., flattened}. */
     REDIS_SCRIPT_INFO,

@@ -5,6 +5,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/sds.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -24,7 +25,12 @@ typedef struct out_chunk {
 typedef struct redis_uv {
     struct redisAsyncContext *ac; /* NULL once hiredis has let go of it */
     uv_poll_t poll;
-    int events; /* UV_READABLE | UV_WRITABLE, as hiredis asked (and while out waits) */
+    uv_idle_t flush;   /* a deferred write ("Deferred writes" below) */
+    int events;        /* UV_READABLE | UV_WRITABLE, as hiredis asked */
+    int polled;        /* what the poll handle watches */
+    bool deferred;     /* a write is due; flush does it, without the poll */
+    bool flushing;     /* in on_flush */
+    int handles;       /* open handles; p is freed when both have closed */
     out_chunk_t *out, *out_last; /* taken output not written yet, in order */
     size_t read_bytes;   /* read since the last idle check (redis_uv_idle) */
     uint64_t checked_ms; /* loop time of the last idle check */
@@ -158,6 +164,23 @@ static void handle_write(redis_uv_t *p) {
     redisAsyncHandleWrite(ac);
 }
 
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Watches what hiredis asked for, and writable while taken output waits, less a
+ * deferred write. libuv's uv_poll_start removes the descriptor from epoll and adds
+ * it back, two system calls, so the poll handle is touched only when that set
+ * changes. */
+static void apply(redis_uv_t *p) {
+    int want = p->events | (p->out ? UV_WRITABLE : 0);
+    if (p->deferred) want &= ~UV_WRITABLE;
+    if (want == p->polled) return;
+    p->polled = want;
+    if (want)
+        uv_poll_start(&p->poll, want, on_poll);
+    else
+        uv_poll_stop(&p->poll);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
     redis_uv_t *p = h->data;
     if (status < 0) {
@@ -165,37 +188,85 @@ static void on_poll(uv_poll_t *h, int status, int events) {
          * directions; the read fails with the error (or the connect check does)
          * and hiredis disconnects, which runs the cleanup below (p->ac = NULL). */
         events = UV_READABLE | UV_WRITABLE;
+        p->polled = 0;
     }
     /* Each call may free the context: check before the next. p itself lives until
-     * the poll handle's close callback, which runs on a later loop iteration. */
+     * the handles' close callbacks, which run on a later loop iteration. */
     if (p->ac && (events & UV_READABLE)) handle_read(p);
     if (p->ac && (events & UV_WRITABLE)) handle_write(p);
     /* Still alive after an error (the error was transient): watch again what
      * hiredis expects, since libuv stopped. redis_conn's timeout stays the net. */
-    if (status < 0 && p->ac && p->events) uv_poll_start(&p->poll, p->events, on_poll);
+    if (status < 0 && p->ac) apply(p);
 }
 
-static void update(redis_uv_t *p, int add, int del) {
-    p->events = (p->events | add) & ~del;
-    if (p->out) p->events |= UV_WRITABLE; /* taken output still waits */
-    if (p->events)
-        uv_poll_start(&p->poll, p->events, on_poll);
-    else
-        uv_poll_stop(&p->poll);
+/* Deferred writes: commands added on a connected context are written from an idle
+ * callback at the start of the next loop iteration, before it polls, instead of
+ * waiting for the poll to report the socket writable: the commands of one turn
+ * still go in one write, and a write that completes at once (the usual case) needs
+ * no change to what epoll watches. A write that does not complete is watched as
+ * before. */
+static void on_flush(uv_idle_t *h) {
+    redis_uv_t *p = h->data;
+    uv_idle_stop(h);
+    if (!p->deferred || !p->ac) return;
+    p->deferred = false;
+    p->flushing = true;
+    handle_write(p); /* may free the context (p->ac = NULL) */
+    p->flushing = false;
+    if (p->ac) apply(p);
 }
 
-static void add_read(void *d) { update(d, UV_READABLE, 0); }
-static void del_read(void *d) { update(d, 0, UV_READABLE); }
-static void add_write(void *d) { update(d, UV_WRITABLE, 0); }
-static void del_write(void *d) { update(d, 0, UV_WRITABLE); }
+static void defer_write(redis_uv_t *p) {
+    /* While connecting, writable is how hiredis learns the connect finished. */
+    if (!p->flushing && (p->ac->c.flags & REDIS_CONNECTED)) {
+        p->deferred = true;
+        uv_idle_start(&p->flush, on_flush);
+    } else {
+        p->deferred = false;
+    }
+    apply(p);
+}
 
-static void on_closed(uv_handle_t *h) { free(h->data); }
+static void add_read(void *d) {
+    redis_uv_t *p = d;
+    p->events |= UV_READABLE;
+    apply(p);
+}
+
+static void del_read(void *d) {
+    redis_uv_t *p = d;
+    p->events &= ~UV_READABLE;
+    apply(p);
+}
+
+static void add_write(void *d) {
+    redis_uv_t *p = d;
+    p->events |= UV_WRITABLE;
+    defer_write(p);
+}
+
+static void del_write(void *d) {
+    redis_uv_t *p = d;
+    p->events &= ~UV_WRITABLE;
+    if (!p->out) { /* taken output still waiting keeps its write due */
+        p->deferred = false;
+        uv_idle_stop(&p->flush);
+    }
+    apply(p);
+}
+
+static void on_closed(uv_handle_t *h) {
+    redis_uv_t *p = h->data;
+    if (--p->handles == 0) free(p);
+}
 
 static void cleanup(void *d) {
     redis_uv_t *p = d;
     out_free(p);
     p->ac = NULL;
+    p->deferred = false;
     uv_close((uv_handle_t *)&p->poll, on_closed);
+    uv_close((uv_handle_t *)&p->flush, on_closed);
 }
 
 int redis_uv_attach(struct redisAsyncContext *ac, uv_loop_t *loop) {
@@ -205,8 +276,11 @@ int redis_uv_attach(struct redisAsyncContext *ac, uv_loop_t *loop) {
         free(p);
         return -1;
     }
+    uv_idle_init(loop, &p->flush);
+    p->handles = 2;
     p->ac = ac;
     p->poll.data = p;
+    p->flush.data = p;
     /* Never drop the reader's buffer when it empties (hiredis would, above 16 KiB, at
      * the next read: so every big reply grew a fresh buffer from nothing);
      * redis_uv_idle shrinks it once it stays idle instead. */
@@ -258,6 +332,6 @@ int redis_uv_send_owned(struct redisAsyncContext *ac, void (*fn)(struct redisAsy
     }
     if (sdslen(c->obuf)) take_obuf(p); /* what came before goes first */
     out_push(p, cmd, len, owner);
-    update(p, UV_WRITABLE, 0);
+    defer_write(p);
     return 0;
 }

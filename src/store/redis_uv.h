@@ -28,6 +28,13 @@
  * and disconnects as it always does. A caller with a big command already in the
  * protocol hands it over whole (redis_uv_send_owned): no copy at all.
  *
+ * Deferred writes: commands added on a connected context are written from an idle
+ * callback at the start of the next loop iteration, before it polls, rather than
+ * when the poll reports the socket writable; the poll handle is touched only when
+ * the set of watched events changes (uv_poll_start costs two epoll_ctl). So the
+ * commands of one turn go out in one write and a write that completes at once
+ * changes nothing in epoll (docs/architecture.md, "System calls on the send path").
+ *
  * Ownership: the glue belongs to the context; hiredis frees it through its cleanup
  * hook when the context is freed (the poll handle closes asynchronously). */
 #ifndef DSOCK_REDIS_UV_H

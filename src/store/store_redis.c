@@ -43,6 +43,12 @@
 /* Room for "*3 $7 PUBLISH $n worker:<id> $len" in front of its payload, for worker
  * ids up to about 280 bytes (longer ones take the slower argv path). */
 #define BIG_HEAD_ROOM 320
+/* Sends batched into one deliver_batch call (docs/redis.md, "Batched sends"): at
+ * most BATCH_MAX sends and BATCH_MAX_BYTES of payload per call; a send whose
+ * payload is over BATCH_ONE_MAX goes alone (its bytes dominate anyway). */
+#define BATCH_MAX 64
+#define BATCH_MAX_BYTES (256 * 1024)
+#define BATCH_ONE_MAX (16 * 1024)
 
 typedef struct store_redis store_redis_t;
 
@@ -81,6 +87,7 @@ typedef enum op_kind {
     OP_CLAIM_CREATE,
     OP_CLAIM_TAKE,
     OP_DELIVER,
+    OP_DELIVER_BATCH, /* several OP_DELIVER sends in one deliver_batch call */
     OP_INFO,
     OP_REGISTER,
     OP_UNREGISTER,
@@ -120,6 +127,8 @@ typedef struct op {
     bool fenced;     /* OP_RESOLVE: counted in s->fence */
     uint8_t *payload; /* OP_RESOLVE: the packed message to PUBLISH (owned) */
     size_t payload_len;
+    struct op **members; /* OP_DELIVER_BATCH: its sends, whose arguments argv points at */
+    size_t n_members;
 } op_t;
 
 /* An unregistration that could not be sent: retried after the next reconnect. */
@@ -174,6 +183,11 @@ struct store_redis {
 
     struct op *wait_first, *wait_last; /* requests waiting for a connection */
     unsigned fence; /* big sends resolved or resolving whose PUBLISHes are not written yet */
+
+    /* Sends of this loop turn, not yet handed to the connection (batch_*). */
+    uv_check_t batch_check;
+    struct op *batch[BATCH_MAX];
+    size_t batch_n, batch_bytes;
 
     bool closing, finalizing;
     uint64_t close_deadline_ms;
@@ -275,8 +289,12 @@ static void op_issue(op_t *op) {
  * coming back, is not an error yet. So do requests made while a big send is between
  * its resolution and its PUBLISHes (the fence, "Big sends"). The request's FIFO link
  * and send time are free until it is sent, so they hold its place here. */
+static void batch_flush(store_redis_t *s);
+
 static void op_submit(op_t *op) {
     store_redis_t *s = op->s;
+    /* Sends batched earlier in this turn go first: one FIFO, call order. */
+    if (op->kind != OP_DELIVER_BATCH && s->batch_n) batch_flush(s);
     if (redis_conn_ready(s->cmd) && !s->wait_first && !s->fence) {
         op_issue(op);
         return;
@@ -494,6 +512,33 @@ static void finish_handshake(op_t *op, redisReply *reply) {
     redis_conn_fail(s->cmd, why);
 }
 
+/* Each send of a batch gets its own {connections, workers, unreachable}; when the
+ * call failed, every send gets the failure (unknown outcome once it was sent). */
+static void finish_batch(op_t *op, redisReply *reply) {
+    size_t n = op->n_members;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 * n) {
+        for (size_t i = 0; i < n; i++) {
+            redisReply one = {.type = REDIS_REPLY_ARRAY, .elements = 3,
+                              .element = reply->element + 3 * i};
+            op_finish(op->members[i], &one);
+        }
+        return;
+    }
+    /* Logged once (the batch op counts nothing); counted once per send. */
+    bad_reply(op, reply);
+    store_status_t st = !reply && op->sent ? STORE_UNKNOWN : STORE_UNAVAILABLE;
+    for (size_t i = 0; i < n; i++) {
+        op_t *m = op->members[i];
+        if (m->mop >= 0) {
+            METRICS_INC(store_errors[!reply && op->req.timed_out ? METRICS_STORE_TIMEOUT
+                                                                 : METRICS_STORE_ERROR]);
+            metrics_observe_store((metrics_store_op_t)m->mop, metrics_now_ns() - m->t0_ns);
+        }
+        m->cb.delivery(m->ud, st, &(store_delivery_t){0});
+        free(m);
+    }
+}
+
 static void op_finish(op_t *op, redisReply *reply) {
     store_redis_t *s = op->s;
     if (op->mop >= 0)
@@ -535,6 +580,9 @@ static void op_finish(op_t *op, redisReply *reply) {
         }
         break;
     }
+    case OP_DELIVER_BATCH:
+        finish_batch(op, reply);
+        break;
     case OP_INFO:
         finish_info(op, reply);
         break;
@@ -623,7 +671,8 @@ static void op_finish(op_t *op, redisReply *reply) {
 static void send_heartbeat(store_redis_t *s, bool handshake) {
     char ttl[16];
     snprintf(ttl, sizeof ttl, "%u", s->ttl_s);
-    const char *args[] = {"SET", s->alive_key, "1", "EX", ttl, "GET"};
+    /* '2': this worker reads BATCH messages (deliver_batch); '1' is an older one. */
+    const char *args[] = {"SET", s->alive_key, "2", "EX", ttl, "GET"};
     int n = s->heartbeat_plain ? 5 : 6;
     size_t lens[6];
     for (int i = 0; i < n; i++) lens[i] = strlen(args[i]);
@@ -937,15 +986,11 @@ static bool gen_valid(const ProtobufCBinaryData *b) {
 
 /* Anyone who can PUBLISH on Redis can write to this channel, so a message is
  * checked as strictly as the API checks a request before any connection sees it
- * (docs/redis.md): what fails is dropped and counted in bus_dropped_invalid. */
-static void sub_on_message(void *ud, const char *data, size_t len) {
-    store_redis_t *s = ud;
-    if (s->closing) return;
-    Dsock__WorkerMessage *m = dsock__worker_message__unpack(NULL, len, (const uint8_t *)data);
-    if (!m) {
-        bus_drop(s, "not a WorkerMessage", len);
-        return;
-    }
+ * (docs/redis.md): what fails is dropped and counted in bus_dropped_invalid. A
+ * BATCH is checked and handed over element by element, in order, exactly as if
+ * each element had been published alone (`len`, for the logs, is the whole
+ * message's). */
+static void bus_handle(store_redis_t *s, const Dsock__WorkerMessage *m, size_t len, bool nested) {
     worker_msg_t msg = {.body = m->body.data, .body_len = m->body.len};
     const char *why = NULL;
     switch (m->kind) {
@@ -956,17 +1001,34 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
     case DSOCK__WORKER_MESSAGE__KIND__UNSUBSCRIBE: msg.kind = WORKER_MSG_UNSUBSCRIBE; break;
     case DSOCK__WORKER_MESSAGE__KIND__REGISTERED: msg.kind = WORKER_MSG_REGISTERED; break;
     case DSOCK__WORKER_MESSAGE__KIND__CANARY: break;
+    case DSOCK__WORKER_MESSAGE__KIND__BATCH: break;
     default: why = "unknown kind"; break;
     }
+    if (!why && m->n_batch && m->kind != DSOCK__WORKER_MESSAGE__KIND__BATCH)
+        why = "a batch element outside a BATCH";
     if (why)
         ;
+    else if (m->kind == DSOCK__WORKER_MESSAGE__KIND__BATCH) {
+        if (nested)
+            why = "a BATCH inside a BATCH";
+        else if (!m->n_batch || m->connection.len || m->user.len || m->session.len ||
+                 m->channel.len || m->body.len)
+            why = "a BATCH with a target, a body or no element";
+        if (why) {
+            bus_drop(s, why, len);
+            return;
+        }
+        for (size_t i = 0; i < m->n_batch && !s->closing; i++) bus_handle(s, m->batch[i], len, true);
+        return;
+    }
     else if (m->kind == DSOCK__WORKER_MESSAGE__KIND__CANARY) {
         /* Consumed here, never handed to the worker: no client ever sees one. */
-        if (m->connection.len || m->user.len || m->session.len || m->channel.len)
+        if (nested)
+            bus_drop(s, "a canary inside a BATCH", len);
+        else if (m->connection.len || m->user.len || m->session.len || m->channel.len)
             bus_drop(s, "a canary with a target", len);
         else
             canary_received(s, &m->body);
-        dsock__worker_message__free_unpacked(m, NULL);
         return;
     }
     else if (!bus_id_ok(&m->connection) || !bus_id_ok(&m->user) || !bus_id_ok(&m->session))
@@ -990,11 +1052,13 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
         why = "text body is not UTF-8";
     if (why) {
         bus_drop(s, why, len);
-        dsock__worker_message__free_unpacked(m, NULL);
         return;
     }
-    /* The checked ids hold no NUL: one allocation makes C strings of all four. */
-    char *ids = mem_alloc(m->connection.len + m->user.len + m->session.len + m->channel.len + 4);
+    /* The checked ids hold no NUL: C strings of all four, on the stack when short
+     * (one allocation otherwise). */
+    size_t need = m->connection.len + m->user.len + m->session.len + m->channel.len + 4;
+    char stack[512];
+    char *ids = need <= sizeof stack ? stack : mem_alloc(need);
     char *p = ids;
     const ProtobufCBinaryData *src[] = {&m->connection, &m->user, &m->session, &m->channel};
     const char **dst[] = {&msg.target.id, &msg.target.user, &msg.target.session,
@@ -1006,7 +1070,18 @@ static void sub_on_message(void *ud, const char *data, size_t len) {
         p += src[i]->len + 1;
     }
     if (s->handlers.on_message) s->handlers.on_message(s->handlers.ud, &msg);
-    free(ids);
+    if (ids != stack) free(ids);
+}
+
+static void sub_on_message(void *ud, const char *data, size_t len) {
+    store_redis_t *s = ud;
+    if (s->closing) return;
+    Dsock__WorkerMessage *m = dsock__worker_message__unpack(NULL, len, (const uint8_t *)data);
+    if (!m) {
+        bus_drop(s, "not a WorkerMessage", len);
+        return;
+    }
+    bus_handle(s, m, len, false);
     dsock__worker_message__free_unpacked(m, NULL);
 }
 
@@ -1039,9 +1114,13 @@ static void conn_on_closed(void *ud) {
     if (--s->open_conns == 0) free_store(s);
 }
 
+static void batch_check_closed(uv_handle_t *h) { conn_on_closed(h->data); }
+
 static void finalize(store_redis_t *s) {
     if (s->finalizing) return;
     s->finalizing = true;
+    batch_flush(s); /* empty since r_close; an op submitted now fails below */
+    uv_close((uv_handle_t *)&s->batch_check, batch_check_closed);
     if (s->retry_count)
         log_warn("redis: unregistrations could not be sent before closing",
                  LOG_U("count", s->retry_count));
@@ -1280,6 +1359,74 @@ static void big_send_resolved(op_t *op, redisReply *reply) {
     }
 }
 
+/* Batched sends ------------------------------------------------------------ */
+
+/* The sends a turn of the loop produced (the API's requests read in one poll
+ * phase) wait in s->batch until the loop's check phase, right after that poll
+ * phase, or until anything else is submitted (op_submit flushes first, so every
+ * operation still reaches Redis in call order), or until the batch is full.
+ * Alone, a send goes as before (deliver); together, as one deliver_batch call,
+ * which PUBLISHes once per worker (docs/redis.md, "Batched sends"). hiredis
+ * writes its buffer when the socket is next writable, on a later poll phase,
+ * so waiting for the check phase costs a send no time. */
+static void batch_flush(store_redis_t *s) {
+    size_t n = s->batch_n;
+    if (!n) return;
+    s->batch_n = 0;
+    s->batch_bytes = 0;
+    uv_check_stop(&s->batch_check);
+    if (n == 1) {
+        op_submit(s->batch[0]);
+        return;
+    }
+    /* EVALSHA sha 0 count, then the 5 arguments of each send, pointing into the
+     * sends' own copies (alive until the batch is answered). */
+    int argc = 4 + 5 * (int)n;
+    op_t *op = mem_calloc(1, sizeof(op_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t)) +
+                                 n * sizeof(op_t *) + 24);
+    op->s = s;
+    op->kind = OP_DELIVER_BATCH;
+    op->mop = -1;
+    op->script = REDIS_SCRIPT_DELIVER_BATCH;
+    op->req.fn = op_reply;
+    op->argc = argc;
+    op->argv = (const char **)(op + 1);
+    op->lens = (size_t *)(op->argv + argc);
+    op->members = (op_t **)(op->lens + argc);
+    op->n_members = n;
+    char *count = (char *)(op->members + n);
+    snprintf(count, 24, "%zu", n);
+    op->argv[0] = "EVALSHA";
+    op->lens[0] = 7;
+    op->argv[1] = s->sha[REDIS_SCRIPT_DELIVER_BATCH];
+    op->lens[1] = SHA_LEN;
+    op->argv[2] = "0";
+    op->lens[2] = 1;
+    op->argv[3] = count;
+    op->lens[3] = strlen(count);
+    for (size_t i = 0; i < n; i++) {
+        op_t *m = s->batch[i];
+        op->members[i] = m;
+        for (int j = 0; j < 5; j++) {
+            op->argv[4 + 5 * i + (size_t)j] = m->argv[3 + j];
+            op->lens[4 + 5 * i + (size_t)j] = m->lens[3 + j];
+        }
+    }
+    op_submit(op);
+}
+
+static void on_batch_check(uv_check_t *h) { batch_flush(h->data); }
+
+/* A plain send (deliver's op, not yet submitted) joins this turn's batch. */
+static void batch_add(store_redis_t *s, op_t *op) {
+    size_t bytes = op->lens[3 + 4];
+    if (s->batch_n && s->batch_bytes + bytes > BATCH_MAX_BYTES) batch_flush(s);
+    if (!s->batch_n) uv_check_start(&s->batch_check, on_batch_check);
+    s->batch[s->batch_n++] = op;
+    s->batch_bytes += bytes;
+    if (s->batch_n == BATCH_MAX) batch_flush(s);
+}
+
 /* The payload is encoded once here; the script PUBLISHes the same bytes to every
  * worker. Sends, disconnects and (un)subscriptions (join: "1"/"0", with the
  * channel name as the body). */
@@ -1356,7 +1503,13 @@ static void deliver(store_redis_t *s, worker_msg_kind_t kind, const store_target
                                                : METRICS_OP_SEND);
     op->cb.delivery = cb;
     op->ud = ud;
-    op_submit(op);
+    /* A plain send, without an Idempotency-Key (whose wrapper is per call), joins
+     * the turn's batch; the rest goes at once (after the batch). */
+    if ((kind == WORKER_MSG_TEXT || kind == WORKER_MSG_BINARY) && !idem && !drop_claims &&
+        packed <= BATCH_ONE_MAX)
+        batch_add(s, op);
+    else
+        op_submit(op);
 }
 
 static void r_send(store_t *st, const worker_msg_t *msg, store_delivery_cb cb, void *ud) {
@@ -1548,6 +1701,7 @@ static void r_conns_subscribed(store_t *st, const char *channel, bool join,
 static void r_close(store_t *st, void (*done)(void *ud), void *ud) {
     store_redis_t *s = (store_redis_t *)st;
     if (s->closing) return;
+    batch_flush(s);
     s->done = done;
     s->done_ud = ud;
     if (redis_conn_ready(s->cmd)) {
@@ -1665,7 +1819,10 @@ store_t *store_redis_new(uv_loop_t *loop, const store_redis_config_t *cfg) {
         .on_closed = conn_on_closed,
         .ud = s,
     };
-    s->open_conns = s->sentinel ? 2 : 1;
+    uv_check_init(loop, &s->batch_check);
+    s->batch_check.data = s;
+    /* the command connection, batch_check, and the sentinel watcher if any */
+    s->open_conns = s->sentinel ? 3 : 2;
     s->cmd = redis_conn_new(loop, &s->conn_cfg, &hooks);
     if (s->sentinel) redis_sentinel_watch(s->sentinel, s->cmd);
     return &s->base;

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/buf.h"
+#include "common/hmap.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/rand.h"
@@ -98,11 +100,30 @@ static void respond_handshake_error(http_conn_t *hc, ws_handshake_status_t st, c
 
 /* Connection setup ----------------------------------------------------------- */
 
+static void adopted_closed(uv_handle_t *h) { free(h); }
+
 static void on_registered(void *ud, store_status_t status) {
     worker_conn_t *c = ud;
     worker_t *w = c->w;
     w->pending_ops--;
     if (status == STORE_OK) c->registered = true;
+    if (!c->hc) {
+        /* Adopted from another thread (adopt_one, which holds its socket during
+         * the registration): its 101 is queued, nobody waits for an HTTP answer. */
+        uv_tcp_t *tcp = w->adopt_tcp;
+        w->adopt_tcp = NULL;
+        if (!tcp || status != STORE_OK || w->closing) {
+            worker_conn_unroute(c);
+            worker_conn_free(c);
+            if (tcp) uv_close((uv_handle_t *)tcp, adopted_closed);
+            return;
+        }
+        log_debug("connect", LOG_S("id", c->ix.id), LOG_S("user", c->ix.user),
+                  LOG_S("session", c->ix.session), LOG_S("peer", w->adopt_peer),
+                  LOG_S("moved", "from another thread"));
+        worker_conn_open(c, tcp, (char *)w->adopt_rest, w->adopt_rest_len);
+        return;
+    }
     if (status != STORE_OK || w->closing) {
         if (status != STORE_OK)
             log_warn("registering a connection failed (store)", LOG_S("id", c->ix.id),
@@ -158,10 +179,12 @@ static void registration_seen(worker_t *w, const worker_msg_t *msg) {
 
 /* Creates the connection, indexed and PENDING with its 101 queued, then registers
  * it. Everything is in place before the store call: its callback, and messages for
- * the new id, may come before store_conn_register returns. */
-static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
-                       const ws_deflate_params_t *zp, const char *user, const char *session,
-                       const char *const *channels, size_t channel_count) {
+ * the new id, may come before store_conn_register returns. hc is the request, or
+ * NULL for a socket adopted from another thread (w->adopt_tcp, on this loop). */
+static void conn_create(worker_t *w, http_conn_t *hc, const char *reqid,
+                        const char *accept, const ws_deflate_params_t *zp, const char *user,
+                        const char *session, const char *const *channels,
+                        size_t channel_count) {
     size_t ul = strlen(user);
     size_t sl = session ? strlen(session) : 0;
     worker_conn_t *c = mem_calloc(1, sizeof *c + RAND_UUID_LEN + 1 + ul + 1 + sl + 1);
@@ -192,7 +215,7 @@ static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
                      "X-Request-ID: %s\r\n%s\r\n",
-                     accept, http_conn_request_id(hc), ext);
+                     accept, reqid, ext);
     worker_frame_t *f = worker_frame_raw(resp, (size_t)n);
     worker_queue_push(&c->q, &w->pool, f, 0);
     worker_frame_unref(f);
@@ -217,6 +240,127 @@ static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
     sc.generation = registration_begin(&c->ix);
     store_conn_register(w->store, &sc, on_registered, c);
     free(chans);
+}
+
+/* A connection handed to its user's thread: everything conn_create needs, in one
+ * allocation (the strings follow). */
+typedef struct adopt {
+    mpsc_node_t node; /* first */
+    int fd;
+    char accept[WS_ACCEPT_LEN + 1];
+    ws_deflate_params_t deflate;
+    const char *reqid, *peer, *user, *session;
+    const char **channels;
+    size_t channel_count;
+    char *rest;
+    size_t rest_len;
+} adopt_t;
+
+static char *put_str(char **p, const char *str) {
+    size_t n = strlen(str) + 1;
+    char *out = memcpy(*p, str, n);
+    *p += n;
+    return out;
+}
+
+/* Moves the request's socket to `to`'s loop (http_conn_take_fd), where adopt_one
+ * goes on as conn_begin would. False when it could not (no descriptor): the
+ * connection then stays here. */
+static bool hand_over(worker_t *w, worker_t *to, http_conn_t *hc, const char *accept,
+                      const ws_deflate_params_t *zp, const char *user, const char *session,
+                      const char *const *channels, size_t channel_count) {
+    const char *reqid = http_conn_request_id(hc), *peer = http_conn_peer(hc);
+    size_t strs = strlen(reqid) + strlen(peer) + strlen(user) + (session ? strlen(session) : 0) + 4;
+    for (size_t i = 0; i < channel_count; i++) strs += strlen(channels[i]) + 1;
+    adopt_t *a = mem_calloc(1, sizeof *a + channel_count * sizeof(char *) + strs);
+    a->channels = (const char **)(a + 1);
+    char *p = (char *)(a->channels + channel_count);
+    a->reqid = put_str(&p, reqid);
+    a->peer = put_str(&p, peer);
+    a->user = put_str(&p, user);
+    a->session = session ? put_str(&p, session) : NULL;
+    for (size_t i = 0; i < channel_count; i++) a->channels[i] = put_str(&p, channels[i]);
+    a->channel_count = channel_count;
+    memcpy(a->accept, accept, sizeof a->accept);
+    a->deflate = *zp;
+    a->fd = http_conn_take_fd(hc, &a->rest, &a->rest_len);
+    if (a->fd == -1) {
+        free(a);
+        return false;
+    }
+    if (a->fd == -2) { /* the client left meanwhile */
+        worker_slot_release(w);
+        free(a);
+        return true;
+    }
+    /* The max_connections slot goes with it (a counter shared by the threads). */
+    mpsc_push(&to->adopt, &a->node);
+    uv_async_send(&to->adopt_wake);
+    return true;
+}
+
+static void adopt_free(worker_t *w, adopt_t *a, bool close_fd) {
+    if (close_fd) {
+        close(a->fd);
+        worker_slot_release(w);
+    }
+    free(a->rest);
+    free(a);
+}
+
+static void adopt_one(worker_t *w, adopt_t *a) {
+    if (w->closing || w->draining) { /* shutting down: like a refused connect */
+        adopt_free(w, a, true);
+        return;
+    }
+    uv_tcp_t *tcp = mem_alloc(sizeof *tcp);
+    uv_tcp_init(w->loop, tcp);
+    if (uv_tcp_open(tcp, a->fd) < 0) {
+        uv_close((uv_handle_t *)tcp, adopted_closed); /* not ours: the fd is closed below */
+        adopt_free(w, a, true);
+        return;
+    }
+    /* The registration is synchronous in the memory store, the only store whose
+     * workers run on several threads: on_registered takes the socket and the
+     * rest bytes from here. (Were it not, on_registered would find no socket and
+     * drop the connection, and the socket would be closed below.) */
+    w->adopt_tcp = tcp;
+    w->adopt_peer = a->peer;
+    w->adopt_rest = a->rest;
+    w->adopt_rest_len = a->rest_len;
+    conn_create(w, NULL, a->reqid, a->accept, &a->deflate, a->user, a->session, a->channels,
+                a->channel_count);
+    if (w->adopt_tcp) uv_close((uv_handle_t *)w->adopt_tcp, adopted_closed);
+    w->adopt_tcp = NULL;
+    w->adopt_peer = NULL;
+    w->adopt_rest = NULL;
+    w->adopt_rest_len = 0;
+    adopt_free(w, a, false);
+}
+
+static void on_adopt(uv_async_t *h) {
+    worker_t *w = h->data;
+    mpsc_node_t *n;
+    while ((n = mpsc_pop(&w->adopt))) adopt_one(w, (adopt_t *)n);
+}
+
+static void conn_begin(worker_t *w, http_conn_t *hc, const char *accept,
+                       const ws_deflate_params_t *zp, const char *user, const char *session,
+                       const char *const *channels, size_t channel_count) {
+    if (w->peers) {
+        unsigned owner = (unsigned)(hmap_hash(user, strlen(user)) % w->n_peers);
+        if (owner != w->self && hand_over(w, w->peers[owner], hc, accept, zp, user, session,
+                                          channels, channel_count))
+            return;
+    }
+    conn_create(w, hc, http_conn_request_id(hc), accept, zp, user, session, channels,
+                channel_count);
+}
+
+void worker_set_peers(worker_t *w, worker_t *const *peers, unsigned n, unsigned self) {
+    w->peers = n > 1 ? peers : NULL;
+    w->n_peers = n;
+    w->self = self;
 }
 
 static void on_claim(void *ud, store_status_t status, const store_claim_t *claim) {
@@ -620,7 +764,10 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
     w->sweep.data = w;
     uv_timer_init(loop, &w->drain_timer);
     w->drain_timer.data = w;
-    w->timers_open = 2;
+    mpsc_init(&w->adopt);
+    uv_async_init(loop, &w->adopt_wake, on_adopt);
+    w->adopt_wake.data = w;
+    w->timers_open = 3;
     uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     store_worker_handlers_t h = {on_message, on_resync, w};
     int r = store_worker_attach(store, w->id, &h);
@@ -631,6 +778,9 @@ worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg
 static void on_timer_closed(uv_handle_t *h) {
     worker_t *w = h->data;
     if (--w->timers_open) return;
+    /* Sockets handed over too late to be adopted (none after the servers closed). */
+    mpsc_node_t *n;
+    while ((n = mpsc_pop(&w->adopt))) adopt_free(w, (adopt_t *)n, true);
     void (*done)(void *) = w->done;
     void *ud = w->done_ud;
     worker_index_free(&w->index);
@@ -655,6 +805,7 @@ void worker_maybe_finish(worker_t *w) {
     w->timer_closing = true;
     uv_close((uv_handle_t *)&w->sweep, on_timer_closed);
     uv_close((uv_handle_t *)&w->drain_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&w->adopt_wake, on_timer_closed);
 }
 
 /* Drain ------------------------------------------------------------------------ */

@@ -41,6 +41,15 @@ typedef struct worker_config {
  * Never NULL. */
 worker_t *worker_new(uv_loop_t *loop, store_t *store, const worker_config_t *cfg);
 
+/* The workers of one process's loop threads (standalone: they share the memory
+ * store), all of them, this one at `self`: a connection is then placed on the
+ * thread its user hashes to, its socket moved there before its 101, so that all
+ * of a user's connections are on one loop and a send to the user reaches them
+ * with at most one hand-off between threads. Called before the threads start,
+ * on every worker, with the same array (which must outlive them). n <= 1: no
+ * placement. */
+void worker_set_peers(worker_t *w, worker_t *const *peers, unsigned n, unsigned self);
+
 /* For the server's precheck, on the request line and headers: not /connect
  * (HTTP_NOT_MINE); not GET (405) or with a body (400 INVALID_HANDSHAKE), answered
  * (HTTP_ANSWERED); else HTTP_ACCEPTED, for worker_handle. */

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/mpsc.h"
 #include "net/http_server.h"
 #include "ops/metrics.h"
 #include "protocol/ws_deflate.h"
@@ -129,7 +130,19 @@ struct worker {
     struct worker_conn *drain_next; /* next to look at; moved on when it is freed */
     void (*drain_done)(void *ud);
     void *drain_ud;
-    int timers_open;               /* sweep and drain_timer, until their close callbacks */
+    /* Threads of one process (worker_set_peers): a connection is placed on the
+     * thread its user hashes to, so that a user's connections share one loop
+     * (docs/architecture.md, "A user's connections on one thread"). Sockets
+     * handed over by the other threads wait in `adopt` (adopt_t items). */
+    worker_t *const *peers;        /* NULL: one thread */
+    unsigned n_peers, self;
+    mpsc_t adopt;
+    uv_async_t adopt_wake;
+    uv_tcp_t *adopt_tcp;           /* during an adopted connection's registration: */
+    const char *adopt_peer;        /* its socket, its client's address and the bytes */
+    const char *adopt_rest;        /* that followed its request */
+    size_t adopt_rest_len;
+    int timers_open;               /* sweep, drain_timer, adopt_wake, until their close callbacks */
     bool closing;
     bool timer_closing;
     void (*done)(void *ud);

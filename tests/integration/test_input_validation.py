@@ -243,7 +243,7 @@ def test_bus_messages_are_validated(cluster):
             worker_message(TEXT, user=b"\xff" + user.encode(), body=b"not-utf8-user"),
             worker_message(DISCONNECT, user=user + "\x00x"),               # used to close it
             worker_message(DISCONNECT, user=user, body=b"body"),
-            worker_message(7, user=user, body=b"kind"),
+            worker_message(99, user=user, body=b"kind"),
             worker_message(TEXT, body=b"no-target"),
             b"\xff\xff\xff",                                                # not protobuf
         ]
