@@ -858,19 +858,14 @@ void http_conn_respond_error(http_conn_t *c, int status, const char *code, const
 
 bool http_conn_is_gone(const http_conn_t *c) { return !c->tcp || c->state == CONN_CLOSING; }
 
-uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
-    if (!c->in_handler) log_fatal("http_conn_detach: no request pending on this connection");
-    if (c->in_precheck) log_fatal("http_conn_detach: not from the precheck (no body read yet)");
-    c->in_handler = false;
-    *rest = NULL;
-    *rest_len = 0;
-    if (!c->tcp || c->state == CONN_CLOSING) {
-        if (!c->tcp) conn_free(c);
-        return NULL;
-    }
+/* The end of an upgraded connection's life here (http_conn_detach, and
+ * http_conn_take_fd): its 101 counted and logged as answered, reading stopped,
+ * the bytes that came after the request handed over (*rest), and the connection
+ * freed without its socket, which is returned (tcp->data cleared) and no longer
+ * counted among the server's open handles. The caller runs drain_check. */
+static uv_tcp_t *conn_hand_off(http_conn_t *c, char **rest, size_t *rest_len) {
     http_server_t *s = c->server;
     uv_tcp_t *tcp = c->tcp;
-    /* The handler wrote (or queued) its 101: counted, and logged, as answered. */
     conn_account(c, http_parser_request(c->parser), 101, NULL, 0, NULL);
     conn_read_stop(c);
     tcp->data = NULL;
@@ -882,6 +877,21 @@ uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
     s->open_handles--;
     c->tcp = NULL;
     conn_free(c);
+    return tcp;
+}
+
+uv_tcp_t *http_conn_detach(http_conn_t *c, char **rest, size_t *rest_len) {
+    if (!c->in_handler) log_fatal("http_conn_detach: no request pending on this connection");
+    if (c->in_precheck) log_fatal("http_conn_detach: not from the precheck (no body read yet)");
+    c->in_handler = false;
+    *rest = NULL;
+    *rest_len = 0;
+    if (!c->tcp || c->state == CONN_CLOSING) {
+        if (!c->tcp) conn_free(c);
+        return NULL;
+    }
+    http_server_t *s = c->server;
+    uv_tcp_t *tcp = conn_hand_off(c, rest, rest_len);
     drain_check(s);
     return tcp;
 }
@@ -904,18 +914,7 @@ int http_conn_take_fd(http_conn_t *c, char **rest, size_t *rest_len) {
     if (dup_fd < 0) return -1;
     c->in_handler = false;
     http_server_t *s = c->server;
-    uv_tcp_t *tcp = c->tcp;
-    conn_account(c, http_parser_request(c->parser), 101, NULL, 0, NULL);
-    conn_read_stop(c);
-    tcp->data = NULL;
-    if (c->pending.len > 0) {
-        *rest = mem_strndup(c->pending.data, c->pending.len);
-        *rest_len = c->pending.len;
-    }
-    list_remove(s, c);
-    s->open_handles--; /* taken_closed touches nothing of the server */
-    c->tcp = NULL;
-    conn_free(c);
+    uv_tcp_t *tcp = conn_hand_off(c, rest, rest_len); /* taken_closed touches nothing of the server */
     /* Closes this loop's descriptor (and its epoll entry); the duplicate keeps the
      * connection open. */
     uv_close((uv_handle_t *)tcp, taken_closed);
