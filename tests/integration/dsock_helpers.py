@@ -298,13 +298,17 @@ class RedisServer:
 
     def stop(self, sig=signal.SIGTERM):
         """Stops the server (SIGTERM or SIGKILL) and waits until it is gone."""
+        self._kill(sig)
+        wait_until(lambda: not port_open(self.port), 5, what=f"{self.name} port to close")
+
+    def _kill(self, sig):
+        """Sends sig (resuming a paused server first) and waits for the process."""
         if self.proc and self.proc.alive():
             self.resume()
             self.proc.expect_clean_exit = False
             self.proc.popen.send_signal(sig)
             self.proc.popen.wait(10)
             self.proc.stopped = True
-        wait_until(lambda: not port_open(self.port), 5, what=f"{self.name} port to close")
 
     def restart(self):
         """Starts again, empty, on the same port."""

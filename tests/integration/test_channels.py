@@ -269,6 +269,39 @@ def test_subscribe_then_send_ordering(cluster):
             ws.close()
 
 
+def _sends_in_order_while(dep, ch, change, steady, n=200):
+    """Calls change() over and over on another thread while n numbered messages
+    go to channel ch through one keep-alive API connection; then every steady
+    member must have received all n, in order, and change() must never have
+    failed."""
+    stop = threading.Event()
+    errors = []
+
+    def loop():
+        try:
+            while not stop.is_set():
+                change()
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        api = h.KeepAliveApi(dep.apis[0], dep.token)
+        try:
+            for i in range(n):
+                assert api.send(f"{i}".encode(), channel=ch, type="text").status == 200
+        finally:
+            api.close()
+    finally:
+        stop.set()
+        t.join(30)
+    assert not errors, errors
+    for ws in steady:
+        got = [ws.recv_data(10) for _ in range(n)]
+        assert got == [f"{i}".encode() for i in range(n)]
+
+
 def test_concurrent_subscriptions_keep_steady_members(cluster):
     """Others join and leave the channel while messages flow: the steady members
     get every message, in order."""
@@ -278,33 +311,11 @@ def test_concurrent_subscriptions_keep_steady_members(cluster):
     churn_user = h.new_id()
     churners = [connect(cluster, churn_user, f"c{w}", worker=w % len(cluster.workers))
                 for w in range(2)]
-    stop = threading.Event()
-    errors = []
-
     def churn():
-        try:
-            while not stop.is_set():
-                sub(cluster, ch, user=churn_user, api=1 % len(cluster.apis)).expect(200)
-                sub(cluster, ch, join=False, user=churn_user, api=1 % len(cluster.apis)).expect(200)
-        except Exception as e:  # reported below
-            errors.append(e)
+        sub(cluster, ch, user=churn_user, api=1 % len(cluster.apis)).expect(200)
+        sub(cluster, ch, join=False, user=churn_user, api=1 % len(cluster.apis)).expect(200)
 
-    t = threading.Thread(target=churn)
-    t.start()
-    try:
-        api = h.KeepAliveApi(cluster.apis[0], cluster.token)
-        try:
-            for i in range(200):
-                assert api.send(f"{i}".encode(), channel=ch, type="text").status == 200
-        finally:
-            api.close()
-    finally:
-        stop.set()
-        t.join(30)
-    assert not errors, errors
-    for ws in steady:
-        got = [ws.recv_data(10) for _ in range(200)]
-        assert got == [f"{i}".encode() for i in range(200)]
+    _sends_in_order_while(cluster, ch, churn, steady)
     for ws in steady + churners:
         ws.close()
 
@@ -735,37 +746,15 @@ def test_concurrent_subscriptions_by_channel_keep_steady_members(make_deployment
         "sub": h.new_id(), "channels": [ch]})) for w in range(2)]
     churners = [h.ws_connect(dep.worker(w % len(dep.workers)), "jwt=" + jwt_for(dep, {
         "sub": h.new_id(), "channels": [churn]})) for w in range(4)]
-    stop = threading.Event()
-    errors = []
-
-    def churn_loop():
-        try:
-            while not stop.is_set():
-                sub(dep, ch, api=1 % len(dep.apis), channel=churn).expect(200)
-                sub(dep, ch, join=False, api=1 % len(dep.apis), channel=churn).expect(200)
-        except Exception as e:  # reported below
-            errors.append(e)
+    def churn_once():
+        sub(dep, ch, api=1 % len(dep.apis), channel=churn).expect(200)
+        sub(dep, ch, join=False, api=1 % len(dep.apis), channel=churn).expect(200)
 
     try:
         h.wait_until(lambda: len(_member_ids(dep, churn)) == 4, 5, what="the churners to register")
         steady_ids = h.wait_until(lambda: len(_member_ids(dep, ch)) == 2 and _member_ids(dep, ch),
                                   5, what="the steady members to register")
-        t = threading.Thread(target=churn_loop)
-        t.start()
-        try:
-            api = h.KeepAliveApi(dep.apis[0], dep.token)
-            try:
-                for i in range(200):
-                    assert api.send(f"{i}".encode(), channel=ch, type="text").status == 200
-            finally:
-                api.close()
-        finally:
-            stop.set()
-            t.join(30)
-        assert not errors, errors
-        for ws in steady:
-            got = [ws.recv_data(10) for _ in range(200)]
-            assert got == [f"{i}".encode() for i in range(200)]
+        _sends_in_order_while(dep, ch, churn_once, steady)
         h.wait_until(lambda: _member_ids(dep, ch) == steady_ids and
                      _redis_exact(dep, ch, steady_ids), 5, what="the store to converge")
         # the churners got an in-order subsequence, each message at most once, and

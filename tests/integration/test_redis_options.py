@@ -26,6 +26,24 @@ def acl_rule():
     return m.group(0).replace(">PASSWORD", ">" + PASSWORD).split()
 
 
+def wait_for_delivery(dep, user, ws, what):
+    """Sends numbered messages to user until one reaches ws (at most 15 s): the
+    way back after dsock lost Redis, for a client that stayed connected."""
+    api, n = dep.api(), [0]
+
+    def receives():
+        n[0] += 1
+        res = api.send(f"p{n[0]}".encode(), user=user, type="text")
+        if res.status != 200 or res.json["connections"] < 1:
+            return False
+        try:
+            return ws.recv_data(1.0).startswith(b"p")
+        except TimeoutError:
+            return False
+
+    h.wait_until(receives, 15, interval=0.2, what=what)
+
+
 def exercise(dep):
     """Every API call and a client's whole life through one deployment."""
     api = dep.api()
@@ -96,19 +114,7 @@ def test_acl_user_with_least_privilege(make_redis, make_deployment):
     with dep.connect(user) as ws:
         rc.execute_command("CLIENT", "KILL", "USER", "dsock")
         rc.execute_command("SCRIPT", "FLUSH")
-        api, n = dep.api(), [0]
-
-        def receives():
-            n[0] += 1
-            res = api.send(f"p{n[0]}".encode(), user=user, type="text")
-            if res.status != 200 or res.json["connections"] < 1:
-                return False
-            try:
-                return ws.recv_data(1.0).startswith(b"p")
-            except TimeoutError:
-                return False
-
-        h.wait_until(receives, 15, interval=0.2, what="delivery after the reconnect")
+        wait_for_delivery(dep, user, ws, "delivery after the reconnect")
     time.sleep(1.0)  # a heartbeat and a sweep, a subscription probe
     assert rc.execute_command("ACL", "LOG") == [], "Redis refused dsock something"
     # a clean shutdown (worker_leave) needs nothing more either
@@ -160,12 +166,7 @@ class UnixRedis(h.RedisServer):
         return self
 
     def stop(self, sig=h.signal.SIGTERM):
-        if self.proc and self.proc.alive():
-            self.resume()
-            self.proc.expect_clean_exit = False
-            self.proc.popen.send_signal(sig)
-            self.proc.popen.wait(10)
-            self.proc.stopped = True
+        self._kill(sig)
         if os.path.exists(self.sock):
             os.unlink(self.sock)
 
@@ -195,17 +196,4 @@ def test_unix_socket(unix_redis, make_deployment):
     with dep.connect(user) as ws:
         r.stop(h.signal.SIGKILL)
         r.start()
-        api = dep.api()
-        n = [0]
-
-        def receives():
-            n[0] += 1
-            res = api.send(f"p{n[0]}".encode(), user=user, type="text")
-            if res.status != 200 or res.json["connections"] < 1:
-                return False
-            try:
-                return ws.recv_data(1.0).startswith(b"p")
-            except TimeoutError:
-                return False
-
-        h.wait_until(receives, 15, interval=0.2, what="delivery after the restart")
+        wait_for_delivery(dep, user, ws, "delivery after the restart")
