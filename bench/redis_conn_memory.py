@@ -3,28 +3,21 @@
 docs/redis.md: a private redis-server, 19,000 connections written as conn_register
 writes them (one user per connection), INFO used_memory before and after each item
 (docs/benchmark.md, "Idle memory"). Usage: bench/redis_conn_memory.py [N]"""
-import subprocess
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 
-import redis
+from benchlib import free_port, start_redis
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 19000
-PORT = 47311
 
 
 def main():
-    srv = subprocess.Popen(["redis-server", "--port", str(PORT), "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    tmp = tempfile.mkdtemp(prefix="redis-conn-memory-")
+    srv, r = start_redis(free_port(), tmp)
     try:
-        r = redis.Redis(port=PORT)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         info = r.info()
         print(f"redis {info['redis_version']}, {r.info('memory')['mem_allocator']}, N={N}")
         worker = str(uuid.uuid4())
@@ -70,6 +63,7 @@ def main():
     finally:
         srv.terminate()
         srv.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ Usage: bench/script_cost.py [--source BIN] [--batch B] [--sends N] [--users U]
   --batch 1: the deliver script, one call per send (what an API sends alone);
   --batch B > 1: deliver_batch with B sends per call.
 Needs valgrind, redis-server and python3-redis."""
-import argparse, glob, os, shutil, socket, subprocess, sys, tempfile, time
+import argparse, glob, shutil, subprocess, tempfile
 
 import redis
+
+from benchlib import free_port, start_redis
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--source", default="build/bench/script-source")
@@ -33,27 +35,11 @@ def source(name):
     return subprocess.check_output([a.source, name]).decode()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 tmp = tempfile.mkdtemp(prefix="script-cost-")
 port = free_port()
-rs = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.%p",
-                       "redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                       "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+rs, r = start_redis(port, tmp, prefix=("valgrind", "--tool=callgrind",
+                                        f"--callgrind-out-file={tmp}/cg.%p"))
 try:
-    r = redis.Redis(port=port)
-    for _ in range(600):
-        try:
-            r.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
     register = r.script_load(source("conn_register"))
     pipe = r.pipeline(transaction=False)
     for i in range(2 * a.users):

@@ -16,7 +16,7 @@ result (channel:dst complete or empty, no pending mark).
 Usage: bench/subscribe_cost.py [--live] [DSOCK_BIN] [N] [W]"""
 import base64, hashlib, hmac, json, os, socket, subprocess, sys, tempfile, time, urllib.request
 
-import redis
+from benchlib import free_port, start_redis
 
 args = [a for a in sys.argv[1:] if a != "--live"]
 live = "--live" in sys.argv[1:]
@@ -24,14 +24,6 @@ dsock = args[0] if len(args) > 0 else "build/dsock"
 n = int(args[1]) if len(args) > 1 else 10000
 nw = int(args[2]) if len(args) > 2 else 2
 SECRET = b"bench-secret"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def jwt(user):
@@ -81,17 +73,9 @@ def wait_port(port):
 rport, aport = free_port(), free_port()
 tmp = tempfile.mkdtemp()
 workers, socks = [], []
-rs = subprocess.Popen(["redis-server", "--port", str(rport), "--save", "", "--appendonly", "no",
-                       "--dir", tmp], stdout=subprocess.DEVNULL)
+rs, r = start_redis(rport, tmp)
 api = None
 try:
-    r = redis.Redis(port=rport)
-    for _ in range(100):
-        try:
-            r.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
     populate = """
     local n, nw = tonumber(ARGV[1]), tonumber(ARGV[2])
     for w = 1, nw do redis.call('SET', 'worker-alive:w' .. w, '1', 'EX', 3600) end
