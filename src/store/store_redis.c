@@ -220,17 +220,15 @@ static void op_reply(redis_req_t *req, redisReply *reply);
 
 /* args[i] may be NULL: then lens[i] bytes are reserved for the caller to fill
  * through op->argv[...] before op_issue. Scripts get EVALSHA sha 0 in front. */
-static op_t *op_new(store_redis_t *s, op_kind_t kind, int script, int nargs, const char **args,
-                    const size_t *lens) {
-    int pre = script >= 0 ? 3 : 0;
-    int argc = pre + nargs;
-    size_t bytes = 0;
-    for (int i = 0; i < nargs; i++) bytes += lens[i] + 1;
+/* An op of argc arguments (EVALSHA sha 0 filled in for a script) and `extra`
+ * bytes after its argv and lens, which the caller fills: *tail points there. Only
+ * the head is zeroed: a send's payload, up to max_body_bytes, is written into the
+ * extra bytes by the caller's pack, and zeroing them first was a pass over every
+ * byte of a big message for nothing. */
+static op_t *op_alloc(store_redis_t *s, op_kind_t kind, int script, int argc, size_t extra,
+                      char **tail) {
     size_t head = sizeof(op_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    /* Only the head is zeroed: the arguments are written below (a send's payload,
-     * up to max_body_bytes, by the caller's pack), and zeroing them first was a
-     * pass over every byte of a big message for nothing. */
-    op_t *op = mem_alloc(head + bytes);
+    op_t *op = mem_alloc(head + extra);
     memset(op, 0, head);
     op->s = s;
     op->kind = kind;
@@ -240,7 +238,7 @@ static op_t *op_new(store_redis_t *s, op_kind_t kind, int script, int nargs, con
     op->argc = argc;
     op->argv = (const char **)(op + 1);
     op->lens = (size_t *)(op->argv + argc);
-    char *p = (char *)(op->lens + argc);
+    *tail = (char *)(op->lens + argc);
     if (script >= 0) {
         op->argv[0] = "EVALSHA";
         op->lens[0] = 7;
@@ -249,6 +247,16 @@ static op_t *op_new(store_redis_t *s, op_kind_t kind, int script, int nargs, con
         op->argv[2] = "0";
         op->lens[2] = 1;
     }
+    return op;
+}
+
+static op_t *op_new(store_redis_t *s, op_kind_t kind, int script, int nargs, const char **args,
+                    const size_t *lens) {
+    int pre = script >= 0 ? 3 : 0;
+    size_t bytes = 0;
+    for (int i = 0; i < nargs; i++) bytes += lens[i] + 1;
+    char *p;
+    op_t *op = op_alloc(s, kind, script, pre + nargs, bytes, &p);
     for (int i = 0; i < nargs; i++) {
         if (args[i]) memcpy(p, args[i], lens[i]);
         p[lens[i]] = '\0'; /* op_arg's readers take the ids as C strings */
@@ -1381,27 +1389,13 @@ static void batch_flush(store_redis_t *s) {
     }
     /* EVALSHA sha 0 count, then the 5 arguments of each send, pointing into the
      * sends' own copies (alive until the batch is answered). */
-    int argc = 4 + 5 * (int)n;
-    op_t *op = mem_calloc(1, sizeof(op_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t)) +
-                                 n * sizeof(op_t *) + 24);
-    op->s = s;
-    op->kind = OP_DELIVER_BATCH;
-    op->mop = -1;
-    op->script = REDIS_SCRIPT_DELIVER_BATCH;
-    op->req.fn = op_reply;
-    op->argc = argc;
-    op->argv = (const char **)(op + 1);
-    op->lens = (size_t *)(op->argv + argc);
-    op->members = (op_t **)(op->lens + argc);
+    char *tail;
+    op_t *op = op_alloc(s, OP_DELIVER_BATCH, REDIS_SCRIPT_DELIVER_BATCH, 4 + 5 * (int)n,
+                        n * sizeof(op_t *) + 24, &tail);
+    op->members = (op_t **)tail;
     op->n_members = n;
     char *count = (char *)(op->members + n);
     snprintf(count, 24, "%zu", n);
-    op->argv[0] = "EVALSHA";
-    op->lens[0] = 7;
-    op->argv[1] = s->sha[REDIS_SCRIPT_DELIVER_BATCH];
-    op->lens[1] = SHA_LEN;
-    op->argv[2] = "0";
-    op->lens[2] = 1;
     op->argv[3] = count;
     op->lens[3] = strlen(count);
     for (size_t i = 0; i < n; i++) {
