@@ -1,8 +1,10 @@
 /* libFuzzer target for the small parsers of outside text that have no target of
  * their own: the identifier and integer validators (protocol/validate.h: every
  * id and integer from the API, JWTs and the bus), Go durations from config files
- * (config_parse_duration) and the healthcheck client's URL and status-line parsers
- * (ops/healthcheck.h). The first byte picks the parser; the rest is its input.
+ * (config_parse_duration), the healthcheck client's URL and status-line parsers
+ * (ops/healthcheck.h), the redis_sentinels list (config_parse_sentinels) and
+ * Sentinel's +switch-master messages, which come from the network
+ * (redis_sentinel_parse_switch). The first byte picks the parser; the rest is its input.
  * Each is checked against an independent reference or its documented invariants. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include "common/config.h"
 #include "ops/healthcheck.h"
 #include "protocol/validate.h"
+#include "store/redis_sentinel.h"
 #include "../tests/support/reference.h"
 
 /* Reference identifier rule: valid UTF-8 and no C0, DEL or C1 code point. */
@@ -53,7 +56,7 @@ static char *cstring(const uint8_t *data, size_t size) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
-    uint8_t which = data[0] % 5;
+    uint8_t which = data[0] % 7;
     const uint8_t *in = data + 1;
     size_t n = size - 1;
     switch (which) {
@@ -97,6 +100,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int st = healthcheck_status((const char *)in, n);
         if (st != -1 && (st < 100 || st > 999)) abort();
         if (st != -1 && (n < 12 || memcmp(in, "HTTP/1.", 7) != 0)) abort();
+        break;
+    }
+    case 5: {
+        char *s = cstring(in, n);
+        config_hostport_t out[4];
+        char err[128];
+        int k = config_parse_sentinels(s, out, 4, err, sizeof err);
+        if (k == -1) {
+            if (!memchr(err, '\0', sizeof err)) abort();
+        } else if (k < 1 || k > 4) {
+            abort();
+        } else {
+            for (int i = 0; i < k; i++)
+                if (!memchr(out[i].host, '\0', sizeof out[i].host) || out[i].port < 1 ||
+                    out[i].port > 65535)
+                    abort();
+        }
+        free(s);
+        break;
+    }
+    case 6: {
+        char host[64];
+        int port = 0;
+        int r = redis_sentinel_parse_switch((const char *)in, n, "mymaster", host, sizeof host,
+                                            &port);
+        if (r != 0 && r != -1) abort();
+        /* Only our master's messages (fields split on spaces, so leading ones are
+         * skipped), and only a whole address, are taken. */
+        size_t sp = 0;
+        while (sp < n && in[sp] == ' ') sp++;
+        if (r == 0 && (n - sp < 9 || memcmp(in + sp, "mymaster ", 9) != 0 || port < 1 ||
+                       port > 65535 || !memchr(host, '\0', sizeof host) || !host[0]))
+            abort();
         break;
     }
     }
