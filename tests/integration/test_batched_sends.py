@@ -8,7 +8,7 @@ import threading
 
 import pytest
 import dsock_helpers as h
-from test_input_validation import _varint, worker_message
+from test_input_validation import _channel, _varint, worker_message
 
 TEXT, BINARY, CANARY, BATCH = 0, 1, 3, 7
 
@@ -25,16 +25,11 @@ def batch(*elements, **target):
     return out
 
 
-def _worker_channel(dep, user):
-    conns = dep.api().info(user=user).expect(200)["connections"]
-    return "worker:" + conns[0]["worker"], conns[0]["id"]
-
-
 @pytest.mark.redis_only
 def test_a_batch_from_the_bus_is_delivered_in_order_and_checked_per_element(cluster):
     user = h.new_id()
     with cluster.connect(user) as ws:
-        channel, conn_id = _worker_channel(cluster, user)
+        channel, conn_id = _channel(cluster, user)
         r = cluster.redis.client()
         r.publish(channel, batch(worker_message(TEXT, user=user, body=b"b1"),
                                  worker_message(BINARY, connection=conn_id, body=b"b2"),
@@ -120,7 +115,7 @@ def test_an_older_worker_gets_no_batch(make_deployment):
     dep = make_deployment(worker_opts={"worker-ttl": "3600"})
     user = h.new_id()
     with dep.connect(user) as ws:
-        channel, _ = _worker_channel(dep, user)
+        channel, _ = _channel(dep, user)
         r = dep.redis.client()
         alive = "worker-alive:" + channel.split(":", 1)[1]
         assert r.get(alive) == b"2"

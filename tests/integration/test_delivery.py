@@ -52,17 +52,23 @@ def test_order_across_alternating_types(cluster):
             assert ws.recv_message() == (OP_TEXT if i % 2 else OP_BIN, str(i).encode())
 
 
+def utf8_text(limit):
+    """Valid UTF-8 of up to `limit` bytes, with 1- to 4-byte characters, cut on a
+    character boundary."""
+    text = ("0123456789abcdé€😀" * (limit // 20 + 1)).encode()[:limit]
+    while True:
+        try:
+            text.decode()
+            return text
+        except UnicodeDecodeError:
+            text = text[:-1]
+
+
 def test_binary_and_text_byte_for_byte(cluster):
     user = h.new_id()
     all_bytes = bytes(range(256))
     big_bin = os.urandom(1 << 20)
-    big_text = ("0123456789abcdé€😀" * 70000).encode()[: (1 << 20)]
-    while True:  # cut on a character boundary
-        try:
-            big_text.decode()
-            break
-        except UnicodeDecodeError:
-            big_text = big_text[:-1]
+    big_text = utf8_text(1 << 20)
     unicode_text = "héllo wörld — 你好 — 😀 \u0000 end".encode()
 
     async def main():
@@ -311,13 +317,7 @@ def test_large_messages_arrive_intact_and_in_order(cluster):
 def test_large_text_message_to_a_channel_and_a_connection_id(cluster):
     """The other targets take the same path: a channel and a connection id, text."""
     user = h.new_id()
-    body = ("0123456789abcdé€😀" * 80000).encode()[: 2 * MIB]
-    while True:  # cut on a character boundary
-        try:
-            body.decode()
-            break
-        except UnicodeDecodeError:
-            body = body[:-1]
+    body = utf8_text(2 * MIB)
     chan = h.new_id("ch")
 
     async def main():
